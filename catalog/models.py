@@ -1,0 +1,151 @@
+"""Catalogue models: categories, products, product images and shopper interactions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from .managers import InteractionQuerySet, ProductImageQuerySet, ProductQuerySet
+
+
+class Category(models.Model):
+    """A product category; categories nest through ``parent``."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200, unique=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "categories"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("shop:category", kwargs={"slug": self.slug})
+
+
+class Product(models.Model):
+    """A sellable product."""
+
+    sku = models.CharField("SKU", max_length=64, unique=True)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(0)])
+    currency = models.CharField(max_length=3, default="EUR")
+    stock = models.IntegerField(default=0)
+    is_active = models.BooleanField(default=True, db_index=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["category", "is_active"])]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.sku})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("shop:product", kwargs={"pk": self.pk})
+
+    @property
+    def primary_image(self) -> ProductImage | None:
+        """The image shown in lists (uses prefetched images when available)."""
+        images = list(self.images.all())
+        for image in images:
+            if image.is_primary:
+                return image
+        return images[0] if images else None
+
+    @property
+    def in_stock(self) -> bool:
+        return self.stock > 0
+
+
+def product_image_path(instance: ProductImage, filename: str) -> str:
+    """Store images under products/<sha-prefix>/ so one folder never grows too large."""
+    prefix = (instance.sha256 or "00")[:2]
+    return f"products/{prefix}/{filename}"
+
+
+class ProductImage(models.Model):
+    """A product photo and the state of its embedding."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(upload_to=product_image_path, max_length=500, blank=True)
+    position = models.PositiveIntegerField(default=0)
+    is_primary = models.BooleanField(default=False)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ProductImageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["product", "position", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product"], condition=models.Q(is_primary=True), name="catalog_one_primary_image"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.pk} of {self.product_id} ({self.status})"
+
+
+class Interaction(models.Model):
+    """One shopper action on a product, by a user or an anonymous session."""
+
+    class Kind(models.TextChoices):
+        VIEW = "view", "View"
+        CLICK = "click", "Click"
+        ADD_TO_CART = "add_to_cart", "Add to cart"
+        PURCHASE = "purchase", "Purchase"
+        RATING = "rating", "Rating"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="interactions"
+    )
+    session_key = models.CharField(max_length=64, blank=True, default="")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="interactions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.FloatField(default=1.0)
+    source = models.CharField("source widget", max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = InteractionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="interaction_user_hist"),
+            models.Index(fields=["session_key", "-created_at"], name="interaction_session_hist"),
+            models.Index(fields=["product", "kind"], name="interaction_product_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | ~models.Q(session_key=""), name="interaction_has_shopper"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.product_id}"

@@ -1,0 +1,65 @@
+"""Write use-cases of the catalogue (the only place that creates images and interactions)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import IO
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from .models import Interaction, Product, ProductImage
+
+logger = logging.getLogger(__name__)
+
+
+def sha256_of(data: bytes) -> str:
+    """Hex SHA-256 of raw file bytes (identical files embed once)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_upload(fileobj: IO[bytes], limit: int) -> bytes:
+    """Read at most ``limit`` bytes; raise ``ValueError`` if the file is larger."""
+    data = fileobj.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"file is larger than {limit} bytes")
+    return data
+
+
+@transaction.atomic
+def add_product_image(
+    product: Product, data: bytes, filename: str, *, is_primary: bool | None = None, position: int | None = None
+) -> ProductImage:
+    """Store an image file for ``product``; its embedding is queued after commit.
+
+    The first image of a product becomes its primary image unless told otherwise.
+    """
+    existing = product.images.count()
+    if is_primary is None:
+        is_primary = not product.images.filter(is_primary=True).exists()
+    if is_primary:
+        product.images.filter(is_primary=True).update(is_primary=False)
+    image = ProductImage(
+        product=product,
+        sha256=sha256_of(data),
+        is_primary=is_primary,
+        position=existing if position is None else position,
+    )
+    image.file.save(filename, ContentFile(data), save=False)
+    image.save()
+    return image
+
+
+def record_interaction(product: Product, kind: str, *, user=None, session_key: str = "", **fields) -> Interaction:
+    """Record one shopper action (validated against the model's choices)."""
+    interaction = Interaction(
+        product=product,
+        kind=kind,
+        user=user if user is not None and user.is_authenticated else None,
+        session_key=session_key or "",
+        **fields,
+    )
+    interaction.full_clean()
+    interaction.save()
+    return interaction

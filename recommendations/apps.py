@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class RecommendationsConfig(AppConfig):
+    """Visual recommendations: embeddings, recommenders, serving."""
+
+    name = "recommendations"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks, signals  # noqa: F401  (registers checks and signal handlers)

@@ -1,0 +1,51 @@
+"""System checks for misconfiguration (visrec.E001...)."""
+
+from __future__ import annotations
+
+from django.core.checks import Error, Tags, register
+from django.db import connection
+from django.db.utils import DatabaseError
+
+from .conf import visrec_settings
+
+MIN_PGVECTOR = (0, 7)
+
+
+@register(Tags.database)
+def check_pgvector(app_configs=None, databases=None, **kwargs) -> list[Error]:
+    """visrec.E001/E002: the database must be PostgreSQL with pgvector >= 0.7."""
+    if not databases or "default" not in databases:
+        return []
+    if connection.vendor != "postgresql":
+        return [Error("visrec needs PostgreSQL with pgvector", hint="Set DATABASE_URL to a PostgreSQL server.", id="visrec.E001")]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+            row = cursor.fetchone()
+    except DatabaseError as e:
+        return [Error(f"cannot query the database: {e}", id="visrec.E001")]
+    if row is None:
+        return [
+            Error(
+                "the pgvector extension is not installed on the database server",
+                hint="Install pgvector >= 0.7 on the server, or unset DATABASE_URL to use the embedded PostgreSQL.",
+                id="visrec.E001",
+            )
+        ]
+    version = tuple(int(p) for p in row[0].split(".")[:2])
+    if version < MIN_PGVECTOR:
+        return [Error(f"pgvector {row[0]} is too old", hint="Upgrade pgvector to 0.7 or newer.", id="visrec.E002")]
+    return []
+
+
+@register()
+def check_backbone_weights(app_configs=None, **kwargs) -> list[Error]:
+    """visrec.E003: the configured backbone's weights must be on this machine."""
+    from .ml.backbones import UnknownBackbone, WeightsNotFound, resolve_weights
+
+    name = visrec_settings.BACKBONE
+    try:
+        resolve_weights(name, (visrec_settings.WEIGHTS or {}).get(name), visrec_settings.WEIGHTS_DIR or None)
+    except (WeightsNotFound, UnknownBackbone) as e:
+        return [Error(str(e), hint="Set VISREC['BACKBONE'] / VISREC['WEIGHTS'] in settings.", id="visrec.E003")]
+    return []

@@ -1,0 +1,214 @@
+"""Bridge between image rows and the embedder: load, validate, embed, store.
+
+Idempotent and loss-free: each image ends ``ready`` (one vector per embedding-model
+version, upserted) or ``failed`` with a reason; a bad image never stops the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import transaction
+
+from .conf import get_image_model, visrec_settings
+from .ml.images import ImageRejected, load_image
+from .models import EmbeddingModel, ImageEmbedding
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EmbedReport:
+    """Counts of one embedding run."""
+
+    embedded: int = 0
+    reused: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        done = self.embedded + self.reused + self.failed
+        return done / self.seconds if self.seconds else 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def _embedder(backbone: str, weights_path: str | None, weights_dir: str | None, device: str, batch_size: int):
+    from .ml.backbones import load_backbone
+    from .ml.embedder import Embedder
+
+    return Embedder(load_backbone(backbone, weights_path, weights_dir), device=device, batch_size=batch_size)
+
+
+def get_embedder():
+    """The process-wide embedder for the configured backbone (loaded once, lazily)."""
+    name = visrec_settings.BACKBONE
+    return _embedder(
+        name,
+        (visrec_settings.WEIGHTS or {}).get(name),
+        visrec_settings.WEIGHTS_DIR or None,
+        visrec_settings.DEVICE,
+        int(visrec_settings.EMBED_BATCH_SIZE),
+    )
+
+
+def current_embedding_model() -> EmbeddingModel:
+    """The version record of the configured backbone; created (and indexed) on first use.
+
+    The first version ever created becomes active; switching versions is done by
+    :func:`activate_embedding_model` once the new vectors are complete.
+    """
+    import hashlib
+    import json
+
+    spec = get_embedder().backbone.spec()
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    model, created = EmbeddingModel.objects.get_or_create(
+        key=key,
+        defaults={
+            "backbone": spec["backbone"],
+            "weights_sha256": spec["weights_sha256"],
+            "preprocessing": spec["preprocessing"],
+            "dimensions": spec["dimensions"],
+        },
+    )
+    if created:
+        model.ensure_index()
+        if not EmbeddingModel.objects.filter(is_active=True).exists():
+            activate_embedding_model(model)
+    return model
+
+
+@transaction.atomic
+def activate_embedding_model(model: EmbeddingModel) -> None:
+    """Make ``model`` the version that serving reads (atomic switch)."""
+    EmbeddingModel.objects.filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
+    EmbeddingModel.objects.filter(pk=model.pk).update(is_active=True)
+    model.is_active = True
+
+
+def _read(image) -> tuple[bytes | None, str]:
+    if not image.file:
+        return None, "no image file"
+    try:
+        with image.file.open("rb") as f:
+            data = f.read(int(visrec_settings.MAX_IMAGE_BYTES) + 1)
+    except (OSError, ValueError) as e:
+        return None, f"image file cannot be read: {e}"
+    if len(data) > int(visrec_settings.MAX_IMAGE_BYTES):
+        return None, f"file larger than {visrec_settings.MAX_IMAGE_BYTES} bytes"
+    return data, ""
+
+
+def _decode(image):
+    """Read and decode one image row; returns (image, PIL image or None, error)."""
+    data, error = _read(image)
+    if data is None:
+        return image, None, error
+    try:
+        pil = load_image(data, int(visrec_settings.MAX_IMAGE_PIXELS))
+    except ImageRejected as e:
+        return image, None, str(e)
+    return image, pil, ""
+
+
+def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Progress | None = None) -> EmbedReport:
+    """Embed the given images with the current embedding model.
+
+    Images already embedded by this version are skipped unless ``force``; images
+    whose file content (sha256) was already embedded reuse that vector.
+    """
+    started = time.perf_counter()
+    report = EmbedReport()
+    model = current_embedding_model()
+    embedder = get_embedder()
+    ids = sorted(set(image_ids))
+    batch_size = max(int(visrec_settings.EMBED_BATCH_SIZE), 1)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(ids), batch_size):
+            _embed_batch(ids[start : start + batch_size], model, embedder, pool, force, report)
+            if progress:
+                progress(min(start + batch_size, len(ids)), len(ids))
+    report.seconds = time.perf_counter() - started
+    logger.info(
+        "embedded images", extra={"embedded": report.embedded, "reused": report.reused, "failed": report.failed}
+    )
+    return report
+
+
+def _embed_batch(ids, model, embedder, pool, force, report) -> None:
+    Image = get_image_model()
+    images = list(Image.objects.filter(pk__in=ids).order_by("pk"))
+    report.skipped += len(ids) - len(images)
+    if not force:
+        done = set(ImageEmbedding.objects.filter(model=model, image_id__in=ids).values_list("image_id", flat=True))
+        for image in images:
+            if image.pk in done and image.status != Image.Status.READY:
+                _mark(image, Image.Status.READY, "")
+        report.skipped += len(done)
+        images = [im for im in images if im.pk not in done]
+    if not images:
+        return
+    known = _known_vectors(model, {im.sha256 for im in images if im.sha256})
+    vectors: dict[int, np.ndarray] = {}
+    to_decode = []
+    for image in images:
+        if image.sha256 and image.sha256 in known:
+            vectors[image.pk] = known[image.sha256]
+            report.reused += 1
+        else:
+            to_decode.append(image)
+    decoded = []
+    for image, pil, error in pool.map(_decode, to_decode):
+        if pil is None:
+            _mark(image, Image.Status.FAILED, error)
+            report.failed += 1
+            report.failures[image.pk] = error
+        else:
+            decoded.append((image, pil))
+    if decoded:
+        embedded = embedder.embed([pil for _, pil in decoded])
+        for (image, pil), vector in zip(decoded, embedded, strict=True):
+            vectors[image.pk] = vector
+            image.width, image.height = pil.size
+        report.embedded += len(decoded)
+    _store(model, images, vectors)
+
+
+def _known_vectors(model: EmbeddingModel, shas: set[str]) -> dict[str, np.ndarray]:
+    if not shas:
+        return {}
+    rows = ImageEmbedding.objects.filter(model=model, image__sha256__in=shas).values_list("image__sha256", "vector")
+    return {sha: np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32) for sha, vec in rows}
+
+
+@transaction.atomic
+def _store(model: EmbeddingModel, images, vectors: dict[int, np.ndarray]) -> None:
+    from pgvector import HalfVector
+
+    Image = get_image_model()
+    rows = [ImageEmbedding(image_id=pk, model=model, vector=HalfVector(vec)) for pk, vec in vectors.items()]
+    ImageEmbedding.objects.bulk_create(
+        rows, update_conflicts=True, unique_fields=["image", "model"], update_fields=["vector"]
+    )
+    ready = [im for im in images if im.pk in vectors]
+    for image in ready:
+        image.status, image.error = Image.Status.READY, ""
+    Image.objects.bulk_update(ready, ["status", "error", "width", "height"])
+
+
+def _mark(image, status: str, error: str) -> None:
+    image.status, image.error = status, error[:2000]
+    type(image).objects.filter(pk=image.pk).update(status=status, error=image.error)
+    if error:
+        logger.warning("image rejected", extra={"image_id": image.pk, "reason": error})

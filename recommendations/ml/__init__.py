@@ -1,0 +1,1 @@
+"""Pure ML code of visrec: no Django imports anywhere below this package."""

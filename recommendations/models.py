@@ -1,0 +1,67 @@
+"""Models of the recommendation engine: embedding-model versions and image vectors."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import connection, models
+from pgvector.django import HalfVectorField
+
+
+class EmbeddingModelQuerySet(models.QuerySet):
+    def active(self) -> EmbeddingModel | None:
+        return self.filter(is_active=True).first()
+
+
+class EmbeddingModel(models.Model):
+    """One embedding-model version: backbone, weights checksum and preprocessing.
+
+    Vectors of different versions never mix; each version has its own partial HNSW
+    index on ``vector::halfvec(dimensions)`` so versions of any width share one table.
+    """
+
+    key = models.CharField(max_length=64, unique=True, help_text="Hash of backbone, weights and preprocessing.")
+    backbone = models.CharField(max_length=100)
+    weights_sha256 = models.CharField(max_length=64)
+    preprocessing = models.JSONField(default=dict)
+    dimensions = models.PositiveIntegerField()
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = EmbeddingModelQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_embedding_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.backbone} v{self.pk} ({self.dimensions}-d{', active' if self.is_active else ''})"
+
+    @property
+    def index_name(self) -> str:
+        return f"visrec_embedding_hnsw_{self.pk}"
+
+    def ensure_index(self) -> None:
+        """Create this version's HNSW cosine index (idempotent)."""
+        table = ImageEmbedding._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE INDEX IF NOT EXISTS {self.index_name} ON {table} "
+                f"USING hnsw ((vector::halfvec({int(self.dimensions)})) halfvec_cosine_ops) "
+                f"WHERE model_id = {int(self.pk)}"
+            )
+
+
+class ImageEmbedding(models.Model):
+    """The L2-normalised vector of one image under one embedding-model version."""
+
+    image = models.ForeignKey(settings.VISREC_IMAGE_MODEL, on_delete=models.CASCADE, related_name="embeddings")
+    model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="embeddings")
+    vector = HalfVectorField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "model"], name="one_embedding_per_image_and_model")]
+
+    def __str__(self) -> str:
+        return f"embedding of image {self.image_id} ({self.model_id})"

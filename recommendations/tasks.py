@@ -1,0 +1,50 @@
+"""Celery tasks: ids in, bridge functions called. No business logic here."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import DatabaseError, InterfaceError, transaction
+
+from .conf import visrec_settings
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    queue="embeddings",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(DatabaseError, InterfaceError, OSError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def embed_images(self, image_ids: list[int], force: bool = False) -> dict:
+    """Embed a batch of images; idempotent, so a redelivered batch does no harm."""
+    from .embedding import embed_images as run
+
+    if not image_ids:
+        logger.info("embed_images: nothing to do")
+        return {"embedded": 0}
+
+    def progress(done: int, total: int) -> None:
+        if not self.request.is_eager:
+            self.update_state(state="PROGRESS", meta={"done": done, "total": total})
+
+    report = run(image_ids, force=force, progress=progress)
+    return {"embedded": report.embedded, "reused": report.reused, "failed": report.failed, "skipped": report.skipped}
+
+
+def enqueue_embedding(image_ids: list[int]) -> None:
+    """Queue embedding of ``image_ids`` once the current transaction commits."""
+    ids = list(image_ids)
+    chunk = max(int(visrec_settings.EMBED_TASK_CHUNK), 1)
+
+    def send() -> None:
+        for start in range(0, len(ids), chunk):
+            embed_images.delay(ids[start : start + chunk])
+
+    transaction.on_commit(send)
