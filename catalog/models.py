@@ -38,7 +38,9 @@ class Product(models.Model):
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     category = models.ForeignKey(Category, null=True, blank=True, on_delete=models.SET_NULL, related_name="products")
-    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(0)])
+    price = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(0)]
+    )
     currency = models.CharField(max_length=3, default="EUR")
     stock = models.IntegerField(default=0)
     is_active = models.BooleanField(default=True, db_index=True)

@@ -51,6 +51,16 @@ def add_product_image(
     return image
 
 
+def mark_new_file(image: ProductImage) -> None:
+    """An image got a new file (admin upload): checksum it and queue a fresh embedding."""
+    if not image.file:
+        return
+    image.file.seek(0)
+    image.sha256 = sha256_of(image.file.read())
+    image.file.seek(0)
+    image.status, image.error = ProductImage.Status.PENDING, ""
+
+
 def record_interaction(product: Product, kind: str, *, user=None, session_key: str = "", **fields) -> Interaction:
     """Record one shopper action (validated against the model's choices)."""
     interaction = Interaction(

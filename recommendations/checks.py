@@ -17,7 +17,13 @@ def check_pgvector(app_configs=None, databases=None, **kwargs) -> list[Error]:
     if not databases or "default" not in databases:
         return []
     if connection.vendor != "postgresql":
-        return [Error("visrec needs PostgreSQL with pgvector", hint="Set DATABASE_URL to a PostgreSQL server.", id="visrec.E001")]
+        return [
+            Error(
+                "visrec needs PostgreSQL with pgvector",
+                hint="Set DATABASE_URL to a PostgreSQL server.",
+                id="visrec.E001",
+            )
+        ]
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")

@@ -161,35 +161,55 @@ def _embed_batch(ids, model, embedder, pool, force, report) -> None:
         return
     known = _known_vectors(model, {im.sha256 for im in images if im.sha256})
     vectors: dict[int, np.ndarray] = {}
-    to_decode = []
+    first_by_sha: dict[str, object] = {}
+    to_decode, copies = [], []
     for image in images:
         if image.sha256 and image.sha256 in known:
             vectors[image.pk] = known[image.sha256]
             report.reused += 1
+        elif image.sha256 and image.sha256 in first_by_sha:
+            copies.append(image)  # same file earlier in this batch: embed once
         else:
+            first_by_sha.setdefault(image.sha256 or f"pk{image.pk}", image)
             to_decode.append(image)
+    _embed_decoded(pool.map(_decode, to_decode), embedder, vectors, report)
+    for image in copies:
+        original = first_by_sha[image.sha256]
+        if original.pk in vectors:
+            vectors[image.pk] = vectors[original.pk]
+            image.width, image.height = original.width, original.height
+            report.reused += 1
+        else:
+            _mark(image, Image.Status.FAILED, original.error)
+            report.failed += 1
+            report.failures[image.pk] = original.error
+    _store(model, images, vectors)
+
+
+def _embed_decoded(results, embedder, vectors: dict[int, np.ndarray], report: EmbedReport) -> None:
+    Image = get_image_model()
     decoded = []
-    for image, pil, error in pool.map(_decode, to_decode):
+    for image, pil, error in results:
         if pil is None:
             _mark(image, Image.Status.FAILED, error)
             report.failed += 1
             report.failures[image.pk] = error
         else:
             decoded.append((image, pil))
-    if decoded:
-        embedded = embedder.embed([pil for _, pil in decoded])
-        for (image, pil), vector in zip(decoded, embedded, strict=True):
-            vectors[image.pk] = vector
-            image.width, image.height = pil.size
-        report.embedded += len(decoded)
-    _store(model, images, vectors)
+    if not decoded:
+        return
+    embedded = embedder.embed([pil for _, pil in decoded])
+    for (image, pil), vector in zip(decoded, embedded, strict=True):
+        vectors[image.pk] = vector
+        image.width, image.height = pil.size
+    report.embedded += len(decoded)
 
 
 def _known_vectors(model: EmbeddingModel, shas: set[str]) -> dict[str, np.ndarray]:
     if not shas:
         return {}
     rows = ImageEmbedding.objects.filter(model=model, image__sha256__in=shas).values_list("image__sha256", "vector")
-    return {sha: np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32) for sha, vec in rows}
+    return {sha: np.asarray(vec, dtype=np.float32) for sha, vec in rows}
 
 
 @transaction.atomic

@@ -31,7 +31,9 @@ class EmbeddingModel(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_embedding_model")
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_embedding_model"
+            )
         ]
 
     def __str__(self) -> str:

@@ -50,25 +50,27 @@ def product_vector(product, model: EmbeddingModel):
     return row
 
 
-def nearest_products(vector, model: EmbeddingModel, limit: int, exclude: list[int] | None = None, category=None):
-    """Products whose primary image is nearest to ``vector``, recommendable only.
+def nearest_products_queryset(vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None):
+    """Primary images of recommendable products ordered by cosine distance to ``vector``.
 
-    Filters are SQL in the same query as the HNSW scan (iterative scans keep the list
-    full); returns ``[(product_id, cosine similarity)]`` nearest first.
+    The ordering expression matches the version's partial HNSW index; the product
+    filters are SQL in the same query (pgvector iterative scans keep the list full).
     """
     Product = get_product_model()
     products = Product.objects.recommendable()
     if category is not None:
         products = products.filter(category=category)
-    query = (
-        ImageEmbedding.objects.filter(model=model, image__is_primary=True, image__product__in=products)
-        .annotate(distance=CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector))
-        .order_by("distance")
-    )
+    query = ImageEmbedding.objects.filter(model=model, image__is_primary=True, image__product__in=products)
     if exclude:
         query = query.exclude(image__product_id__in=exclude)
-    rows = query.values_list(F("image__product_id"), "distance")[:limit]
-    return [(pk, 1.0 - float(d)) for pk, d in rows]
+    distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
+    return query.annotate(distance=distance).order_by("distance")
+
+
+def nearest_products(vector, model: EmbeddingModel, limit: int, exclude: list[int] | None = None, category=None):
+    """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first."""
+    rows = nearest_products_queryset(vector, model, exclude, category).values_list(F("image__product_id"), "distance")
+    return [(pk, 1.0 - float(d)) for pk, d in rows[:limit]]
 
 
 def similar_items(product, limit: int = 8) -> list[Recommendation]:

@@ -52,10 +52,11 @@ def exception_handler(exc, context):
             {"error": {"code": "server_error", "message": "Internal error; it has been logged."}},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
-    code = codes if isinstance(codes, str) else getattr(exc, "default_code", "invalid")
-    body = {"error": {"code": code, "message": _message(response.data if isinstance(response.data, (list, dict)) else exc.detail)}}
-    if isinstance(response.data, dict) and "detail" not in response.data:
-        body["error"]["fields"] = response.data
+    data = response.data
+    code = exc.default_code if isinstance(exc, exceptions.APIException) else "error"
+    if isinstance(data, dict) and "detail" in data:
+        body = {"error": {"code": getattr(exc.detail, "code", None) or code, "message": str(data["detail"])}}
+    else:  # field validation errors
+        body = {"error": {"code": code, "message": _message(data), "fields": data}}
     response.data = body
     return response

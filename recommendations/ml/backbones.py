@@ -145,7 +145,10 @@ def _load_packaged(path: Path) -> Backbone:
 
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: mean = std = 0.5.
     transform = ImageClassification(
-        crop_size=224, resize_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+        crop_size=224,
+        resize_size=256,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
         interpolation=InterpolationMode.BICUBIC,
     )
     return Backbone(
@@ -169,8 +172,12 @@ def _load_torchvision(name: str, path: Path) -> Backbone:
     dimensions = _strip_classifier(model)
     transform = weights.transforms()
     return Backbone(
-        name=name, model=model, transform=transform, dimensions=dimensions,
-        weights_path=path, preprocessing=_describe(transform),
+        name=name,
+        model=model,
+        transform=transform,
+        dimensions=dimensions,
+        weights_path=path,
+        preprocessing=_describe(transform),
     )
 
 
@@ -179,7 +186,7 @@ def _strip_classifier(model) -> int:
     import torch
 
     parent, attr, last = None, None, None
-    for module_name, module in model.named_modules():
+    for module in model.modules():
         for child_name, child in module.named_children():
             if isinstance(child, torch.nn.Linear):
                 parent, attr, last = module, child_name, child

@@ -1,0 +1,53 @@
+# visrec: `make demo` serves the demo shop, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1:8000
+DEMO_ARGS ?= --products 1500 --users 400 --seed 7
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test worker bench lint migrate db-stop clean help
+
+help:
+	@echo "make demo    set up everything, load + embed the demo catalog, serve http://$(HOST)"
+	@echo "make test    set up everything, then ruff and the whole pytest suite"
+	@echo "make worker  run a Celery worker (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0)"
+	@echo "make bench   run the benchmarks under benchmarks/"
+	@echo "make db-stop stop the embedded PostgreSQL"
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+migrate: setup
+
+demo: setup
+	$(PY) manage.py visrec_demo $(DEMO_ARGS)
+	$(PY) manage.py visrec_embed --missing
+	DEBUG=$${DEBUG:-1} $(PY) manage.py visrec_demo_admin
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $(HOST)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+worker: setup
+	@test -n "$$CELERY_BROKER_URL" || { echo "CELERY_BROKER_URL is not set (e.g. export CELERY_BROKER_URL=redis://127.0.0.1:6379/0)"; exit 2; }
+	$(VENV)/bin/celery -A visrec_shop worker -Q embeddings,default -l info
+
+bench: setup
+	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+
+db-stop:
+	@test ! -x $(PY) || $(PY) -c "from pathlib import Path; from visrec_shop import dbserver; dbserver.stop(Path('var/pgdata'))"
+
+clean: db-stop
+	rm -rf var

@@ -1,0 +1,112 @@
+"""Admin for the catalogue: thumbnails, search, filters and embedding status."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils.html import format_html
+
+from . import services
+from .models import Category, Interaction, Product, ProductImage
+
+
+def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
+    if image is None or not image.file:
+        return "—"
+    return format_html(
+        '<img src="{}" width="{}" height="{}" style="object-fit:cover" alt="">', image.file.url, size, size
+    )
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "parent", "product_count"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_products=Count("products"))
+
+    @admin.display(description="products", ordering="_products")
+    def product_count(self, obj: Category) -> int:
+        return obj._products
+
+
+class ProductImageInline(admin.TabularInline):
+    model = ProductImage
+    extra = 0
+    fields = ["preview", "file", "position", "is_primary", "status", "error", "width", "height"]
+    readonly_fields = ["preview", "status", "error", "width", "height"]
+
+    @admin.display(description="preview")
+    def preview(self, obj: ProductImage) -> str:
+        return _thumbnail(obj, 96)
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["thumbnail", "sku", "title", "category", "price", "stock", "is_active", "embedding_status"]
+    list_display_links = ["thumbnail", "sku", "title"]
+    list_filter = ["is_active", "category", "images__status"]
+    search_fields = ["sku", "title", "description"]
+    list_select_related = ["category"]
+    inlines = [ProductImageInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("images")
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        if formset.model is ProductImage:
+            for image_form in formset.forms:
+                if "file" in image_form.changed_data:
+                    services.mark_new_file(image_form.instance)
+        super().save_formset(request, form, formset, change)
+
+    @admin.display(description="image")
+    def thumbnail(self, obj: Product) -> str:
+        return _thumbnail(obj.primary_image)
+
+    @admin.display(description="embedding")
+    def embedding_status(self, obj: Product) -> str:
+        image = obj.primary_image
+        return image.get_status_display() if image else "no image"
+
+
+@admin.register(ProductImage)
+class ProductImageAdmin(admin.ModelAdmin):
+    list_display = ["thumbnail", "product", "is_primary", "status", "error", "width", "height", "updated_at"]
+    list_filter = ["status", "is_primary"]
+    search_fields = ["product__sku", "product__title", "sha256", "error"]
+    raw_id_fields = ["product"]
+    readonly_fields = ["sha256", "width", "height", "status", "error"]
+    actions = ["reembed"]
+
+    @admin.display(description="image")
+    def thumbnail(self, obj: ProductImage) -> str:
+        return _thumbnail(obj)
+
+    @admin.action(description="Re-embed selected images")
+    def reembed(self, request, queryset) -> None:
+        from recommendations.tasks import enqueue_embedding
+
+        ids = list(queryset.values_list("pk", flat=True))
+        queryset.update(status=ProductImage.Status.PENDING, error="")
+        enqueue_embedding(ids)
+        self.message_user(request, f"Queued {len(ids)} images for embedding.", messages.SUCCESS)
+
+    def save_model(self, request, obj: ProductImage, form, change: bool) -> None:
+        if "file" in form.changed_data:
+            services.mark_new_file(obj)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "kind", "product", "user", "session_key", "value", "source"]
+    list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["product__sku", "user__username", "session_key"]
+    raw_id_fields = ["product", "user"]
+    date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("product", "user")

@@ -1,0 +1,27 @@
+"""Admin for embedding-model versions and vectors (read-mostly)."""
+
+from django.contrib import admin
+
+from .models import EmbeddingModel, ImageEmbedding
+
+
+@admin.register(EmbeddingModel)
+class EmbeddingModelAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "backbone", "dimensions", "is_active", "vector_count", "created_at"]
+    readonly_fields = ["key", "backbone", "weights_sha256", "preprocessing", "dimensions", "created_at"]
+
+    @admin.display(description="vectors")
+    def vector_count(self, obj: EmbeddingModel) -> int:
+        return obj.embeddings.count()
+
+
+@admin.register(ImageEmbedding)
+class ImageEmbeddingAdmin(admin.ModelAdmin):
+    list_display = ["image", "model", "created_at"]
+    list_filter = ["model"]
+    raw_id_fields = ["image"]
+    exclude = ["vector"]
+    readonly_fields = ["image", "model", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

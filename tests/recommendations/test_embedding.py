@@ -1,0 +1,101 @@
+"""Embedding images with the real packaged CNN, stored in pgvector."""
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from catalog.models import ProductImage
+from recommendations import embedding
+from recommendations.models import EmbeddingModel, ImageEmbedding
+
+pytestmark = pytest.mark.django_db
+
+
+def _vector(product) -> np.ndarray:
+    emb = ImageEmbedding.objects.get(image__product=product)
+    return np.asarray(emb.vector, dtype=np.float32)
+
+
+def _embed_all():
+    return embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+
+
+def test_vectors_are_1280_d_unit_norm(product_with_image):
+    product = product_with_image()
+    report = _embed_all()
+    assert report.embedded == 1
+    vec = _vector(product)
+    assert vec.shape == (1280,)
+    assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-2)  # halfvec precision
+    image = product.images.get()
+    assert image.status == "ready" and image.width == 120 and image.height == 120
+
+
+def test_identical_images_give_identical_vectors_and_are_embedded_once(product_with_image, image_bytes):
+    data = image_bytes(color=(20, 120, 200), shape="square")
+    a = product_with_image(image=data)
+    b = product_with_image(image=data)
+    report = _embed_all()
+    assert report.embedded == 1 and report.reused == 1
+    assert np.array_equal(_vector(a), _vector(b))
+
+
+def test_recoloured_copy_is_nearer_than_another_product_type(product_with_image, image_bytes):
+    red_stripes = product_with_image(image=image_bytes(color=(200, 30, 30), shape="stripes", size=(224, 224)))
+    blue_stripes = product_with_image(image=image_bytes(color=(30, 30, 200), shape="stripes", size=(224, 224)))
+    red_circle = product_with_image(image=image_bytes(color=(200, 30, 30), shape="circle", size=(224, 224)))
+    _embed_all()
+    anchor = _vector(red_stripes)
+    assert anchor @ _vector(blue_stripes) > anchor @ _vector(red_circle)
+
+
+def test_bad_image_is_marked_failed_and_batch_goes_on(product_with_image, image_bytes):
+    good = product_with_image()
+    bad = product_with_image(image=b"<html>not an image</html>", filename="evil.jpg")
+    truncated = product_with_image(image=image_bytes(size=(300, 300))[:500])
+    report = _embed_all()
+    assert report.embedded == 1 and report.failed == 2
+    assert good.images.get().status == "ready"
+    for product in (bad, truncated):
+        image = product.images.get()
+        assert image.status == "failed"
+        assert image.error
+    assert not ImageEmbedding.objects.filter(image__product__in=[bad, truncated]).exists()
+
+
+def test_re_running_embeds_nothing_new(product_with_image):
+    product_with_image()
+    _embed_all()
+    report = _embed_all()
+    assert report.embedded == 0 and report.skipped == 1
+    assert ImageEmbedding.objects.count() == 1
+
+
+def test_version_is_recorded_and_hnsw_index_exists(product_with_image):
+    product_with_image()
+    _embed_all()
+    model = EmbeddingModel.objects.get()
+    assert model.is_active and model.backbone == "efficientnet_lite0" and model.dimensions == 1280
+    assert len(model.weights_sha256) == 64 and model.preprocessing["mean"] == [0.5, 0.5, 0.5]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [model.index_name])
+        (indexdef,) = cursor.fetchone()
+    assert "hnsw" in indexdef and "halfvec(1280)" in indexdef and "halfvec_cosine_ops" in indexdef
+
+
+def test_similar_items_query_uses_the_hnsw_index(product_with_image):
+    from recommendations import serving
+
+    product = product_with_image()
+    _embed_all()
+    model = EmbeddingModel.objects.get()
+    vector = serving.product_vector(product, model)
+    qs = serving.nearest_products_queryset(vector, model)[:10]
+    with connection.cursor() as cursor:
+        # A tiny table is cheaper to sort; forbid that so the plan shows the index matches.
+        cursor.execute("SET enable_seqscan = off")
+        cursor.execute("SET enable_sort = off")
+        plan = qs.explain()
+        cursor.execute("RESET enable_seqscan")
+        cursor.execute("RESET enable_sort")
+    assert model.index_name in plan

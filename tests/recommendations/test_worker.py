@@ -1,0 +1,111 @@
+"""A real Celery worker against Redis embeds an uploaded image.
+
+Redis must run on 127.0.0.1:6379. Locally a missing Redis skips this test; in CI
+(``VISREC_REQUIRE_REDIS=1``, set by ``.ci/run``) it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from catalog import services
+from catalog.models import ProductImage
+from recommendations.models import ImageEmbedding
+from visrec_shop.celery import app as celery_app
+
+REDIS_URL = os.environ.get("VISREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def _redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def broker():
+    if not _redis_available():
+        if os.environ.get("VISREC_REQUIRE_REDIS") == "1":
+            pytest.fail(f"Redis is required (VISREC_REQUIRE_REDIS=1) but not reachable at {REDIS_URL}")
+        pytest.skip(f"Redis not reachable at {REDIS_URL}")
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager", "result_backend")}
+    celery_app.conf.update(broker_url=REDIS_URL, task_always_eager=False, result_backend=REDIS_URL)
+    yield REDIS_URL
+    celery_app.conf.update(saved)
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    host = db["HOST"] or db.get("OPTIONS", {}).get("host", "")
+    if host.startswith("/"):
+        return f"postgres://{db['USER']}:{db['PASSWORD']}@/{db['NAME']}?host={host}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def worker(broker, tmp_path):
+    env = {
+        **os.environ,
+        "CELERY_BROKER_URL": broker,
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "DJANGO_SETTINGS_MODULE": "visrec_shop.settings",
+    }
+    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "visrec_shop", "worker", "-Q", "embeddings,default",
+         "-c", "1", "--without-gossip", "--without-mingle", "-l", "info"],
+        cwd=Path(settings.BASE_DIR), env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    print(log.read()[-5000:])
+
+
+def _wait_for(predicate, timeout: float = 180.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_uploaded_image_is_embedded_by_a_real_worker(worker, product_factory, image_bytes):
+    # given a running worker, when an image is saved (enqueued on commit)
+    product = product_factory()
+    image = services.add_product_image(product, image_bytes(color=(10, 120, 30)), "shirt.jpg")
+    # then the worker embeds it
+    assert _wait_for(lambda: ProductImage.objects.get(pk=image.pk).status != "pending"), "worker never finished"
+    image.refresh_from_db()
+    assert image.status == "ready", image.error
+    assert ImageEmbedding.objects.filter(image=image).count() == 1
+    assert worker.poll() is None  # the worker is still alive
+
+
+def test_hostile_upload_fails_with_reason_on_the_worker(worker, product_factory):
+    product = product_factory()
+    image = services.add_product_image(product, b"<html><script>alert(1)</script></html>", "evil.jpg")
+    assert _wait_for(lambda: ProductImage.objects.get(pk=image.pk).status != "pending"), "worker never finished"
+    image.refresh_from_db()
+    assert image.status == "failed" and "not an image" in image.error
