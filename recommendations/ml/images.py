@@ -50,7 +50,7 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     except UnidentifiedImageError:
         raise ImageRejected("not a supported image (JPEG, PNG, WebP, GIF, BMP or TIFF)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ImageRejected(f"unreadable image header: {e}") from None
+        raise ImageRejected(f"corrupt or truncated image (unreadable header: {e})") from None
     if info.width < 1 or info.height < 1:
         raise ImageRejected("image has no pixels")
     if info.width * info.height > max_pixels:

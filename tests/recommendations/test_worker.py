@@ -68,9 +68,26 @@ def worker(broker, tmp_path):
     }
     log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "visrec_shop", "worker", "-Q", "embeddings,default",
-         "-c", "1", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=Path(settings.BASE_DIR), env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "visrec_shop",
+            "worker",
+            "-Q",
+            "embeddings,default",
+            "-c",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     yield proc
     proc.terminate()
