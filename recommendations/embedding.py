@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 
 from .conf import get_image_model, visrec_settings
 from .ml.images import ImageRejected, load_image
@@ -50,9 +50,9 @@ def _embedder(backbone: str, weights_path: str | None, weights_dir: str | None, 
     return Embedder(load_backbone(backbone, weights_path, weights_dir), device=device, batch_size=batch_size)
 
 
-def get_embedder():
-    """The process-wide embedder for the configured backbone (loaded once, lazily)."""
-    name = visrec_settings.BACKBONE
+def get_embedder(backbone: str | None = None):
+    """The process-wide embedder of ``backbone`` (default: the configured one), loaded once."""
+    name = backbone or visrec_settings.BACKBONE
     return _embedder(
         name,
         (visrec_settings.WEIGHTS or {}).get(name),
@@ -60,6 +60,18 @@ def get_embedder():
         visrec_settings.DEVICE,
         int(visrec_settings.EMBED_BATCH_SIZE),
     )
+
+
+def _embedder_for(model: EmbeddingModel):
+    """The embedder that reproduces ``model``'s vectors, or None if its weights changed or are gone."""
+    from .ml.backbones import UnknownBackbone, WeightsNotFound
+
+    try:
+        embedder = get_embedder(model.backbone)
+    except (WeightsNotFound, UnknownBackbone) as e:
+        logger.warning("cannot load the active embedding version", extra={"model": model.pk, "error": str(e)})
+        return None
+    return embedder if embedder.backbone.weights_sha256 == model.weights_sha256 else None
 
 
 def current_embedding_model() -> EmbeddingModel:
@@ -123,27 +135,57 @@ def _decode(image):
 
 
 def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Progress | None = None) -> EmbedReport:
-    """Embed the given images with the current embedding model.
+    """Embed the given images with the configured embedding-model version.
 
     Images already embedded by this version are skipped unless ``force``; images
-    whose file content (sha256) was already embedded reuse that vector.
+    whose file content (sha256) was already embedded reuse that vector. While a new
+    version is being built, the active version embeds the images too, so new products
+    stay recommendable until the switch; the switch happens as soon as the new version
+    covers every usable image.
     """
     started = time.perf_counter()
     report = EmbedReport()
-    model = current_embedding_model()
-    embedder = get_embedder()
+    target = current_embedding_model()
+    jobs = [(target, get_embedder(), report)]
+    active = EmbeddingModel.objects.active()
+    if active is not None and active.pk != target.pk and (old := _embedder_for(active)) is not None:
+        jobs.append((active, old, EmbedReport()))
     ids = sorted(set(image_ids))
     batch_size = max(int(visrec_settings.EMBED_BATCH_SIZE), 1)
     with ThreadPoolExecutor(max_workers=2) as pool:
         for start in range(0, len(ids), batch_size):
-            _embed_batch(ids[start : start + batch_size], model, embedder, pool, force, report)
+            for model, embedder, job_report in jobs:
+                _embed_batch(ids[start : start + batch_size], model, embedder, pool, force, job_report)
             if progress:
                 progress(min(start + batch_size, len(ids)), len(ids))
     report.seconds = time.perf_counter() - started
+    switch_if_complete(target)
     logger.info(
         "embedded images", extra={"embedded": report.embedded, "reused": report.reused, "failed": report.failed}
     )
     return report
+
+
+def images_missing(model: EmbeddingModel):
+    """Usable images (not failed) that have no vector of ``model`` yet."""
+    Image = get_image_model()
+    return Image.objects.exclude(status=Image.Status.FAILED).exclude(embeddings__model=model)
+
+
+def switch_if_complete(target: EmbeddingModel) -> bool:
+    """Activate ``target`` once it covers every usable image, then drop older versions' vectors.
+
+    Until then the active version keeps serving. Returns True when a switch happened.
+    """
+    if target.is_active or images_missing(target).exists():
+        return False
+    activate_embedding_model(target)
+    for old in EmbeddingModel.objects.filter(is_active=False).exclude(pk=target.pk):
+        deleted, _ = ImageEmbedding.objects.filter(model=old).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX IF EXISTS {old.index_name}")
+        logger.info("dropped old embedding version", extra={"model": old.pk, "vectors": deleted})
+    return True
 
 
 def _embed_batch(ids, model, embedder, pool, force, report) -> None:

@@ -44,11 +44,18 @@ class EmbeddingModel(models.Model):
         return f"visrec_embedding_hnsw_{self.pk}"
 
     def ensure_index(self) -> None:
-        """Create this version's HNSW cosine index (idempotent)."""
+        """Create this version's HNSW cosine index (idempotent).
+
+        Outside a transaction it is built ``CONCURRENTLY`` so a large catalogue keeps
+        taking writes meanwhile.
+        """
         table = ImageEmbedding._meta.db_table
+        in_transaction = connection.in_atomic_block
         with connection.cursor() as cursor:
+            if in_transaction:  # rows written earlier in this transaction must be checked first
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(
-                f"CREATE INDEX IF NOT EXISTS {self.index_name} ON {table} "
+                f"CREATE INDEX {'' if in_transaction else 'CONCURRENTLY '}IF NOT EXISTS {self.index_name} ON {table} "
                 f"USING hnsw ((vector::halfvec({int(self.dimensions)})) halfvec_cosine_ops) "
                 f"WHERE model_id = {int(self.pk)}"
             )
