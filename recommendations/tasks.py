@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 from celery import shared_task
@@ -36,6 +37,26 @@ def embed_images(self, image_ids: list[int], force: bool = False) -> dict:
 
     report = run(image_ids, force=force, progress=progress)
     return {"embedded": report.embedded, "reused": report.reused, "failed": report.failed, "skipped": report.skipped}
+
+
+@shared_task(queue="embeddings", acks_late=True)
+def embed_missing(stale_after_seconds: int = 600) -> dict:
+    """Sweep (beat, every 10 minutes): queue usable images that still lack a vector.
+
+    Catches tasks lost with their broker and drives a backbone switch to completion.
+    Images changed in the last ``stale_after_seconds`` are left to their own task.
+    """
+    from django.utils import timezone
+
+    from .embedding import current_embedding_model, images_missing
+
+    cutoff = timezone.now() - datetime.timedelta(seconds=stale_after_seconds)
+    ids = list(images_missing(current_embedding_model()).filter(updated_at__lt=cutoff).values_list("pk", flat=True))
+    chunk = max(int(visrec_settings.EMBED_TASK_CHUNK), 1)
+    for start in range(0, len(ids), chunk):
+        embed_images.delay(ids[start : start + chunk])
+    logger.info("embed_missing queued images", extra={"count": len(ids)})
+    return {"queued": len(ids)}
 
 
 def enqueue_embedding(image_ids: list[int]) -> None:

@@ -2,7 +2,8 @@
 
 Every environment variable the project reads is read here and nowhere else:
 ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``,
-``MEDIA_ROOT``, ``VISREC_DATA_DIR``, ``VISREC_WEIGHTS_DIR``, ``REDIS_URL``.
+``MEDIA_ROOT``, ``SERVE_MEDIA``, ``REDIS_URL``, ``CELERY_VISIBILITY_TIMEOUT``, ``VISREC_DATA_DIR``,
+``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``.
 """
 
 import os
@@ -111,6 +112,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"recommendations.tasks.embed_images": {"queue": "embeddings"}}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# An unacknowledged task (its worker died) is redelivered after this many seconds.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+CELERY_BEAT_SCHEDULE = {
+    # Safety net: images left without a vector (lost task, version switch) are queued again.
+    "visrec-embed-missing": {"task": "recommendations.tasks.embed_missing", "schedule": 600.0},
+}
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
@@ -131,6 +138,7 @@ REST_FRAMEWORK = {
 VISREC_PRODUCT_MODEL = "catalog.Product"
 VISREC = {
     "WEIGHTS_DIR": os.environ.get("VISREC_WEIGHTS_DIR", ""),
+    "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
 }
 
 LOGGING = {

@@ -7,6 +7,7 @@ Redis must run on 127.0.0.1:6379. Locally a missing Redis skips this test; in CI
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -57,46 +58,54 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture
-def worker(broker, tmp_path):
-    env = {
+def start_worker(broker: str, log_path: Path, **env: str) -> subprocess.Popen:
+    """Start ``celery worker`` in its own process group (so it can be killed whole)."""
+    full_env = {
         **os.environ,
         "CELERY_BROKER_URL": broker,
         "DATABASE_URL": _database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "DJANGO_SETTINGS_MODULE": "visrec_shop.settings",
+        **env,
     }
-    log = open(tmp_path / "worker.log", "w+")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "visrec_shop",
-            "worker",
-            "-Q",
-            "embeddings,default",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "info",
-        ],
-        cwd=Path(settings.BASE_DIR),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    log = open(log_path, "a")  # noqa: SIM115 (closed with the process)
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "visrec_shop",
+        "worker",
+        "-Q",
+        "embeddings,default",
+        "-c",
+        "1",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "info",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=Path(settings.BASE_DIR), env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+@pytest.fixture
+def worker(broker, tmp_path):
+    proc = start_worker(broker, tmp_path / "worker.log")
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    print(log.read()[-5000:])
+    stop_worker(proc)
+    print((tmp_path / "worker.log").read_text()[-5000:])
 
 
 def _wait_for(predicate, timeout: float = 180.0) -> bool:
@@ -126,3 +135,42 @@ def test_hostile_upload_fails_with_reason_on_the_worker(worker, product_factory)
     assert _wait_for(lambda: ProductImage.objects.get(pk=image.pk).status != "pending"), "worker never finished"
     image.refresh_from_db()
     assert image.status == "failed" and "not an image" in image.error
+
+
+def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory, image_bytes):
+    # given 24 images (4 hostile) queued as ONE task, processed 2 at a time
+    images = []
+    for i in range(24):
+        data = b"<html>no</html>" if i % 6 == 5 else image_bytes(color=(10 * i, 200 - 5 * i, 40), shape="stripes")
+        images.append(services.add_product_image(product_factory(), data, f"p{i}.jpg"))
+    pending = ProductImage.objects.filter(status="pending")
+    import redis
+
+    redis.Redis.from_url(broker).flushdb()  # drop the per-image tasks queued on commit
+    from recommendations.tasks import embed_images
+
+    embed_images.delay([im.pk for im in images])
+    env = {"VISREC_EMBED_BATCH_SIZE": "2", "CELERY_VISIBILITY_TIMEOUT": "5"}
+    first = start_worker(broker, tmp_path / "worker1.log", **env)
+    try:
+        # when the worker is SIGKILLed after some, not all, images are done
+        assert _wait_for(lambda: ProductImage.objects.exclude(status="pending").count() >= 4, 180), "no progress"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        assert pending.exists(), "the batch finished before the kill; the test proves nothing"
+        # and a new worker starts
+        second = start_worker(broker, tmp_path / "worker2.log", **env)
+        try:
+            finished = _wait_for(lambda: not pending.exists(), 240)
+        finally:
+            stop_worker(second)
+    finally:
+        stop_worker(first)
+    log = "".join((tmp_path / f"worker{n}.log").read_text()[-3000:] for n in (1, 2))
+    # then every image ended ready or failed, none stuck, no duplicate vectors
+    assert finished, log
+    statuses = dict(ProductImage.objects.values_list("pk", "status"))
+    assert sorted(set(statuses.values())) == ["failed", "ready"]
+    assert sum(1 for s in statuses.values() if s == "failed") == 4
+    assert ImageEmbedding.objects.count() == 20
+    assert ImageEmbedding.objects.values("image").distinct().count() == 20
