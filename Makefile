@@ -24,6 +24,7 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 
 migrate: setup
 

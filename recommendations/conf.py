@@ -23,6 +23,11 @@ DEFAULTS: dict[str, Any] = {
     "WEIGHTS_DIR": "",
     # "auto" (cuda when available), "cpu" or "cuda".
     "DEVICE": "auto",
+    # "auto": ONNX Runtime on the CPU (exported once into CACHE_DIR), torch on a GPU;
+    # or force "torch" / "onnx".
+    "RUNTIME": "auto",
+    # Folder for derived artifacts such as exported ONNX models.
+    "CACHE_DIR": "",
     "EMBED_BATCH_SIZE": 32,
     # Images per Celery task when a large backlog is queued.
     "EMBED_TASK_CHUNK": 256,

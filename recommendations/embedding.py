@@ -43,11 +43,20 @@ class EmbedReport:
 
 
 @functools.lru_cache(maxsize=4)
-def _embedder(backbone: str, weights_path: str | None, weights_dir: str | None, device: str, batch_size: int):
+def _embedder(
+    backbone: str,
+    weights_path: str | None,
+    weights_dir: str | None,
+    device: str,
+    batch_size: int,
+    runtime: str,
+    cache_dir: str,
+):
     from .ml.backbones import load_backbone
     from .ml.embedder import Embedder
 
-    return Embedder(load_backbone(backbone, weights_path, weights_dir), device=device, batch_size=batch_size)
+    backbone_obj = load_backbone(backbone, weights_path, weights_dir)
+    return Embedder(backbone_obj, device=device, batch_size=batch_size, runtime=runtime, cache_dir=cache_dir or None)
 
 
 def get_embedder(backbone: str | None = None):
@@ -59,6 +68,8 @@ def get_embedder(backbone: str | None = None):
         visrec_settings.WEIGHTS_DIR or None,
         visrec_settings.DEVICE,
         int(visrec_settings.EMBED_BATCH_SIZE),
+        visrec_settings.RUNTIME,
+        str(visrec_settings.CACHE_DIR or ""),
     )
 
 
@@ -122,8 +133,11 @@ def _read(image) -> tuple[bytes | None, str]:
     return data, ""
 
 
-def _decode(image):
-    """Read and decode one image row; returns (image, PIL image or None, error)."""
+def _prepare(image, prepare):
+    """Read, validate, decode and preprocess one image (runs in a worker thread).
+
+    Returns ``(image, tensor or None, error)``; never raises for a bad file.
+    """
     data, error = _read(image)
     if data is None:
         return image, None, error
@@ -131,7 +145,8 @@ def _decode(image):
         pil = load_image(data, int(visrec_settings.MAX_IMAGE_PIXELS))
     except ImageRejected as e:
         return image, None, str(e)
-    return image, pil, ""
+    image.width, image.height = pil.size
+    return image, prepare(pil), ""
 
 
 def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Progress | None = None) -> EmbedReport:
@@ -152,12 +167,10 @@ def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Pro
         jobs.append((active, old, EmbedReport()))
     ids = sorted(set(image_ids))
     batch_size = max(int(visrec_settings.EMBED_BATCH_SIZE), 1)
+    batches = [ids[start : start + batch_size] for start in range(0, len(ids), batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for start in range(0, len(ids), batch_size):
-            for model, embedder, job_report in jobs:
-                _embed_batch(ids[start : start + batch_size], model, embedder, pool, force, job_report)
-            if progress:
-                progress(min(start + batch_size, len(ids)), len(ids))
+        for n, (model, embedder, job_report) in enumerate(jobs):
+            _run_pipeline(batches, model, embedder, pool, force, job_report, progress if n == 0 else None)
     report.seconds = time.perf_counter() - started
     switch_if_complete(target)
     logger.info(
@@ -188,19 +201,43 @@ def switch_if_complete(target: EmbeddingModel) -> bool:
     return True
 
 
-def _embed_batch(ids, model, embedder, pool, force, report) -> None:
+@dataclass
+class _Batch:
+    """One batch in flight: images still to store, vectors known so far, decodes running."""
+
+    images: list
+    vectors: dict[int, np.ndarray]
+    copies: list  # (image, original image) with the same file content
+    futures: list
+    done: int
+
+
+def _run_pipeline(batches, model, embedder, pool, force, report, progress) -> None:
+    """Decode batch k+1 in threads while the model embeds batch k."""
+    in_flight: _Batch | None = None
+    done = 0
+    for ids in batches:
+        done += len(ids)
+        batch = _plan(ids, model, embedder, pool, force, report, done)
+        if in_flight is not None:
+            _finish(in_flight, model, embedder, report, progress, sum(map(len, batches)))
+        in_flight = batch
+    if in_flight is not None:
+        _finish(in_flight, model, embedder, report, progress, sum(map(len, batches)))
+
+
+def _plan(ids, model, embedder, pool, force, report, done) -> _Batch:
+    """Load the rows, skip what is done, reuse known vectors, start decoding the rest."""
     Image = get_image_model()
     images = list(Image.objects.filter(pk__in=ids).order_by("pk"))
     report.skipped += len(ids) - len(images)
     if not force:
-        done = set(ImageEmbedding.objects.filter(model=model, image_id__in=ids).values_list("image_id", flat=True))
+        embedded = set(ImageEmbedding.objects.filter(model=model, image_id__in=ids).values_list("image_id", flat=True))
         for image in images:
-            if image.pk in done and image.status != Image.Status.READY:
+            if image.pk in embedded and image.status != Image.Status.READY:
                 _mark(image, Image.Status.READY, "")
-        report.skipped += len(done)
-        images = [im for im in images if im.pk not in done]
-    if not images:
-        return
+        report.skipped += len(embedded)
+        images = [im for im in images if im.pk not in embedded]
     known = _known_vectors(model, {im.sha256 for im in images if im.sha256})
     vectors: dict[int, np.ndarray] = {}
     first_by_sha: dict[str, object] = {}
@@ -210,41 +247,44 @@ def _embed_batch(ids, model, embedder, pool, force, report) -> None:
             vectors[image.pk] = known[image.sha256]
             report.reused += 1
         elif image.sha256 and image.sha256 in first_by_sha:
-            copies.append(image)  # same file earlier in this batch: embed once
+            copies.append((image, first_by_sha[image.sha256]))  # same file earlier in this batch: embed once
         else:
             first_by_sha.setdefault(image.sha256 or f"pk{image.pk}", image)
             to_decode.append(image)
-    _embed_decoded(pool.map(_decode, to_decode), embedder, vectors, report)
-    for image in copies:
-        original = first_by_sha[image.sha256]
-        if original.pk in vectors:
-            vectors[image.pk] = vectors[original.pk]
+    futures = [pool.submit(_prepare, image, embedder.prepare) for image in to_decode]
+    return _Batch(images, vectors, copies, futures, done)
+
+
+def _finish(batch: _Batch, model, embedder, report, progress, total) -> None:
+    """Wait for the decodes, run the model once for the batch, store the vectors."""
+    decoded = []
+    for future in batch.futures:
+        image, tensor, error = future.result()
+        if tensor is None:
+            _fail(image, error, report)
+        else:
+            decoded.append((image, tensor))
+    if decoded:
+        for (image, _), vector in zip(decoded, embedder.embed_arrays([t for _, t in decoded]), strict=True):
+            batch.vectors[image.pk] = vector
+        report.embedded += len(decoded)
+    for image, original in batch.copies:
+        if original.pk in batch.vectors:
+            batch.vectors[image.pk] = batch.vectors[original.pk]
             image.width, image.height = original.width, original.height
             report.reused += 1
         else:
-            _mark(image, Image.Status.FAILED, original.error)
-            report.failed += 1
-            report.failures[image.pk] = original.error
-    _store(model, images, vectors)
+            _fail(image, original.error, report)
+    if batch.vectors:
+        _store(model, batch.images, batch.vectors)
+    if progress:
+        progress(batch.done, total)
 
 
-def _embed_decoded(results, embedder, vectors: dict[int, np.ndarray], report: EmbedReport) -> None:
-    Image = get_image_model()
-    decoded = []
-    for image, pil, error in results:
-        if pil is None:
-            _mark(image, Image.Status.FAILED, error)
-            report.failed += 1
-            report.failures[image.pk] = error
-        else:
-            decoded.append((image, pil))
-    if not decoded:
-        return
-    embedded = embedder.embed([pil for _, pil in decoded])
-    for (image, pil), vector in zip(decoded, embedded, strict=True):
-        vectors[image.pk] = vector
-        image.width, image.height = pil.size
-    report.embedded += len(decoded)
+def _fail(image, error: str, report: EmbedReport) -> None:
+    _mark(image, get_image_model().Status.FAILED, error)
+    report.failed += 1
+    report.failures[image.pk] = error
 
 
 def _known_vectors(model: EmbeddingModel, shas: set[str]) -> dict[str, np.ndarray]:

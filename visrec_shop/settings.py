@@ -139,6 +139,7 @@ VISREC_PRODUCT_MODEL = "catalog.Product"
 VISREC = {
     "WEIGHTS_DIR": os.environ.get("VISREC_WEIGHTS_DIR", ""),
     "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
+    "CACHE_DIR": str(VAR_DIR / "cache"),
 }
 
 LOGGING = {

@@ -203,4 +203,6 @@ def _describe(transform) -> dict:
         "mean": list(transform.mean),
         "std": list(transform.std),
         "interpolation": transform.interpolation.value,
+        # resample only the centre-crop box, straight to the crop size (preprocess.resize_crop)
+        "geometry": "crop-box",
     }

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backbones import Backbone
+from .preprocess import normalised, resize_crop
 
 
 def pick_device(preference: str = "auto") -> str:
@@ -36,21 +37,52 @@ class Embedder:
         Images per forward pass.
     workers : int
         Threads that preprocess (resize, crop, normalise) in parallel.
+    runtime : str
+        "torch", "onnx" (CPU only, needs onnxruntime and ``cache_dir``) or "auto"
+        (ONNX Runtime on the CPU when available, torch otherwise).
+    cache_dir : Path, optional
+        Where the exported ONNX model is kept.
+    sub_batch : int
+        Images per ONNX Runtime call on the CPU.
     """
 
-    def __init__(self, backbone: Backbone, device: str = "auto", batch_size: int = 32, workers: int = 2) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        device: str = "auto",
+        batch_size: int = 32,
+        workers: int = 2,
+        runtime: str = "auto",
+        cache_dir=None,
+        sub_batch: int = 4,
+    ) -> None:
         import torch
+
+        from . import onnx
 
         self.backbone = backbone
         self.device = pick_device(device)
         self.batch_size = batch_size
+        self.sub_batch = max(int(sub_batch), 1)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers))
-        self.model = backbone.model.to(self.device).to(memory_format=torch.channels_last)
-        self.model.eval()
+        if runtime == "auto":
+            runtime = "onnx" if self.device == "cpu" and cache_dir and onnx.available() else "torch"
+        self.runtime = runtime
+        prep = backbone.preprocessing
+        self._resize, self._crop, self._interpolation = prep["resize"][0], prep["crop"][0], prep["interpolation"]
+        model = normalised(backbone.model, prep["mean"], prep["std"])
+        if runtime == "onnx":
+            self._onnx = onnx.OnnxModel(onnx.export(model, backbone, cache_dir), threads=torch.get_num_threads())
+        else:
+            self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
 
     @property
     def dimensions(self) -> int:
         return self.backbone.dimensions
+
+    def prepare(self, image) -> np.ndarray:
+        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe)."""
+        return resize_crop(image, self._resize, self._crop, self._interpolation)
 
     def embed(self, images: Sequence) -> np.ndarray:
         """Embed RGB PIL images; returns an ``(n, dimensions)`` array of unit vectors."""
@@ -59,20 +91,24 @@ class Embedder:
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            tensors = list(self._pool.map(self.backbone.transform, chunk))
-            out.append(self.embed_tensors(tensors))
+            out.append(self.embed_arrays(list(self._pool.map(self.prepare, chunk))))
         return np.concatenate(out)
 
-    def embed_tensors(self, tensors: Sequence) -> np.ndarray:
-        """Embed already preprocessed ``(3, H, W)`` tensors."""
+    def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Embed prepared ``(H, W, 3)`` uint8 arrays."""
         import torch
 
-        batch = torch.stack(list(tensors)).to(self.device, non_blocking=True)
-        batch = batch.contiguous(memory_format=torch.channels_last)
+        batch = np.stack(arrays)
+        if self.runtime == "onnx":  # small sub-batches stay in the CPU caches (measured fastest: 2-4)
+            step = self.sub_batch
+            return l2_normalise(np.concatenate([self._onnx(batch[i : i + step]) for i in range(0, len(batch), step)]))
+        tensor = torch.from_numpy(batch)
+        if self.device == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         with torch.inference_mode():
             if self.device == "cuda":
                 with torch.autocast("cuda", dtype=torch.float16):
-                    features = self.model(batch)
+                    features = self.model(tensor)
             else:
-                features = self.model(batch)
+                features = self.model(tensor)
         return l2_normalise(features.float().cpu().numpy())

@@ -1,0 +1,55 @@
+"""Fast preprocessing: one PIL resample straight to the model's input crop.
+
+Geometry equals torchvision's ``Resize(resize_size)`` + ``CenterCrop(crop_size)``
+(the weights' own ``transforms()``), but only the cropped region is resampled and the
+result stays ``uint8``; scaling and normalisation run inside the model graph
+(:class:`Normalised`), batched, on whatever device runs the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, float, float, float]:
+    """Source-pixel box that Resize(shorter side -> resize) + CenterCrop(crop) keeps."""
+    if width <= height:
+        new_w, new_h = resize, int(resize * height / width)
+    else:
+        new_w, new_h = int(resize * width / height), resize
+    sx, sy = new_w / width, new_h / height
+    left, top = int(round((new_w - crop) / 2.0)), int(round((new_h - crop) / 2.0))
+    return (left / sx, top / sy, (left + crop) / sx, (top + crop) / sy)
+
+
+def resize_crop(image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
+    """RGB PIL image -> ``(crop, crop, 3)`` uint8 array, as the weights' transforms would crop it."""
+    box = crop_box(image.width, image.height, resize, crop)
+    out = image.resize((crop, crop), _RESAMPLE[interpolation], box=box)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def normalised(model, mean, std):
+    """Wrap ``model`` so it takes ``(n, H, W, 3)`` uint8 and normalises inside the graph."""
+    import torch
+
+    class Normalised(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.register_buffer("scale", (1.0 / (255.0 * torch.tensor(std))).view(1, 3, 1, 1))
+            self.register_buffer("shift", (torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x.permute(0, 3, 1, 2).float() * self.scale - self.shift
+            return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    return Normalised().eval()
