@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 PACKAGED = "efficientnet_lite0"
+# Bump when the feature extraction code changes what vectors it produces: a new
+# revision is a new embedding version (re-embedded in the background, then switched).
+REVISION = 2
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -47,6 +50,7 @@ class Backbone:
     def spec(self) -> dict:
         """Everything that changes the vectors: recorded with each embedding version."""
         return {
+            "revision": REVISION,
             "backbone": self.name,
             "weights_sha256": self.weights_sha256,
             "preprocessing": self.preprocessing,
@@ -133,7 +137,6 @@ def _load_packaged(path: Path) -> Backbone:
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
         net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
-    net.set_swish(memory_efficient=False)
 
     class LiteFeatures(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:

@@ -70,6 +70,7 @@ class Embedder:
         self.runtime = runtime
         prep = backbone.preprocessing
         self._resize, self._crop, self._interpolation = prep["resize"][0], prep["crop"][0], prep["interpolation"]
+        self._geometry = prep.get("geometry", "crop-box")
         model = normalised(backbone.model, prep["mean"], prep["std"])
         if runtime == "onnx":
             self._onnx = onnx.OnnxModel(onnx.export(model, backbone, cache_dir), threads=torch.get_num_threads())
@@ -82,7 +83,7 @@ class Embedder:
 
     def prepare(self, image) -> np.ndarray:
         """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe)."""
-        return resize_crop(image, self._resize, self._crop, self._interpolation)
+        return resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
 
     def embed(self, images: Sequence) -> np.ndarray:
         """Embed RGB PIL images; returns an ``(n, dimensions)`` array of unit vectors."""

@@ -37,7 +37,7 @@ def export(model, backbone: Backbone, cache_dir: Path) -> Path:
 
     crop = backbone.preprocessing["crop"][0]
     spec = hashlib.sha256(json.dumps(backbone.spec(), sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"{backbone.name}-{spec}-u8.onnx"
+    path = Path(cache_dir) / f"{backbone.name}-{spec}-u8.onnx"  # spec includes the code revision
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

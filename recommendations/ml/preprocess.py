@@ -30,8 +30,21 @@ def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, fl
     return (left / sx, top / sy, (left + crop) / sx, (top + crop) / sy)
 
 
-def resize_crop(image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear") -> np.ndarray:
-    """RGB PIL image -> ``(crop, crop, 3)`` uint8 array, as the weights' transforms would crop it."""
+def resize_crop(
+    image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear", geometry: str = "crop-box"
+) -> np.ndarray:
+    """RGB PIL image -> ``(crop, crop, 3)`` uint8 array.
+
+    ``geometry="crop-box"`` keeps what the weights' transforms keep (the centre crop);
+    ``"pad"`` keeps the whole picture, scaled to fit and centred on white, which keeps
+    the top and bottom of tall product photos.
+    """
+    if geometry == "pad":
+        scale = crop / max(image.width, image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        canvas = Image.new("RGB", (crop, crop), (255, 255, 255))
+        canvas.paste(image.resize(size, _RESAMPLE[interpolation]), ((crop - size[0]) // 2, (crop - size[1]) // 2))
+        return np.asarray(canvas, dtype=np.uint8)
     box = crop_box(image.width, image.height, resize, crop)
     out = image.resize((crop, crop), _RESAMPLE[interpolation], box=box)
     return np.asarray(out, dtype=np.uint8)

@@ -22,6 +22,19 @@ def test_packaged_backbone_gives_pooled_1280_features_not_logits():
     assert len(backbone.weights_sha256) == 64
 
 
+def test_packaged_weights_are_really_imagenet_weights():
+    # A drawn T-shirt is ImageNet class 610 ("jersey, T-shirt") for the full network:
+    # proves the weights, activations (ReLU6) and [-1, 1] input scaling are right.
+    from catalog.demo.drawing import ImageSpec, draw_product
+    from recommendations.ml.images import load_image
+
+    backbone = load_backbone("efficientnet_lite0")
+    image = load_image(draw_product(ImageSpec("t-shirt", "green", "solid", "white")))
+    with torch.inference_mode():
+        logits = backbone.model.net(backbone.transform(image).unsqueeze(0))
+    assert 610 in logits.topk(3).indices[0].tolist()
+
+
 def test_torchvision_backbone_without_weights_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty torch cache
     with pytest.raises(WeightsNotFound, match=r"resnet50.*nothing is downloaded"):
