@@ -77,20 +77,30 @@ def _ingest(files: list[Path]) -> list[int]:
     return [im.pk for im in ProductImage.objects.bulk_create(images)]
 
 
-def pipeline(files: list[Path]) -> tuple[float, dict]:
+def pipeline(files: list[Path], ids: list[int] | None = None, force: bool = False) -> tuple[float, dict]:
     """Images per second of the production path, from stored files to pgvector rows."""
     from recommendations import embedding
     from recommendations.models import ImageEmbedding
 
-    ids = _ingest(files)
+    ids = ids or _ingest(files)
     embedding.get_embedder()  # a worker keeps its model loaded
     embedding.current_embedding_model()
     started = time.perf_counter()
-    report = embedding.embed_images(ids)
+    report = embedding.embed_images(ids, force=force)
     seconds = time.perf_counter() - started
     stored = ImageEmbedding.objects.count()
     assert stored == report.embedded + report.reused, (stored, report)
-    return len(files) / seconds, {"embedded": report.embedded, "reused": report.reused, "failed": report.failed}
+    counts = {"embedded": report.embedded, "reused": report.reused, "failed": report.failed, "ids": ids}
+    return len(files) / seconds, counts
+
+
+def pipeline_with_torch(files: list[Path], ids: list[int]) -> float:
+    """The same pipeline with eager torch instead of ONNX Runtime (re-embeds the same rows)."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    with override_settings(VISREC={**settings.VISREC, "RUNTIME": "torch"}):
+        return pipeline(files, ids, force=True)[0]
 
 
 def main() -> None:
@@ -98,6 +108,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
     parser.add_argument("--limit", type=int, default=2000, help="number of images N")
     parser.add_argument("--out", type=Path, default=DOCS / "embedding.md")
+    parser.add_argument("--compare-torch", action="store_true", help="also run the pipeline on eager torch")
     args = parser.parse_args()
 
     files = image_files(args.images, args.limit)
@@ -108,6 +119,8 @@ def main() -> None:
         backbone = visrec_settings.BACKBONE
         naive_ips = naive(files, backbone)
         pipeline_ips, counts = pipeline(files)
+        ids = counts.pop("ids")
+        torch_ips = pipeline_with_torch(files, ids) if args.compare_torch else None
     finally:
         stop_isolated(data_dir)
     ratio = pipeline_ips / naive_ips
@@ -121,6 +134,15 @@ def main() -> None:
             f"{ratio:.2f}",
         ],
     ]
+    if torch_ips is not None:
+        rows.append(
+            [
+                "same pipeline on eager torch (channels_last, batched)",
+                len(files),
+                f"{torch_ips:.1f}",
+                f"{torch_ips / naive_ips:.2f}",
+            ]
+        )
     table = markdown_table(["path", "images", "images/s", "ratio"], rows)
     print(table)
     body = (

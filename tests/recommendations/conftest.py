@@ -30,7 +30,7 @@ def small_catalog(product_with_image, category_factory):
     anchor_img = make_image(color=(200, 30, 30), shape="stripes", size=(224, 224))
     products = {
         "anchor": product_with_image(image=anchor_img, category=shirts, title="Red stripes"),
-        "twin": product_with_image(image=_variant(anchor_img, 1.08), category=shirts, title="Red stripes bright"),
+        "twin": product_with_image(image=_variant(anchor_img, 1.0), category=shirts, title="Red stripes again"),
         "inactive": product_with_image(image=_variant(anchor_img, 0.95), category=shirts, is_active=False),
         "sold_out": product_with_image(image=_variant(anchor_img, 0.97), category=shirts, stock=0),
         "cousin": product_with_image(
