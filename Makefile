@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make demo    set up everything, load + embed the demo catalog, serve http://$(HOST)"
 	@echo "make test    set up everything, then ruff and the whole pytest suite"
-	@echo "make worker  run a Celery worker (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0)"
+	@echo "make worker  run a Celery worker with the beat schedule (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0)"
 	@echo "make bench   run the benchmarks under benchmarks/"
 	@echo "make db-stop stop the embedded PostgreSQL"
 
@@ -42,7 +42,7 @@ test: setup lint
 
 worker: setup
 	@test -n "$$CELERY_BROKER_URL" || { echo "CELERY_BROKER_URL is not set (e.g. export CELERY_BROKER_URL=redis://127.0.0.1:6379/0)"; exit 2; }
-	$(VENV)/bin/celery -A visrec_shop worker -Q embeddings,default -l info
+	$(VENV)/bin/celery -A visrec_shop worker --beat --schedule var/celerybeat-schedule -Q embeddings,default -l info
 
 bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done

@@ -152,8 +152,8 @@ def _prepare(image, prepare):
 def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Progress | None = None) -> EmbedReport:
     """Embed the given images with the configured embedding-model version.
 
-    Images already embedded by this version are skipped unless ``force``; images
-    whose file content (sha256) was already embedded reuse that vector. While a new
+    Images already embedded by this version are skipped, and images whose file
+    content (sha256) was already embedded reuse that vector, unless ``force``. While a new
     version is being built, the active version embeds the images too, so new products
     stay recommendable until the switch; the switch happens as soon as the new version
     covers every usable image.
@@ -238,7 +238,7 @@ def _plan(ids, model, embedder, pool, force, report, done) -> _Batch:
                 _mark(image, Image.Status.READY, "")
         report.skipped += len(embedded)
         images = [im for im in images if im.pk not in embedded]
-    known = _known_vectors(model, {im.sha256 for im in images if im.sha256})
+    known = {} if force else _known_vectors(model, {im.sha256 for im in images if im.sha256})
     vectors: dict[int, np.ndarray] = {}
     first_by_sha: dict[str, object] = {}
     to_decode, copies = [], []

@@ -6,6 +6,7 @@ import datetime
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
 from .conf import visrec_settings
@@ -57,6 +58,12 @@ def embed_missing(stale_after_seconds: int = 600) -> dict:
         embed_images.delay(ids[start : start + chunk])
     logger.info("embed_missing queued images", extra={"count": len(ids)})
     return {"queued": len(ids)}
+
+
+@worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")
+def _sweep_on_worker_start(sender=None, **kwargs) -> None:
+    """A starting worker picks up what a lost worker or a new backbone left behind."""
+    embed_missing.delay()
 
 
 def enqueue_embedding(image_ids: list[int]) -> None:
