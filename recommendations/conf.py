@@ -42,6 +42,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_LIMIT": 100,
     # pgvector HNSW search breadth (higher: better recall, slower).
     "HNSW_EF_SEARCH": 100,
+    # Training: strength of each interaction kind (a rating counts its value).
+    "INTERACTION_WEIGHTS": {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0},
+    # Recommenders fitted by visrec_train / the nightly task (names in ml.base.REGISTRY).
+    "TRAIN_MODELS": ["popularity", "recent_popularity", "item_knn", "als", "image_cf"],
+    # The metric a new version must beat the active one on (evaluation key).
+    "TRAIN_METRIC": "recall@50",
+    # Temporal hold-out: the last fraction of interactions (by time) evaluates.
+    "TRAIN_HOLDOUT_FRACTION": 0.1,
 }
 
 

@@ -74,3 +74,40 @@ class ImageEmbedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding of image {self.image_id} ({self.model_id})"
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def active(self) -> ModelVersion | None:
+        return self.filter(is_active=True).first()
+
+
+class ModelVersion(models.Model):
+    """One trained recommender: artifact, parameters, offline metrics, training facts.
+
+    Exactly one version is active at a time; serving reads it. Older versions stay
+    and can be re-activated.
+    """
+
+    kind = models.CharField(max_length=64, help_text="Recommender name in recommendations.ml.base.REGISTRY.")
+    params = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, help_text="Offline metrics on the temporal hold-out.")
+    artifact = models.CharField(max_length=500, help_text="Path of the .npz artifact, relative to VISREC CACHE_DIR.")
+    data_size = models.JSONField(default=dict, help_text="Users, items and interactions in the snapshot.")
+    training_seconds = models.FloatField(default=0.0)
+    embedding_model = models.ForeignKey(EmbeddingModel, null=True, blank=True, on_delete=models.SET_NULL)
+    is_active = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} v{self.pk}{' (active)' if self.is_active else ''}"
