@@ -42,7 +42,7 @@ test: setup lint
 
 worker: setup
 	@test -n "$$CELERY_BROKER_URL" || { echo "CELERY_BROKER_URL is not set (e.g. export CELERY_BROKER_URL=redis://127.0.0.1:6379/0)"; exit 2; }
-	$(VENV)/bin/celery -A visrec_shop worker --beat --schedule var/celerybeat-schedule -Q embeddings,default -l info
+	$(VENV)/bin/celery -A visrec_shop worker --beat --schedule var/celerybeat-schedule -Q embeddings,training,default -l info
 
 bench: setup
 	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done

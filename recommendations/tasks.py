@@ -60,6 +60,19 @@ def embed_missing(stale_after_seconds: int = 600) -> dict:
     return {"queued": len(ids)}
 
 
+@shared_task(bind=True, queue="training", acks_late=True, time_limit=6 * 3600)
+def train_models(self, models: list[str] | None = None) -> dict:
+    """Nightly (beat) and on-demand retraining; progress is reported per model."""
+    from .training import train
+
+    def progress(kind: str, done: int, total: int) -> None:
+        if not self.request.is_eager:
+            self.update_state(state="PROGRESS", meta={"model": kind, "done": done, "total": total})
+
+    version = train(models, progress=progress)
+    return {"version": version.pk, "kind": version.kind, "active": version.is_active}
+
+
 @worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")
 def _sweep_on_worker_start(sender=None, **kwargs) -> None:
     """A starting worker picks up what a lost worker or a new backbone left behind."""

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from visrec_shop import dbserver
 
@@ -110,13 +111,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"recommendations.tasks.embed_images": {"queue": "embeddings"}}
+CELERY_TASK_ROUTES = {
+    "recommendations.tasks.embed_images": {"queue": "embeddings"},
+    "recommendations.tasks.embed_missing": {"queue": "embeddings"},
+    "recommendations.tasks.train_models": {"queue": "training"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task (its worker died) is redelivered after this many seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 CELERY_BEAT_SCHEDULE = {
     # Safety net: images left without a vector (lost task, version switch) are queued again.
     "visrec-embed-missing": {"task": "recommendations.tasks.embed_missing", "schedule": 600.0},
+    # Nightly retraining at 03:00 UTC; a new version is activated only when it is better.
+    "visrec-train-nightly": {"task": "recommendations.tasks.train_models", "schedule": crontab(hour=3, minute=0)},
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -1,0 +1,183 @@
+"""Training as a product feature: snapshot -> fit -> evaluate -> save -> activate-if-better.
+
+Every configured recommender is fitted on the older interactions and evaluated on the
+newest ones (temporal hold-out); the winner is refitted on everything and stored as a
+:class:`~recommendations.models.ModelVersion`. It becomes active only if it beats the
+active version's configuration, refitted and evaluated on the same split.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from .conf import visrec_settings
+from .data import Snapshot, build_snapshot
+from .ml.base import REGISTRY, FitContext, Recommender
+from .ml.evaluation import evaluate, fraction_split
+from .models import EmbeddingModel, ModelVersion
+
+logger = logging.getLogger(__name__)
+
+MODEL_MODULES = ("popularity", "knn", "mf", "visual", "vbpr", "fusion")
+Progress = Callable[[str, int, int], None]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot run (no data, unknown model, ...)."""
+
+
+def registry() -> dict[str, type[Recommender]]:
+    """Every recommender class, by name (imports the model modules once)."""
+    for module in MODEL_MODULES:
+        try:
+            importlib.import_module(f"recommendations.ml.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"recommendations.ml.{module}":
+                raise
+    return REGISTRY
+
+
+@dataclass
+class Candidate:
+    """One configuration fitted and evaluated on the hold-out."""
+
+    kind: str
+    params: dict
+    metrics: dict
+    fit_seconds: float
+
+
+def artifacts_dir() -> Path:
+    path = Path(visrec_settings.CACHE_DIR or "var/cache") / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _context(snapshot: Snapshot, mask: np.ndarray | None) -> FitContext:
+    return FitContext(timestamps=snapshot.timestamps(mask))
+
+
+def _fit(kind: str, params: dict, snapshot: Snapshot, mask: np.ndarray | None) -> tuple[Recommender, float]:
+    model = registry()[kind](**params)
+    started = time.perf_counter()
+    model.fit(snapshot.matrix(mask), snapshot.item_features, _context(snapshot, mask))
+    return model, time.perf_counter() - started
+
+
+def evaluate_models(
+    snapshot: Snapshot, configs: Sequence[tuple[str, dict]], progress: Progress | None = None
+) -> list[Candidate]:
+    """Fit each ``(kind, params)`` on the older interactions, evaluate on the newest."""
+    train, test = fraction_split(
+        snapshot.rows, snapshot.cols, snapshot.values, snapshot.times, float(visrec_settings.TRAIN_HOLDOUT_FRACTION)
+    )
+    if not test.any() or not train.any():
+        raise TrainingError("not enough interactions for a temporal hold-out")
+    train_matrix, test_matrix = snapshot.matrix(train), snapshot.matrix(test)
+    out = []
+    for n, (kind, params) in enumerate(configs):
+        if progress:
+            progress(kind, n, len(configs))
+        model, seconds = _fit(kind, params, snapshot, train)
+        metrics = evaluate(model, train_matrix, test_matrix, k_list=(12, 50), n_bootstrap=200)
+        metrics = {k: _finite(v) for k, v in metrics.items()} | {"fit_seconds": seconds}
+        out.append(Candidate(kind, model.get_params(), metrics, seconds))
+        logger.info("evaluated %s", kind, extra={"kind": kind, "metrics": _headline(metrics)})
+    return out
+
+
+def _finite(value):
+    """JSON has no NaN: a metric with no users to average over is stored as null."""
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def _score(candidate: Candidate, metric: str) -> float:
+    value = candidate.metrics.get(metric)
+    return float("-inf") if value is None else value
+
+
+def _headline(metrics: dict) -> dict:
+    keys = ("recall@12", "recall@50", "ndcg@12", "cold_recall@50", "coverage@12")
+    return {k: round(metrics[k], 5) for k in keys if metrics.get(k) is not None}
+
+
+def _configs(models: Sequence[str] | None) -> list[tuple[str, dict]]:
+    names = list(models or visrec_settings.TRAIN_MODELS)
+    unknown = [n for n in names if n not in registry()]
+    if unknown:
+        raise TrainingError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(sorted(REGISTRY))}")
+    configs = [(n, {}) for n in names]
+    active = ModelVersion.objects.active()
+    if active is not None and (active.kind, active.params) not in configs and active.kind in REGISTRY:
+        configs.append((active.kind, active.params))  # the incumbent competes on the same split
+    return configs
+
+
+def train(models: Sequence[str] | None = None, progress: Progress | None = None) -> ModelVersion:
+    """Train, evaluate and store the best configuration; activate it if it beats the active one."""
+    snapshot = build_snapshot()
+    if len(snapshot.rows) == 0:
+        raise TrainingError("there are no interactions to learn from")
+    candidates = evaluate_models(snapshot, _configs(models), progress)
+    metric = visrec_settings.TRAIN_METRIC
+    best = max(candidates, key=lambda c: _score(c, metric))
+    version = _store(best, snapshot)
+    active = ModelVersion.objects.active()
+    incumbent = next((c for c in candidates if active and (c.kind, c.params) == (active.kind, active.params)), None)
+    if active is None or (incumbent is not None and _score(best, metric) > _score(incumbent, metric)):
+        activate(version)
+    logger.info("trained %s", version, extra={"metric": metric, "value": best.metrics.get(metric)})
+    return version
+
+
+def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
+    """Refit the winner on every interaction and save artifact + id maps."""
+    model, seconds = _fit(candidate.kind, candidate.params, snapshot, None)
+    name = f"{candidate.kind}-{uuid.uuid4().hex[:12]}"
+    path = model.save(artifacts_dir() / f"{name}.npz")
+    np.savez(artifacts_dir() / f"{name}.ids.npz", users=snapshot.users.astype(str), items=snapshot.items)
+    return ModelVersion.objects.create(
+        kind=candidate.kind,
+        params=candidate.params,
+        metrics=candidate.metrics,
+        artifact=path.name,
+        data_size=snapshot.data_size(),
+        training_seconds=candidate.fit_seconds + seconds,
+        embedding_model=EmbeddingModel.objects.active(),
+    )
+
+
+@transaction.atomic
+def activate(version: ModelVersion) -> None:
+    """Make ``version`` the one serving reads (atomic; re-activating an old one works too)."""
+    ModelVersion.objects.select_for_update().filter(is_active=True).exclude(pk=version.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=version.pk).update(is_active=True, activated_at=timezone.now())
+    version.is_active = True
+
+
+@dataclass
+class LoadedVersion:
+    """A model version ready to score: the model and its id maps."""
+
+    version: ModelVersion
+    model: Recommender
+    users: np.ndarray
+    items: np.ndarray
+
+
+def load_version(version: ModelVersion) -> LoadedVersion:
+    """Load a stored version's artifact (pickle-free) and id maps."""
+    path = artifacts_dir() / version.artifact
+    model = Recommender.load(path)
+    with np.load(path.with_suffix(".ids.npz"), allow_pickle=False) as ids:
+        return LoadedVersion(version, model, ids["users"], ids["items"])
