@@ -1,0 +1,394 @@
+"""Image-based recommenders: item-to-item visual similarity and image-based CF.
+
+Both score items by the cosine between image vectors, so a product is recommendable
+the moment its image is embedded, before anyone has interacted with it (item cold
+start). Items without an image (zero rows of ``item_features``) get no visual score.
+
+:class:`ImageCF` models a shopper by several *taste vectors*: weighted spherical
+k-means on the image vectors of what they interacted with (weights: interaction
+strength, halved every ``half_life_days`` before their latest interaction), the
+number of tastes growing with the history. An item scores a soft maximum of its cosines to
+the tastes, plus ``popularity_weight`` times the log of a prior that mixes recent
+popularity with a share for items nobody has interacted with yet (new products).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .base import FitContext, Ids, Recommender, Scores, register, top_n
+from .popularity import DAY, recent_item_counts
+
+logger = logging.getLogger(__name__)
+
+
+def _unit_rows(x: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    norms = np.linalg.norm(x, axis=1)
+    keep = keep & (norms > 1e-8)
+    return np.where(keep[:, None], x / np.maximum(norms, 1e-12)[:, None], 0.0).astype(np.float32), keep
+
+
+def prepare_features(item_features: np.ndarray, center: bool = True, whiten: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit image vectors, optionally centred or PCA-whitened, and the has-image mask.
+
+    Centring removes the direction all (non-negative, CNN) vectors share, which
+    spreads cosines out. Whitening (``whiten`` > 0) also projects onto that many
+    principal components of the catalogue's vectors and scales each to unit
+    variance, so rare visual traits weigh as much as common ones. Rows of zeros (no
+    image) stay zero.
+    """
+    x = np.asarray(item_features, dtype=np.float32)
+    x, has_image = _unit_rows(x, np.ones(len(x), dtype=bool))
+    if not (center or whiten) or has_image.sum() < 2:
+        return x, has_image
+    mean = x[has_image].mean(axis=0)
+    centred = np.where(has_image[:, None], x - mean, 0.0).astype(np.float32)
+    if whiten:
+        imaged = centred[has_image].astype(np.float64)
+        values, vectors = np.linalg.eigh(imaged.T @ imaged / len(imaged))
+        top = np.argsort(values)[::-1][: min(whiten, len(values))]
+        top = top[values[top] > 1e-10 * max(values.max(), 1e-30)]
+        projection = (vectors[:, top] / np.sqrt(values[top])).astype(np.float32)
+        centred = centred @ projection
+    return _unit_rows(centred, has_image)
+
+
+def history_weights(
+    user_items: sp.csr_matrix, context: FitContext | None, half_life_days: float | None
+) -> sp.csr_matrix:
+    """Interaction strength, decayed by age relative to each user's latest interaction.
+
+    Without timestamps (or without a half-life) the strengths are returned unchanged.
+    """
+    weights = sp.csr_matrix(user_items, dtype=np.float64, copy=True)
+    if not half_life_days or context is None or context.timestamps is None:
+        return weights
+    ts = sp.csr_matrix(context.timestamps, dtype=np.float64, copy=True)
+    if ts.shape != weights.shape:
+        raise ValueError("context.timestamps must have the shape of user_items")
+    counts = np.diff(ts.indptr)
+    latest = np.zeros(ts.shape[0])
+    nonempty = counts > 0
+    latest[nonempty] = np.maximum.reduceat(ts.data, ts.indptr[:-1][nonempty]) if ts.nnz else 0.0
+    ts.data = np.exp2(-(np.repeat(latest, counts) - ts.data) / (half_life_days * DAY))
+    return sp.csr_matrix(weights.multiply(ts))
+
+
+def spherical_kmeans(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted spherical k-means of unit rows, deterministic.
+
+    Starts from the heaviest row, then repeatedly the row farthest from the chosen
+    centres; empty clusters are dropped.
+
+    Returns
+    -------
+    (centres, mass) : tuple of numpy.ndarray
+        ``(k', d)`` unit centres (``k' <= k``) and each centre's share of the weight.
+    """
+    k = max(1, min(k, len(x)))
+    chosen = [int(np.argmax(weights))]
+    best = x @ x[chosen[0]]
+    for _ in range(1, k):
+        nxt = int(np.argmin(best))
+        chosen.append(nxt)
+        best = np.maximum(best, x @ x[nxt])
+    centres = x[chosen]
+    assign = np.zeros(len(x), dtype=np.int64)
+    for it in range(iterations):
+        new_assign = np.argmax(x @ centres.T, axis=1)
+        if it and np.array_equal(new_assign, assign):
+            break
+        assign = new_assign
+        sums = np.zeros((len(centres), x.shape[1]), dtype=np.float64)
+        np.add.at(sums, assign, weights[:, None] * x)
+        norms = np.linalg.norm(sums, axis=1)
+        keep = norms > 1e-12
+        centres = (sums[keep] / norms[keep, None]).astype(np.float32)
+        assign = np.cumsum(keep)[assign] - 1
+    assign = np.argmax(x @ centres.T, axis=1)
+    mass = np.bincount(assign, weights=weights, minlength=len(centres))
+    return centres.astype(np.float32), mass / max(mass.sum(), 1e-12)
+
+
+def _batched_top_n(queries: np.ndarray, features: np.ndarray, valid: np.ndarray, itemids: np.ndarray, n: int):
+    scores = queries @ features.T
+    scores[:, ~valid] = -np.inf
+    scores[np.arange(len(itemids)), itemids] = -np.inf
+    return top_n(scores, n)
+
+
+class _VisualBase(Recommender):
+    """Holds the prepared image vectors; item-to-item similarity by cosine."""
+
+    center: bool
+    whiten: int = 0
+
+    def __init__(self) -> None:
+        self.features = np.zeros((0, 0), dtype=np.float32)
+        self.has_image = np.zeros(0, dtype=bool)
+
+    def _set_features(self, item_features: np.ndarray | None, n_items: int) -> None:
+        if item_features is None:
+            raise ValueError(f"{type(self).__name__} needs item_features (image vectors)")
+        if len(item_features) != n_items:
+            raise ValueError("item_features must have one row per item column of user_items")
+        self.features, self.has_image = prepare_features(item_features, self.center, self.whiten)
+
+    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
+        itemids = np.atleast_1d(np.asarray(itemids))
+        out_ids, out_scores = [], []
+        for start in range(0, len(itemids), 1024):
+            batch = itemids[start : start + 1024]
+            ids, scores = _batched_top_n(self.features[batch], self.features, self.has_image, batch, N)
+            no_image = ~self.has_image[batch]
+            ids[no_image], scores[no_image] = -1, -np.inf
+            out_ids.append(ids)
+            out_scores.append(scores)
+        if not out_ids:
+            return top_n(np.zeros((0, len(self.features)), np.float32), N)
+        return np.vstack(out_ids), np.vstack(out_scores)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"features": self.features, "has_image": self.has_image}
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.features = np.asarray(state["features"], dtype=np.float32)
+        self.has_image = np.asarray(state["has_image"], dtype=bool)
+
+
+@register
+class VisualSimilarity(_VisualBase):
+    """Content-based: items closest to the weighted mean image vector of the shopper's history.
+
+    ``similar_items`` is "looks like this" by cosine of image vectors. Items without
+    an image are never recommended by this model (score ``-inf``).
+
+    Parameters
+    ----------
+    center : bool
+        Centre the image vectors on the catalogue mean before the cosine.
+    whiten : int
+        PCA-whiten onto this many components (0 = no whitening).
+    """
+
+    name = "visual_similarity"
+
+    def __init__(self, center: bool = True, whiten: int = 0) -> None:
+        super().__init__()
+        self.center = center
+        self.whiten = whiten
+
+    def get_params(self) -> dict[str, Any]:
+        return {"center": self.center, "whiten": self.whiten}
+
+    def fit(
+        self,
+        user_items: sp.csr_matrix,
+        item_features: np.ndarray | None = None,
+        context: FitContext | None = None,
+        show_progress: bool = False,
+    ) -> VisualSimilarity:
+        self._set_features(item_features, user_items.shape[1])
+        return self
+
+    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        profiles = np.asarray(sp.csr_matrix(user_items, dtype=np.float32) @ self.features)
+        profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+        scores = profiles @ self.features.T
+        scores[:, ~self.has_image] = -np.inf
+        return scores
+
+
+@register
+class ImageCF(_VisualBase):
+    """Image-based collaborative filtering with several taste vectors per shopper.
+
+    Parameters
+    ----------
+    half_life_days : float, optional
+        History recency: a purchase's weight halves every ``half_life_days`` before
+        the shopper's latest one (needs ``FitContext.timestamps``); ``None`` = no decay.
+    max_tastes : int
+        Most taste vectors per shopper.
+    items_per_taste : int
+        One more taste per this many (distinct, imaged) history items.
+    iterations : int
+        Spherical k-means iterations.
+    popularity_weight : float
+        Weight of ``log prior``; 0 = pure visual.
+    popularity_half_life_days : float, optional
+        Half-life of the recent-popularity prior (before ``FitContext.now`` or the
+        latest timestamp); ``None`` = all-time popularity.
+    new_item_share : float
+        Share of the prior given to items nobody has interacted with yet (spread
+        evenly over them), so new products compete with recent best-sellers; the
+        rest follows recent popularity.
+    taste_temperature : float
+        How tastes combine: ``t * log sum_k mass_k exp(cos_k / t)``; 0 = the best
+        taste alone (max), large = the mass-weighted mean of the cosines.
+    center : bool
+        Centre image vectors on the catalogue mean.
+    whiten : int
+        PCA-whiten image vectors onto this many components (0 = no whitening).
+    """
+
+    name = "image_cf"
+
+    def __init__(
+        self,
+        half_life_days: float | None = 365.0,
+        max_tastes: int = 5,
+        items_per_taste: int = 4,
+        iterations: int = 10,
+        taste_temperature: float = 0.2,
+        popularity_weight: float = 0.2,
+        popularity_half_life_days: float | None = 120.0,
+        new_item_share: float = 0.8,
+        center: bool = True,
+        whiten: int = 128,
+    ) -> None:
+        super().__init__()
+        self.half_life_days = half_life_days
+        self.max_tastes = max_tastes
+        self.items_per_taste = items_per_taste
+        self.iterations = iterations
+        self.popularity_weight = popularity_weight
+        self.popularity_half_life_days = popularity_half_life_days
+        self.new_item_share = new_item_share
+        self.taste_temperature = taste_temperature
+        self.center = center
+        self.whiten = whiten
+        self.tastes = np.zeros((0, 0), dtype=np.float32)
+        self.taste_mass = np.zeros(0, dtype=np.float32)
+        self.taste_indptr = np.zeros(1, dtype=np.int64)
+        self.log_prior = np.zeros(0, dtype=np.float32)
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "half_life_days": self.half_life_days,
+            "max_tastes": self.max_tastes,
+            "items_per_taste": self.items_per_taste,
+            "iterations": self.iterations,
+            "popularity_weight": self.popularity_weight,
+            "popularity_half_life_days": self.popularity_half_life_days,
+            "new_item_share": self.new_item_share,
+            "taste_temperature": self.taste_temperature,
+            "center": self.center,
+            "whiten": self.whiten,
+        }
+
+    def fit(
+        self,
+        user_items: sp.csr_matrix,
+        item_features: np.ndarray | None = None,
+        context: FitContext | None = None,
+        show_progress: bool = False,
+    ) -> ImageCF:
+        user_items = sp.csr_matrix(user_items)
+        self._set_features(item_features, user_items.shape[1])
+        counts = recent_item_counts(user_items, context, self.popularity_half_life_days)
+        self.log_prior = self._log_prior(counts, user_items.getnnz(axis=0) == 0)
+        weights = history_weights(user_items, context, self.half_life_days)
+        self.tastes, self.taste_mass, self.taste_indptr = self._tastes(weights)
+        logger.debug("image_cf: %d taste vectors for %d users", len(self.tastes), user_items.shape[0])
+        return self
+
+    def _log_prior(self, counts: np.ndarray, new: np.ndarray) -> np.ndarray:
+        """``log((1 - s) * recent share + s * new / n_new)``, floored at ``1e-6 / n_items``."""
+        n_items = max(len(counts), 1)
+        total, n_new = counts.sum(), int(new.sum())
+        if total <= 0:
+            return np.zeros(len(counts), dtype=np.float32)
+        prior = counts / total
+        if n_new:
+            s = min(max(self.new_item_share, 0.0), 1.0)
+            prior = (1.0 - s) * prior + s * new / n_new
+        return np.log(np.maximum(prior, 1e-6 / n_items)).astype(np.float32)
+
+    def _n_tastes(self, n_items: int) -> int:
+        return max(1, min(self.max_tastes, math.ceil(n_items / max(self.items_per_taste, 1))))
+
+    def _tastes(self, weights: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Taste vectors of each row of ``weights``, their weight shares and ``indptr``."""
+        tastes, masses, indptr = [], [], [0]
+        for row in range(weights.shape[0]):
+            start, stop = weights.indptr[row], weights.indptr[row + 1]
+            items, w = weights.indices[start:stop], weights.data[start:stop]
+            ok = self.has_image[items] & (w > 0)
+            if ok.any():
+                x = self.features[items[ok]]
+                centres, mass = spherical_kmeans(x, w[ok], self._n_tastes(int(ok.sum())), self.iterations)
+                tastes.append(centres)
+                masses.append(mass)
+                indptr.append(indptr[-1] + len(centres))
+            else:
+                indptr.append(indptr[-1])
+        d = self.features.shape[1]
+        stacked = np.vstack(tastes).astype(np.float32) if tastes else np.zeros((0, d), dtype=np.float32)
+        mass = np.concatenate(masses).astype(np.float32) if masses else np.zeros(0, dtype=np.float32)
+        return stacked, mass, np.asarray(indptr, dtype=np.int64)
+
+    def _user_tastes(self, userids: np.ndarray, user_items: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stacked tastes of the requested users (stored, or from their rows when new), masses, owner rows."""
+        n_known = len(self.taste_indptr) - 1
+        new = np.flatnonzero(userids >= n_known)
+        new_tastes, new_mass, new_indptr = self._tastes(sp.csr_matrix(user_items, dtype=np.float64)[new])
+        parts, masses, owners = [], [], []
+        for row, user in enumerate(userids):
+            if user < n_known:
+                span = slice(self.taste_indptr[user], self.taste_indptr[user + 1])
+                block, mass = self.tastes[span], self.taste_mass[span]
+            else:
+                j = int(np.searchsorted(new, row))
+                span = slice(new_indptr[j], new_indptr[j + 1])
+                block, mass = new_tastes[span], new_mass[span]
+            parts.append(block)
+            masses.append(mass)
+            owners.append(np.full(len(block), row))
+        d = self.features.shape[1]
+        if not parts:
+            return np.zeros((0, d), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return np.vstack(parts), np.concatenate(masses), np.concatenate(owners)
+
+    def visual_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Taste-to-item cosines combined per user (see ``taste_temperature``); -1 for items without an image."""
+        userids = np.atleast_1d(np.asarray(userids))
+        tastes, mass, owner = self._user_tastes(userids, user_items)
+        visual = np.zeros((len(userids), len(self.features)), dtype=np.float32)
+        if not len(tastes):
+            return visual
+        sims = tastes @ self.features.T
+        starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+        best = np.maximum.reduceat(sims, starts, axis=0)
+        if self.taste_temperature > 0:
+            t = self.taste_temperature
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(owner)]))
+            spread = mass[:, None] * np.exp((sims - best[group]) / t)
+            best = best + t * np.log(np.add.reduceat(spread, starts, axis=0))
+        visual[owner[starts]] = best
+        visual[np.ix_(np.unique(owner), ~self.has_image)] = -1.0
+        return visual
+
+    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self.visual_scores(userids, user_items) + self.popularity_weight * self.log_prior[None, :]
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {
+            **super().get_state(),
+            "tastes": self.tastes,
+            "taste_mass": self.taste_mass,
+            "taste_indptr": self.taste_indptr,
+            "log_prior": self.log_prior,
+        }
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
+        self.tastes = np.asarray(state["tastes"], dtype=np.float32)
+        self.taste_mass = np.asarray(state["taste_mass"], dtype=np.float32)
+        self.taste_indptr = np.asarray(state["taste_indptr"], dtype=np.int64)
+        self.log_prior = np.asarray(state["log_prior"], dtype=np.float32)

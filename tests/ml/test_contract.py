@@ -1,0 +1,138 @@
+"""One contract every registered recommender honours (after implicit's recommender_base_test)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recommendations.ml.base import REGISTRY, Recommender
+
+from .conftest import MODEL_NAMES
+from .synthetic import tiny
+
+N = 5
+
+
+def make(name: str) -> Recommender:
+    try:
+        return REGISTRY[name]()
+    except TypeError as e:
+        pytest.skip(f"{name} is not default-constructible: {e}")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny()
+
+
+@pytest.fixture(scope="module", params=MODEL_NAMES)
+def fitted(request, data):
+    user_items, features, context = data
+    model = make(request.param)
+    assert model.fit(user_items, features, context) is model
+    return model
+
+
+def assert_valid(ids, scores, n_rows, n, n_items, liked: sp.csr_matrix | None = None):
+    assert ids.shape == scores.shape == (n_rows, n)
+    assert np.issubdtype(ids.dtype, np.integer)
+    assert np.issubdtype(scores.dtype, np.floating)
+    assert ((ids >= -1) & (ids < n_items)).all()
+    assert (np.isneginf(scores) == (ids == -1)).all()
+    for row in range(n_rows):
+        finite = scores[row][np.isfinite(scores[row])]
+        assert (np.diff(finite) <= 1e-6).all(), "scores must be best first"
+        assert np.isfinite(scores[row, : len(finite)]).all(), "padding only at the end"
+        real = ids[row][ids[row] >= 0]
+        assert len(set(real.tolist())) == len(real), "no duplicates"
+        if liked is not None:
+            assert not set(real.tolist()) & set(liked[row].indices.tolist()), "already-liked item recommended"
+
+
+def test_registered_names_are_unique():
+    assert len({cls.name for cls in REGISTRY.values()}) == len(REGISTRY)
+    assert all(name == cls.name for name, cls in REGISTRY.items())
+
+
+def test_recommend_shapes_order_and_filtering(fitted, data):
+    user_items = data[0]
+    users = np.arange(user_items.shape[0])
+    ids, scores = fitted.recommend(users, user_items[users], N=N)
+    assert_valid(ids, scores, len(users), N, user_items.shape[1], liked=user_items[users])
+    assert (ids[:, 0] >= 0).all()
+
+
+def test_items_restriction_and_padding(fitted, data):
+    user_items = data[0]
+    users = np.array([0, 3])
+    allowed = np.array([2, 5, 11, 16])
+    ids, scores = fitted.recommend(users, user_items[users], N=8, items=allowed)
+    assert_valid(ids, scores, 2, 8, user_items.shape[1], liked=user_items[users])
+    assert set(ids[ids >= 0].tolist()) <= set(allowed.tolist())
+    assert (ids[:, 4:] == -1).all() and np.isneginf(scores[:, 4:]).all()
+
+
+def test_more_than_catalogue_is_padded(fitted, data):
+    user_items = data[0]
+    n_items = user_items.shape[1]
+    ids, scores = fitted.recommend(np.array([1]), user_items[[1]], N=n_items + 5, filter_already_liked_items=False)
+    assert_valid(ids, scores, 1, n_items + 5, n_items)
+    assert (ids[0, n_items:] == -1).all()
+
+
+def test_batch_equals_one_by_one(fitted, data):
+    user_items = data[0]
+    users = np.array([4, 0, 7, 2])
+    ids, scores = fitted.recommend(users, user_items[users], N=N)
+    for row, user in enumerate(users):
+        one_ids, one_scores = fitted.recommend(np.array([user]), user_items[[user]], N=N)
+        np.testing.assert_allclose(one_scores[0], scores[row], rtol=1e-5, atol=1e-6)
+        finite = np.isfinite(one_scores[0])
+        # ties may order differently only between equal scores
+        assert set(one_ids[0][finite].tolist()) == set(ids[row][finite].tolist()) or np.allclose(
+            np.diff(scores[row][finite]), 0
+        )
+
+
+def test_save_load_round_trip(fitted, data, tmp_path):
+    user_items = data[0]
+    users = np.arange(user_items.shape[0])
+    path = fitted.save(tmp_path / "model.npz")
+    ids, scores = fitted.recommend(users, user_items[users], N=N)
+    for loaded in (Recommender.load(path), type(fitted).load(path)):
+        assert type(loaded) is type(fitted)
+        assert loaded.get_params() == fitted.get_params()
+        new_ids, new_scores = loaded.recommend(users, user_items[users], N=N)
+        np.testing.assert_array_equal(new_ids, ids)
+        np.testing.assert_allclose(new_scores, scores, rtol=1e-6)
+
+
+def test_artifact_is_pickle_free(fitted, tmp_path):
+    path = fitted.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as arrays:
+        for key in arrays.files:
+            assert arrays[key].dtype != object
+
+
+def test_new_user_row_scores(fitted, data):
+    user_items = data[0]
+    n_users, n_items = user_items.shape
+    session = sp.csr_matrix(([4.0, 1.0], ([0, 0], [3, 9])), shape=(1, n_items), dtype=np.float32)
+    scores = fitted.score(np.array([n_users + 10]), session)
+    assert scores.shape == (1, n_items)
+    assert np.isfinite(scores).any()
+    ids, _ = fitted.recommend(np.array([n_users + 10]), session, N=N)
+    assert ids.shape == (1, N) and not {3, 9} & set(ids[0].tolist())
+
+
+def test_similar_items_contract(fitted, data):
+    n_items = data[0].shape[1]
+    items = np.array([0, 5, 12])
+    try:
+        ids, scores = fitted.similar_items(items, N=N)
+    except NotImplementedError:
+        pytest.skip(f"{fitted.name} has no item-to-item similarity")
+    assert_valid(ids, scores, len(items), N, n_items)
+    for row, item in enumerate(items):
+        assert item not in ids[row]
