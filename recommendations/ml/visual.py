@@ -178,7 +178,7 @@ class VisualSimilarity(_VisualBase):
 
     name = "visual_similarity"
 
-    def __init__(self, center: bool = True, whiten: int = 0) -> None:
+    def __init__(self, center: bool = True, whiten: int = 128) -> None:
         super().__init__()
         self.center = center
         self.whiten = whiten
@@ -207,6 +207,12 @@ class VisualSimilarity(_VisualBase):
 @register
 class ImageCF(_VisualBase):
     """Image-based collaborative filtering with several taste vectors per shopper.
+
+    Shoppers seen in training keep the tastes learned at fit time (with recency
+    weights from ``FitContext.timestamps``); user ids beyond the training matrix
+    (anonymous sessions) get tastes built on the fly from the rows passed in. The
+    defaults were tuned on a validation cut inside the training period of the H&M
+    sample (last 16 weeks before the test split), never on its test period.
 
     Parameters
     ----------
