@@ -67,7 +67,8 @@ def _context(snapshot: Snapshot, mask: np.ndarray | None) -> FitContext:
     return FitContext(timestamps=snapshot.timestamps(mask))
 
 
-def _fit(kind: str, params: dict, snapshot: Snapshot, mask: np.ndarray | None) -> tuple[Recommender, float]:
+def fit_model(kind: str, params: dict, snapshot: Snapshot, mask: np.ndarray | None) -> tuple[Recommender, float]:
+    """Fit one configuration on the interactions selected by ``mask``; returns (model, seconds)."""
     model = registry()[kind](**params)
     started = time.perf_counter()
     model.fit(snapshot.matrix(mask), snapshot.item_features, _context(snapshot, mask))
@@ -88,7 +89,7 @@ def evaluate_models(
     for n, (kind, params) in enumerate(configs):
         if progress:
             progress(kind, n, len(configs))
-        model, seconds = _fit(kind, params, snapshot, train)
+        model, seconds = fit_model(kind, params, snapshot, train)
         metrics = evaluate(model, train_matrix, test_matrix, k_list=(12, 50), n_bootstrap=200)
         metrics = {k: _finite(v) for k, v in metrics.items()} | {"fit_seconds": seconds}
         out.append(Candidate(kind, model.get_params(), metrics, seconds))
@@ -142,7 +143,7 @@ def train(models: Sequence[str] | None = None, progress: Progress | None = None)
 
 def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
     """Refit the winner on every interaction and save artifact + id maps."""
-    model, seconds = _fit(candidate.kind, candidate.params, snapshot, None)
+    model, seconds = fit_model(candidate.kind, candidate.params, snapshot, None)
     name = f"{candidate.kind}-{uuid.uuid4().hex[:12]}"
     path = model.save(artifacts_dir() / f"{name}.npz")
     np.savez(artifacts_dir() / f"{name}.ids.npz", users=snapshot.users.astype(str), items=snapshot.items)
