@@ -31,6 +31,7 @@ migrate: setup
 demo: setup
 	$(PY) manage.py visrec_demo $(DEMO_ARGS)
 	$(PY) manage.py visrec_embed --missing
+	$(PY) manage.py visrec_train --if-missing
 	DEBUG=$${DEBUG:-1} $(PY) manage.py visrec_demo_admin
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $(HOST)
 

@@ -7,8 +7,11 @@ Representations (all of dimension ``k``):
   training the positive item is left out of its own history mean (leave-one-out) and
   ``p_u`` is dropped at random, so the history part alone also ranks well: that is
   what a new shopper (no ``p_u``) is scored with.
-- item modalities: CF factors ``q_i`` (learned; zero for items without interactions)
-  and visual ``v_i = W_v f_i + b_v`` from the image vector ``f_i``.
+- item modalities: CF factors ``q_i`` (learned from scratch here, so the module needs
+  no other recommender; zero for items without interactions) and visual
+  ``v_i = W_v f_i + b_v`` from the image vector ``f_i``. ``item_dropout`` hides
+  ``q_i`` and ``b_i`` of random items in training (DropoutNet-style), so items
+  without interactions are scored on the same scale as the others.
 
 Fusion modes (parameter ``mode``):
 

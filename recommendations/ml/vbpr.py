@@ -5,13 +5,15 @@ Score of user ``u`` for item ``i``::
     s(u, i) = β_i + γ_u·γ_i + θ_u·(E f_i) + β'·f_i  (+ b_fresh(i))
 
 with ``f_i`` the item's image vector, ``E`` a learned ``(d, k2)`` projection and
-``β'`` a visual bias. With timestamps, an optional learned freshness bias
-``b_fresh`` by the item's age since its first interaction (bucket 0 = no interaction
-yet; see :mod:`.pairwise`) is added, trained at each positive's own time; ages are
-frozen at fit time, so refit regularly. Trained with the BPR loss on ``(u, i, j)`` triples by minibatch
+``β'`` a visual bias. Trained with the BPR loss on ``(u, i, j)`` triples by minibatch
 Adam on the CPU with a fixed seed. Negatives are drawn from items that have
 interactions only, so an item without any (a new product) keeps ``β_i = 0`` and
-``γ_i = 0`` and is ranked by its picture alone: ``θ_u·(E f_i) + β'·f_i``.
+``γ_i = 0`` and is ranked by its picture alone: ``θ_u·(E f_i) + β'·f_i`` (plus the
+fixed ``cold_bias`` prior, 0 by default, which a benchmark may tune on validation).
+
+With timestamps, a learned freshness bias ``b_fresh`` by the item's age since its
+first interaction (bucket 0 = no interaction yet; see :mod:`.pairwise`) is added,
+trained at each positive's own time. Ages are frozen at fit time: refit regularly.
 
 Serving needs numpy only: every learned array is stored, and ``E f_i`` and ``β'·f_i``
 are precomputed at fit.

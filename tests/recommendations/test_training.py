@@ -105,6 +105,9 @@ def test_commands(shop):
     call_command("visrec_train", "--models", "popularity,recent_popularity", stdout=out)
     assert "activated" in out.getvalue()
     out = StringIO()
+    call_command("visrec_train", "--if-missing", stdout=out)
+    assert "nothing to train" in out.getvalue() and ModelVersion.objects.count() == 1
+    out = StringIO()
     call_command("visrec_evaluate", "--models", "popularity,recent_popularity", stdout=out)
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:3] == ["model", "recall@12", "recall@50"]

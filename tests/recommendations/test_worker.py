@@ -46,8 +46,17 @@ def broker():
     redis.Redis.from_url(REDIS_URL).flushdb()
     saved = {k: celery_app.conf[k] for k in ("broker_url", "task_always_eager", "result_backend")}
     celery_app.conf.update(broker_url=REDIS_URL, task_always_eager=False, result_backend=REDIS_URL)
+    _reset_connections()
     yield REDIS_URL
     celery_app.conf.update(saved)
+    _reset_connections()
+
+
+def _reset_connections() -> None:
+    """Forget the pools bound to the previous broker URL (Celery caches them; kombu keys its
+    global pools by connection, so the next send opens one for the new URL)."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
 
 
 def _database_url() -> str:

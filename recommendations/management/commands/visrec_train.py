@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from recommendations import training
+from recommendations.models import ModelVersion
 
 
 class Command(BaseCommand):
@@ -13,8 +14,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--models", help="comma-separated recommender names (default: VISREC TRAIN_MODELS)")
+        parser.add_argument("--if-missing", action="store_true", help="do nothing when a version is already active")
 
-    def handle(self, *args, models: str | None = None, **options) -> None:
+    def handle(self, *args, models: str | None = None, if_missing: bool = False, **options) -> None:
+        active = ModelVersion.objects.active()
+        if if_missing and active is not None:
+            self.stdout.write(f"{active} is active; nothing to train (run without --if-missing to retrain).")
+            return
         names = [m.strip() for m in models.split(",") if m.strip()] if models else None
         bar = tqdm(total=len(names) if names else None, unit="model", desc="training")
 
