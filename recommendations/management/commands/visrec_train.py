@@ -33,6 +33,8 @@ class Command(BaseCommand):
             version = training.train(names, progress=progress)
         except training.TrainingError as e:
             raise CommandError(str(e)) from e
+        else:
+            bar.update(bar.total - bar.n)
         finally:
             bar.close()
         state = "activated" if version.is_active else "stored (the active version is at least as good)"
