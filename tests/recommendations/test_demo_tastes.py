@@ -13,7 +13,7 @@ from recommendations.data import build_snapshot
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("kind", ["vbpr"])
+@pytest.mark.parametrize("kind", ["image_cf", "vbpr"])
 def test_visual_model_lists_fit_hidden_tastes(settings, tmp_path, kind):
     settings.VAR_DIR = tmp_path
     demo = builder.build_demo(builder.DemoParams(products=150, users=30, seed=3))
