@@ -53,10 +53,14 @@ def run_job(job: dict, users: np.ndarray, items: np.ndarray, values: np.ndarray,
 
 
 def main(argv: list[str]) -> None:
+    """Run every job of ``IN.npz``; torch on one thread, as the visrec models in ``quality.py``."""
     if len(argv) != 2:  # e.g. run by `make bench`'s loop: this is a helper of quality.py
         print(__doc__)
         return
     source, target = argv
+    import torch
+
+    torch.set_num_threads(1)
     with np.load(source, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     jobs = json.loads(str(arrays["jobs"]))
