@@ -463,7 +463,10 @@ def main(argv: list[str] | None = None) -> str:
         def run(params, split, cls=models[name]):
             return fit_and_rank(cls, params, split, features)
 
-        outcomes.append(tune(name, grid, run, val, test, args.bootstrap, "visrec"))
+        try:
+            outcomes.append(tune(name, grid, run, val, test, args.bootstrap, "visrec"))
+        except Exception as e:  # noqa: BLE001 (one broken model must not hide the others' results)
+            log.error("%s failed and is left out of the report: %r", name, e)
     if not args.no_peers:
         for which in ("als", "bpr"):
             grid = PEER_GRIDS[f"implicit_{which}"][: 1 if args.no_tune else None]
