@@ -45,8 +45,12 @@ worker: setup
 	@test -n "$$CELERY_BROKER_URL" || { echo "CELERY_BROKER_URL is not set (e.g. export CELERY_BROKER_URL=redis://127.0.0.1:6379/0)"; exit 2; }
 	$(VENV)/bin/celery -A visrec_shop worker --beat --schedule var/celerybeat-schedule -Q embeddings,training,default -l info
 
+HM ?= ../shared/datasets/hm
 bench: setup
-	@set -e; for script in benchmarks/*.py; do echo "== $$script"; $(PY) $$script; done
+	$(PY) benchmarks/embed_throughput.py --images $(HM)/images --limit 2000
+	$(PY) benchmarks/vector_quality.py --dataset $(HM)
+	$(PY) benchmarks/quality.py --dataset $(HM)
+	$(PY) benchmarks/demo_models.py
 
 db-stop:
 	@test ! -x $(PY) || $(PY) -c "from pathlib import Path; from visrec_shop import dbserver; dbserver.stop(Path('var/pgdata'))"
