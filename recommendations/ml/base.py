@@ -20,6 +20,7 @@ Conventions
 
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -109,8 +110,14 @@ class Recommender(ABC):
 
     # -- persistence -------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        """Constructor parameters (JSON-serialisable)."""
-        return {}
+        """Constructor parameters (JSON-serialisable), read back from same-named attributes.
+
+        Every recommender stores each ``__init__`` argument under its own name, so
+        ``type(model)(**model.get_params())`` rebuilds an unfitted twin.
+        """
+        signature = inspect.signature(type(self).__init__)
+        names = [n for n, p in signature.parameters.items() if n != "self" and p.kind is p.POSITIONAL_OR_KEYWORD]
+        return {name: getattr(self, name) for name in names}
 
     def get_state(self) -> dict[str, np.ndarray]:
         """Learned arrays to save."""

@@ -40,7 +40,7 @@ scoring and persistence are numpy only.
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -204,13 +204,6 @@ class Fusion(Recommender):
         self.half_life_days, self.cold_bias, self.seed = float(half_life_days), float(cold_bias), int(seed)
         self.freshness, self.sim_dims, self.sim_weight = bool(freshness), int(sim_dims), float(sim_weight)
         self.loss_history_: list[float] = []
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters."""
-        keys = ("mode", "factors", "hidden", "epochs", "lr", "batch_size", "reg", "reg_weights", "loss")
-        keys += ("negatives", "user_dropout", "item_dropout", "half_life_days", "sim_dims", "sim_weight")
-        keys += ("cold_bias", "freshness", "seed")
-        return {k: getattr(self, k) for k in keys}
 
     # -- training --------------------------------------------------------------------
     def fit(

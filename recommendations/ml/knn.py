@@ -9,8 +9,6 @@ are ordered by popularity through a tie-break far below any similarity.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -129,9 +127,6 @@ class ItemKNN(Recommender):
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
         self.tie_break = np.zeros(0, dtype=np.float32)
 
-    def get_params(self) -> dict[str, Any]:
-        return {"k": self.k, "shrink": self.shrink}
-
     def fit(
         self,
         user_items: sp.csr_matrix,
@@ -186,9 +181,6 @@ class UserKNN(Recommender):
         self.k = k
         self.shrink = shrink
         self.user_items = sp.csr_matrix((0, 0), dtype=np.float32)
-
-    def get_params(self) -> dict[str, Any]:
-        return {"k": self.k, "shrink": self.shrink}
 
     def fit(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -106,15 +105,6 @@ class ALS(_FactorModel):
         self.iterations = iterations
         self.random_state = random_state
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "factors": self.factors,
-            "regularization": self.regularization,
-            "alpha": self.alpha,
-            "iterations": self.iterations,
-            "random_state": self.random_state,
-        }
-
     def fit(
         self,
         user_items: sp.csr_matrix,
@@ -190,15 +180,6 @@ class BPR(_FactorModel):
         self.regularization = regularization
         self.iterations = iterations
         self.random_state = random_state
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "factors": self.factors,
-            "learning_rate": self.learning_rate,
-            "regularization": self.regularization,
-            "iterations": self.iterations,
-            "random_state": self.random_state,
-        }
 
     def fit(
         self,
@@ -280,17 +261,6 @@ class SGDMF(_FactorModel):
         self.init_std = init_std
         self.random_state = random_state
         self.mean = 0.0
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "factors": self.factors,
-            "learning_rate": self.learning_rate,
-            "regularization": self.regularization,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "init_std": self.init_std,
-            "random_state": self.random_state,
-        }
 
     def fit(
         self,

@@ -9,7 +9,6 @@ goes stale as the range changes.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -134,9 +133,6 @@ class RecentPopularity(_ItemScoreRecommender):
     def __init__(self, half_life_days: float | None = 120.0, window_days: float | None = None) -> None:
         self.half_life_days = half_life_days
         self.window_days = window_days
-
-    def get_params(self) -> dict[str, Any]:
-        return {"half_life_days": self.half_life_days, "window_days": self.window_days}
 
     def fit(
         self,

@@ -29,7 +29,6 @@ for a shopper with only cold items in the history falls back to the visual part.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -113,14 +112,6 @@ class VBPR(Recommender):
         self.freshness = bool(freshness)
         self.seed = int(seed)
         self.loss_history_: list[float] = []
-
-    def get_params(self) -> dict[str, Any]:
-        """Constructor parameters."""
-        keys = ("factors", "visual_factors", "epochs", "lr", "reg", "reg_bias", "reg_visual", "batch_size")
-        params = {k: getattr(self, k) for k in keys}
-        params.update(half_life_days=self.half_life_days, cold_bias=self.cold_bias, freshness=self.freshness)
-        params["seed"] = self.seed
-        return params
 
     # -- training --------------------------------------------------------------------
     def fit(

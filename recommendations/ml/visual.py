@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -226,9 +225,6 @@ class VisualSimilarity(_VisualBase):
         self.center = center
         self.whiten = whiten
 
-    def get_params(self) -> dict[str, Any]:
-        return {"center": self.center, "whiten": self.whiten}
-
     def fit(
         self,
         user_items: sp.csr_matrix,
@@ -318,20 +314,6 @@ class ImageCF(_VisualBase):
         self.taste_mass = np.zeros(0, dtype=np.float32)
         self.taste_indptr = np.zeros(1, dtype=np.int64)
         self.log_prior = np.zeros(0, dtype=np.float32)
-
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "half_life_days": self.half_life_days,
-            "max_tastes": self.max_tastes,
-            "items_per_taste": self.items_per_taste,
-            "iterations": self.iterations,
-            "popularity_weight": self.popularity_weight,
-            "popularity_half_life_days": self.popularity_half_life_days,
-            "new_item_share": self.new_item_share,
-            "taste_temperature": self.taste_temperature,
-            "center": self.center,
-            "whiten": self.whiten,
-        }
 
     def fit(
         self,
