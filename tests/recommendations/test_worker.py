@@ -117,12 +117,12 @@ def worker(broker, tmp_path):
     print((tmp_path / "worker.log").read_text()[-5000:])
 
 
-def _wait_for(predicate, timeout: float = 180.0) -> bool:
+def _wait_for(predicate, timeout: float = 180.0, interval: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(0.5)
+        time.sleep(interval)
     return False
 
 
@@ -147,10 +147,11 @@ def test_hostile_upload_fails_with_reason_on_the_worker(worker, product_factory)
 
 
 def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory, image_bytes):
-    # given 24 images (4 hostile) queued as ONE task, processed 2 at a time
+    # given 150 images (25 hostile) queued as ONE task, processed 2 at a time
     images = []
-    for i in range(24):
-        data = b"<html>no</html>" if i % 6 == 5 else image_bytes(color=(10 * i, 200 - 5 * i, 40), shape="stripes")
+    for i in range(150):
+        colour = (i % 256, (7 * i) % 256, (13 * i) % 256)
+        data = b"<html>no</html>" if i % 6 == 5 else image_bytes(color=colour, shape="stripes", size=(300, 300))
         images.append(services.add_product_image(product_factory(), data, f"p{i}.jpg"))
     pending = ProductImage.objects.filter(status="pending")
     import redis
@@ -163,7 +164,7 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     first = start_worker(broker, tmp_path / "worker1.log", **env)
     try:
         # when the worker is SIGKILLed after some, not all, images are done
-        assert _wait_for(lambda: ProductImage.objects.exclude(status="pending").count() >= 4, 180), "no progress"
+        assert _wait_for(lambda: ProductImage.objects.exclude(status="pending").exists(), 180, 0.05), "no progress"
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         assert pending.exists(), "the batch finished before the kill; the test proves nothing"
@@ -180,6 +181,6 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     assert finished, log
     statuses = dict(ProductImage.objects.values_list("pk", "status"))
     assert sorted(set(statuses.values())) == ["failed", "ready"]
-    assert sum(1 for s in statuses.values() if s == "failed") == 4
-    assert ImageEmbedding.objects.count() == 20
-    assert ImageEmbedding.objects.values("image").distinct().count() == 20
+    assert sum(1 for s in statuses.values() if s == "failed") == 25
+    assert ImageEmbedding.objects.count() == 125
+    assert ImageEmbedding.objects.values("image").distinct().count() == 125
