@@ -50,6 +50,53 @@ DEFAULTS: dict[str, Any] = {
     "TRAIN_METRIC": "recall@50",
     # Temporal hold-out: the last fraction of interactions (by time) evaluates.
     "TRAIN_HOLDOUT_FRACTION": 0.1,
+    # --- Serving ---------------------------------------------------------------
+    # pgvector >= 0.8 iterative index scans keep filtered lists full ("off" to disable).
+    "HNSW_ITERATIVE_SCAN": "relaxed_order",
+    # Most tuples an iterative HNSW scan visits before giving up (pgvector default 20000).
+    "HNSW_MAX_SCAN_TUPLES": 20_000,
+    # Time budget of one widget in milliseconds: the vector query runs under this
+    # statement_timeout; a widget that fails or runs out of time renders a fallback.
+    "WIDGET_TIME_BUDGET_MS": 150,
+    # Similar items: weight of the visual neighbours and of the active model's neighbours.
+    "SIMILAR_BLEND": {"visual": 0.7, "model": 0.3},
+    # For you: weight of the active model's user scores and of the session's live taste.
+    "FOR_YOU_BLEND": {"model": 0.5, "session": 0.5},
+    "FOR_YOU_DEFAULT_LIMIT": 12,
+    "RECENTLY_VIEWED_DEFAULT_LIMIT": 8,
+    # Session taste: how many recent events count, their weight by kind and the half-life
+    # (seconds) of an event's weight.
+    "TASTE_HISTORY": 50,
+    "TASTE_WEIGHTS": {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 6.0, "rating": 2.0},
+    "TASTE_HALF_LIFE_SECONDS": 3600,
+    # Trending: popularity over this recent window (seconds), cached for TRENDING_CACHE_SECONDS.
+    "TRENDING_WINDOW_SECONDS": 7 * 24 * 3600,
+    "TRENDING_CACHE_SECONDS": 300,
+    # Lifetime (seconds) of cached similar-items / for-you lists (also invalidated by
+    # model activation and product changes).
+    "LIST_CACHE_SECONDS": 900,
+    # Business rules every widget starts from; WIDGET_RULES overrides them per widget
+    # ({"similar-items": {"MAX_PER_CATEGORY": 3}}); template tags and the API override
+    # them per call. Inactive and out-of-stock products are always excluded.
+    "RULES": {
+        # Interaction kinds that make a product "already bought" (excluded from lists).
+        "EXCLUDE_INTERACTED_KINDS": ["purchase"],
+        # Only these category ids (empty: all) / never these category ids.
+        "ONLY_CATEGORIES": [],
+        "EXCLUDE_CATEGORIES": [],
+        # Diversity: at most this many products of one category in a list (None: no cap).
+        "MAX_PER_CATEGORY": None,
+        # Product ids always shown first / never shown.
+        "PINNED": [],
+        "BLOCKED": [],
+    },
+    "WIDGET_RULES": {},
+    # Impressions: "thread" (a bounded in-process queue written by a background thread,
+    # never blocking the page) or "inline" (written at once, e.g. for tests).
+    "TRACKING_MODE": "thread",
+    "TRACKING_QUEUE_SIZE": 10_000,
+    # Signed click tokens older than this (seconds) are refused.
+    "CLICK_TOKEN_MAX_AGE": 7 * 24 * 3600,
 }
 
 

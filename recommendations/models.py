@@ -111,3 +111,57 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} v{self.pk}{' (active)' if self.is_active else ''}"
+
+
+class Impression(models.Model):
+    """One rendered recommendation list: which products were shown where, by which model.
+
+    Written asynchronously by :mod:`recommendations.tracking`; shopper and model are
+    plain ids (no foreign-key constraints) so a late write never fails on a row that
+    was deleted meanwhile, and history survives model clean-ups.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    widget = models.CharField(max_length=64)
+    source = models.CharField(max_length=32, blank=True, default="")
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    embedding_version = models.CharField(max_length=64, blank=True, default="")
+    arm = models.CharField("experiment arm", max_length=64, blank=True, default="")
+    items = models.JSONField(default=list, help_text='[{"product": id, "position": n, "reason": ...}] in list order.')
+    user_id = models.BigIntegerField(null=True, blank=True)
+    session_key = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["widget", "model_version_id", "created_at"], name="impression_widget_model")]
+
+    def __str__(self) -> str:
+        return f"{self.widget} impression {self.id}"
+
+
+class Click(models.Model):
+    """A click on one item of an impression (from a signed click token).
+
+    Widget and model version are copied from the token so CTR per widget and model
+    version is known even before the impression row is written.
+    """
+
+    impression_id = models.UUIDField()
+    widget = models.CharField(max_length=64)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    product_id = models.BigIntegerField()
+    position = models.PositiveIntegerField()
+    user_id = models.BigIntegerField(null=True, blank=True)
+    session_key = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["widget", "model_version_id", "created_at"], name="click_widget_model")]
+        constraints = [
+            models.UniqueConstraint(fields=["impression_id", "position"], name="one_click_per_impression_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"click on {self.product_id} ({self.widget})"

@@ -1,40 +1,269 @@
-"""Serving: candidates from pgvector, filtered in SQL, with a popularity fallback.
+"""Serving: candidates (pgvector + the active model) -> rules -> cache -> fallback.
 
 Views, template tags and the API call these functions; nothing here renders.
+
+- ``similar_items``: the product's visual neighbours (HNSW, filters inside the SQL,
+  iterative index scans so filtered lists stay full) blended with the active model's
+  item neighbours.
+- ``for_you``: the active model's scores for a shopper it knows, blended with the
+  session's live taste (image vectors of what the shopper just viewed, clicked, carted
+  or bought); cold shoppers get what is trending in the current category, then overall.
+- ``recently_viewed``, ``search_by_image``, ``trending``, ``popular``.
+
+Lists are cached by candidate ids (the Django cache; Redis when configured). Keys carry
+the active model and embedding versions, the anchor product's version (bumped on save)
+or the shopper's last interaction id, so activation, product edits and new events all
+change the list. Products are always (re)loaded through the rules' SQL filter, so a
+cached list never shows a product that went inactive or out of stock meanwhile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
+import numpy as np
+from django.core.cache import cache
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Cast
+from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
 
-from .conf import get_product_model
-from .models import EmbeddingModel, ImageEmbedding
+from catalog.models import Interaction
+
+from .conf import get_product_model, visrec_settings
+from .data import shopper_key
+from .ml.images import ImageRejected, load_image
+from .models import EmbeddingModel, ImageEmbedding, ModelVersion
+from .rules import Rules, arrange, overfetch, rules_for
 
 logger = logging.getLogger(__name__)
+
+#: The exception ``search_by_image`` raises for a corrupt, hostile or oversized image.
+InvalidImage = ImageRejected
+
+_PREFIX = "visrec:v1:"
+_RANKED_DEPTH = 200  # cached trending/popular candidates per category
+_LAST_GOOD_KEY = _PREFIX + "last-good-popular"
 
 
 @dataclass(frozen=True)
 class Recommendation:
-    """A product with the score that ranked it (cosine similarity, or popularity)."""
+    """A product with the score that ranked it and why it is there.
+
+    ``reason``: "visual", "model", "session", "trending", "popular", "pinned",
+    "recently-viewed".
+    """
 
     product: object
     score: float
     reason: str = "visual"
 
 
+@dataclass
+class RecommendationList:
+    """One widget's list and what produced it (for impressions and CTR).
+
+    ``source``: "visual", "model", "session", "model+session", "trending", "popular",
+    "recently-viewed", "cache-fallback" or "empty".
+    """
+
+    widget: str
+    items: list[Recommendation]
+    model_version_id: int | None
+    embedding_version: str | None
+    source: str
+    arm: str = ""
+
+    def __iter__(self) -> Iterator[Recommendation]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    @property
+    def product_ids(self) -> list[int]:
+        return [r.product.pk for r in self.items]
+
+
 class ProductNotEmbedded(LookupError):
     """The product has no image vector yet (pending, failed or no image)."""
 
 
-def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list[Recommendation]:
-    Product = get_product_model()
-    by_id = Product.objects.prefetch_related("images").in_bulk([pk for pk, _ in ids_scores])
-    return [Recommendation(by_id[pk], score, reason) for pk, score in ids_scores if pk in by_id]
+# -- cache helpers (a cache outage degrades to "no cache", never to an error) --------------
+
+
+def _cache_get_many(keys: list[str]) -> dict[str, Any]:
+    try:
+        return cache.get_many(keys)
+    except Exception:
+        logger.warning("visrec cache unavailable (read)", exc_info=True)
+        return {}
+
+
+def _cache_set(key: str, value: Any, timeout: float) -> None:
+    try:
+        cache.set(key, value, timeout)
+    except Exception:
+        logger.warning("visrec cache unavailable (write)", exc_info=True)
+
+
+def _key(*parts: Any) -> str:
+    raw = ":".join(str(p) for p in parts)
+    return _PREFIX + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def product_version_key(pk: int) -> str:
+    return f"{_PREFIX}pv:{pk}"
+
+
+def bump_product_version(pk: int) -> None:
+    """Invalidate the cached lists anchored on product ``pk`` (called on product/image save)."""
+    _cache_set(product_version_key(pk), uuid.uuid4().hex[:12], None)
+
+
+# -- the active versions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Active:
+    """The embedding version and model version serving reads now."""
+
+    embedding: EmbeddingModel | None
+    version: ModelVersion | None
+
+    @property
+    def embedding_version(self) -> str | None:
+        return str(self.embedding.pk) if self.embedding else None
+
+    @property
+    def version_id(self) -> int | None:
+        return self.version.pk if self.version else None
+
+    @property
+    def key(self) -> str:
+        return f"e{self.embedding_version}-m{self.version_id}"
+
+
+_ACTIVE_KEY = _PREFIX + "active"
+_ACTIVE_SECONDS = 2.0
+
+
+def active() -> Active:
+    """The active versions, read from the database at most every couple of seconds (cached)."""
+    found = _cache_get_many([_ACTIVE_KEY]).get(_ACTIVE_KEY)
+    if found is None:
+        found = Active(EmbeddingModel.objects.active(), ModelVersion.objects.active())
+        _cache_set(_ACTIVE_KEY, found, _ACTIVE_SECONDS)
+    return found
+
+
+def forget_active() -> None:
+    """Make the next call re-read the active versions (after an activation)."""
+    try:
+        cache.delete(_ACTIVE_KEY)
+    except Exception:
+        logger.warning("visrec cache unavailable (delete)", exc_info=True)
+
+
+@dataclass
+class LoadedModel:
+    """The active recommender with its id maps (product pk <-> item column, shopper key -> row)."""
+
+    version_id: int
+    model: Any
+    items: np.ndarray
+    column: dict[int, int]
+    row: dict[str, int]
+
+    def pks(self, cols: np.ndarray) -> list[int]:
+        return [int(self.items[c]) for c in cols]
+
+
+_models: dict[int, LoadedModel | None] = {}
+_models_lock = threading.Lock()
+
+
+def loaded_model(version: ModelVersion | None) -> LoadedModel | None:
+    """The artifact of ``version``, loaded once per process (None if it cannot be loaded)."""
+    if version is None:
+        return None
+    if version.pk in _models:
+        return _models[version.pk]
+    with _models_lock:
+        if version.pk not in _models:
+            _models.clear()  # keep one version in memory
+            _models[version.pk] = _load_model(version)
+    return _models[version.pk]
+
+
+def _load_model(version: ModelVersion) -> LoadedModel | None:
+    from .training import load_version, registry
+
+    try:
+        registry()
+        loaded = load_version(version)
+    except Exception:
+        logger.exception("cannot load the active model version", extra={"model_version": version.pk})
+        return None
+    items = np.asarray(loaded.items, dtype=np.int64)
+    return LoadedModel(
+        version_id=version.pk,
+        model=loaded.model,
+        items=items,
+        column={int(pk): i for i, pk in enumerate(items)},
+        row={str(key): i for i, key in enumerate(loaded.users)},
+    )
+
+
+# -- vector search -------------------------------------------------------------------------
+
+_iterative: bool | None = None
+
+
+def _supports_iterative_scan(cursor) -> bool:
+    global _iterative
+    if _iterative is None:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        row = cursor.fetchone()
+        parts = tuple(int(p) for p in (row[0] if row else "0").split(".")[:2] if p.isdigit())
+        _iterative = parts >= (0, 8)
+    return _iterative
+
+
+@contextmanager
+def vector_search() -> Iterator[None]:
+    """A transaction tuned for HNSW queries: ef_search, iterative scans and the time budget.
+
+    ``SET LOCAL`` lasts to the end of the transaction; inside an outer transaction the
+    settings are reset afterwards so they never leak into the caller's queries.
+    """
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            names = ["hnsw.ef_search", "statement_timeout"]
+            values = [str(int(visrec_settings.HNSW_EF_SEARCH)), f"{int(visrec_settings.WIDGET_TIME_BUDGET_MS)}ms"]
+            mode = str(visrec_settings.HNSW_ITERATIVE_SCAN or "off")
+            if mode != "off" and _supports_iterative_scan(cursor):
+                names += ["hnsw.iterative_scan", "hnsw.max_scan_tuples"]
+                values += [mode, str(int(visrec_settings.HNSW_MAX_SCAN_TUPLES))]
+            calls = ", ".join("set_config(%s, %s, true)" for _ in names)
+            cursor.execute(f"SELECT {calls}", [v for pair in zip(names, values, strict=True) for v in pair])
+        yield
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute("; ".join(f"RESET {name}" for name in names))
 
 
 def product_vector(product, model: EmbeddingModel):
@@ -50,57 +279,391 @@ def product_vector(product, model: EmbeddingModel):
     return row
 
 
-def nearest_products_queryset(vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None):
+def nearest_products_queryset(
+    vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None, rules: Rules | None = None
+):
     """Primary images of recommendable products ordered by cosine distance to ``vector``.
 
     The ordering expression matches the version's partial HNSW index; the product
-    filters are SQL in the same query (pgvector iterative scans keep the list full).
+    filters (rules) are SQL in the same query, so iterative scans keep the list full.
     """
-    Product = get_product_model()
-    products = Product.objects.recommendable()
-    if category is not None:
-        products = products.filter(category=category)
-    query = ImageEmbedding.objects.filter(model=model, image__is_primary=True, image__product__in=products)
+    rules = (rules or Rules()).with_category(category)
+    query = ImageEmbedding.objects.filter(model=model, image__is_primary=True).filter(
+        rules.product_q("image__product__")
+    )
     if exclude:
-        query = query.exclude(image__product_id__in=exclude)
+        query = query.exclude(image__product_id__in=list(exclude))
     distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
     return query.annotate(distance=distance).order_by("distance")
 
 
-def nearest_products(vector, model: EmbeddingModel, limit: int, exclude: list[int] | None = None, category=None):
+def nearest_products(
+    vector, model: EmbeddingModel, limit: int, exclude=None, category=None, rules: Rules | None = None
+) -> list[tuple[int, float]]:
     """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first."""
-    rows = nearest_products_queryset(vector, model, exclude, category).values_list(F("image__product_id"), "distance")
-    return [(pk, 1.0 - float(d)) for pk, d in rows[:limit]]
+    query = nearest_products_queryset(vector, model, exclude, category, rules)
+    with vector_search():
+        rows = list(query.values_list(F("image__product_id"), "distance")[:limit])
+    return [(pk, 1.0 - float(d)) for pk, d in rows]
 
 
-def similar_items(product, limit: int = 8) -> list[Recommendation]:
-    """Products that look like ``product`` (excluding itself, inactive and out-of-stock)."""
-    model = EmbeddingModel.objects.active()
-    if model is None:
-        raise ProductNotEmbedded("no embedding model is active yet")
-    vector = product_vector(product, model)
-    return _products_in_order(nearest_products(vector, model, limit, exclude=[product.pk]), "visual")
+# -- loading products in ranked order ------------------------------------------------------
+
+Ranked = list[tuple[int, float, str]]  # (product pk, score, reason)
 
 
-def popular(limit: int = 8, category=None, exclude: list[int] | None = None) -> list[Recommendation]:
-    """Best sellers (weighted interactions), optionally within a category."""
+def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True) -> tuple[list, list]:
+    """Products of ``ranked`` (and the rules' pins) that pass the rules, in order; one query + images."""
+    Product = get_product_model()
+    pins = [pk for pk in rules.pinned if pk not in exclude] if pinned else []
+    wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
+    if not wanted:
+        return [], []
+    by_id = Product.objects.filter(rules.product_q(), pk__in=wanted).prefetch_related("images").in_bulk()
+    items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
+    pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
+    return items, pinned_items
+
+
+def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list[Recommendation]:
+    items, _ = _load([(pk, s, reason) for pk, s in ids_scores], Rules(), pinned=False)
+    return items
+
+
+def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=()):
+    items, pins = _load(ranked, rules, exclude)
+    return RecommendationList(widget, arrange(items, limit, rules, pins), act.version_id, act.embedding_version, source)
+
+
+def _already_interacted(rules: Rules, user, session_key: str | None) -> set[int]:
+    """Products the shopper must not see again (e.g. bought), per the rules."""
+    if not rules.exclude_interacted_kinds or not _has_shopper(user, session_key):
+        return set()
+    qs = Interaction.objects.for_shopper(user, session_key).filter(kind__in=rules.exclude_interacted_kinds)
+    return set(qs.order_by().values_list("product_id", flat=True).distinct())
+
+
+def _has_shopper(user, session_key) -> bool:
+    return bool(session_key) or (user is not None and getattr(user, "is_authenticated", False))
+
+
+# -- popular and trending ------------------------------------------------------------------
+
+
+def _ranked_ids(kind: str, category=None) -> list[tuple[int, float]]:
+    """Top popular (all time) or trending (recent window) product ids, cached."""
+    cat_id = getattr(category, "pk", category)
+    key = _key("ranked", kind, cat_id)
+    found = _cache_get_many([key]).get(key)
+    if found is not None:
+        return found
     Product = get_product_model()
     qs = Product.objects.recommendable()
-    if category is not None:
-        qs = qs.filter(category=category)
-    if exclude:
-        qs = qs.exclude(pk__in=exclude)
-    rows = list(qs.popular().values_list("pk", "popularity")[:limit])
-    return _products_in_order([(pk, float(score)) for pk, score in rows], "popular")
+    if cat_id is not None:
+        qs = qs.filter(category_id=cat_id)
+    since = None
+    if kind == "trending":
+        since = timezone.now() - timedelta(seconds=int(visrec_settings.TRENDING_WINDOW_SECONDS))
+    qs = qs.popular(since=since)
+    if kind == "trending":
+        qs = qs.filter(popularity__gt=0)
+    rows = [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:_RANKED_DEPTH]]
+    _cache_set(key, rows, int(visrec_settings.TRENDING_CACHE_SECONDS))
+    return rows
+
+
+def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
+    """Best sellers (weighted interactions), optionally within a category; a list of Recommendation."""
+    rules = rules or Rules(exclude_interacted_kinds=())
+    ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category)]
+    items, _ = _load(ranked, rules, set(exclude or ()), pinned=False)
+    items = arrange(items, limit, rules)
+    if category is None and not exclude and len(items) >= limit:
+        _remember_popular(items)
+    return items
+
+
+def trending(limit: int = 8, category=None, exclude=(), *, rules: Rules | None = None) -> list[Recommendation]:
+    """Most interacted-with products over the recent window (``TRENDING_WINDOW_SECONDS``)."""
+    rules = rules or Rules(exclude_interacted_kinds=())
+    ranked = [(pk, s, "trending") for pk, s in _ranked_ids("trending", category)]
+    items, _ = _load(ranked, rules, set(exclude), pinned=False)
+    return arrange(items, limit, rules)
+
+
+def _remember_popular(items: list[Recommendation]) -> None:
+    """Keep the last good popular list (with its products) for when the database is down."""
+    _cache_set(_LAST_GOOD_KEY, items, 7 * 24 * 3600)
+
+
+def fallback_list(widget: str, limit: int, exclude=()) -> RecommendationList:
+    """The last good popular list from the cache (no database needed), or an empty list."""
+    try:
+        items = _cache_get_many([_LAST_GOOD_KEY]).get(_LAST_GOOD_KEY) or []
+    except Exception:
+        items = []
+    items = [r for r in items if r.product.pk not in set(exclude)][:limit]
+    return RecommendationList(widget, items, None, None, "cache-fallback" if items else "empty")
+
+
+def _fill(ranked: Ranked, limit: int, category, seen: set[int], rules: Rules) -> Ranked:
+    """Top ``ranked`` up with trending (in ``category``, then overall), then popular ids."""
+    out = list(ranked)
+    seen = set(seen) | {pk for pk, _, _ in ranked}
+    sources = [("trending", category), ("trending", None), ("popular", category), ("popular", None)]
+    for kind, cat in dict.fromkeys(sources):
+        if len(out) >= limit:
+            break
+        for pk, score in _ranked_ids(kind, cat):
+            if pk not in seen:
+                seen.add(pk)
+                out.append((pk, score, kind))
+    return out
+
+
+# -- similar items -------------------------------------------------------------------------
+
+
+def _normalised(scores: np.ndarray) -> np.ndarray:
+    top = float(np.max(scores)) if len(scores) else 0.0
+    return scores / top if top > 0 else scores
+
+
+def _model_neighbours(loaded: LoadedModel | None, pk: int, n: int) -> list[tuple[int, float]]:
+    if loaded is None or pk not in loaded.column:
+        return []
+    try:
+        ids, scores = loaded.model.similar_items(np.array([loaded.column[pk]]), N=n)
+    except NotImplementedError:
+        return []
+    ids, scores = ids[0], scores[0]
+    keep = (ids >= 0) & np.isfinite(scores)
+    return list(zip(loaded.pks(ids[keep]), _normalised(scores[keep].astype(float)).tolist(), strict=True))
+
+
+def _blend(sources: dict[str, list[tuple[int, float]]], weights: dict[str, float]) -> Ranked:
+    """Weighted sum of each source's scores; the reason is the source that contributed most."""
+    total: dict[int, float] = {}
+    best: dict[int, tuple[float, str]] = {}
+    used = {name: rows for name, rows in sources.items() if rows}
+    for name, rows in used.items():
+        w = float(weights.get(name, 1.0)) if len(used) > 1 else 1.0
+        for pk, score in rows:
+            total[pk] = total.get(pk, 0.0) + w * score
+            if w * score > best.get(pk, (float("-inf"), ""))[0]:
+                best[pk] = (w * score, name)
+    return sorted(((pk, s, best[pk][1]) for pk, s in total.items()), key=lambda t: -t[1])
+
+
+def similar_items(
+    product, limit: int = 8, *, rules: Rules | None = None, user=None, session_key: str | None = None
+) -> RecommendationList:
+    """Products that look like ``product``, blended with the active model's item neighbours.
+
+    Rules apply (inactive and out-of-stock never shown); a product without a vector gets
+    popular products of its category. Raises ``DatabaseError`` only if even that fails.
+    """
+    rules = rules_for("similar-items", rules)
+    act = active()
+    depth = overfetch(limit, rules) + 8  # spare candidates for products excluded later
+    key = _key("similar", product.pk, depth, rules.cache_key(), act.key)
+    pv_key = product_version_key(product.pk)
+    hit = _cache_get_many([key, pv_key])
+    pv = hit.get(pv_key, "")
+    if key in hit and hit[key][0] == pv:
+        _, ranked, source = hit[key]
+    else:
+        ranked, source = _similar_ranked(product, depth, rules, act)
+        timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
+        _cache_set(key, (pv, ranked, source), timeout)
+    exclude = {product.pk} | _already_interacted(rules, user, session_key)
+    return _finish("similar-items", ranked, limit, rules, act, source, exclude)
+
+
+def _similar_ranked(product, depth: int, rules: Rules, act: Active) -> tuple[Ranked, str]:
+    visual: list[tuple[int, float]] = []
+    if act.embedding is not None:
+        try:
+            vector = product_vector(product, act.embedding)
+            visual = nearest_products(vector, act.embedding, depth, exclude=[product.pk], rules=rules)
+        except ProductNotEmbedded:
+            pass
+    model = _model_neighbours(loaded_model(act.version), product.pk, depth)
+    ranked = _blend({"visual": visual, "model": model}, dict(visrec_settings.SIMILAR_BLEND))
+    source = "visual" if visual else "model" if model else "popular"
+    if len(ranked) < depth:
+        category = getattr(product, "category_id", None)
+        seen = {product.pk} | {pk for pk, _, _ in ranked}
+        fill = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category) if pk not in seen]
+        ranked += fill[: depth - len(ranked)]
+    return ranked, source
 
 
 def similar_items_or_fallback(product, limit: int = 8) -> list[Recommendation]:
-    """Similar items; popular items of the same category when the product has no vector."""
-    try:
-        items = similar_items(product, limit)
-    except ProductNotEmbedded:
-        items = []
-    if len(items) < limit:
-        seen = [product.pk, *(r.product.pk for r in items)]
-        items += popular(limit - len(items), category=getattr(product, "category", None), exclude=seen)
-    return items
+    """Similar items as a plain list (kept for older callers)."""
+    return similar_items(product, limit).items
+
+
+# -- shopper history, session taste and "for you" ------------------------------------------
+
+
+@dataclass
+class History:
+    """A shopper's latest events, newest first."""
+
+    events: list[tuple[int, int, str, Any]] = field(default_factory=list)  # (id, product, kind, time)
+
+    @property
+    def last_id(self) -> int:
+        return self.events[0][0] if self.events else 0
+
+    @property
+    def product_ids(self) -> list[int]:
+        return list(dict.fromkeys(pk for _, pk, _, _ in self.events))
+
+
+def history(user=None, session_key: str | None = None, limit: int | None = None) -> History:
+    """The shopper's latest interactions (one indexed query)."""
+    if not _has_shopper(user, session_key):
+        return History()
+    n = int(limit or visrec_settings.TASTE_HISTORY)
+    qs = Interaction.objects.for_shopper(user, session_key).order_by("-created_at", "-pk")
+    return History(list(qs.values_list("pk", "product_id", "kind", "created_at")[:n]))
+
+
+def session_taste(events: History, model: EmbeddingModel) -> np.ndarray | None:
+    """The shopper's live taste: image vectors of recent events, weighted by kind and recency."""
+    if not events.events:
+        return None
+    rows = ImageEmbedding.objects.filter(model=model, image__is_primary=True, image__product_id__in=events.product_ids)
+    vectors = {pk: np.asarray(v, dtype=np.float32) for pk, v in rows.values_list("image__product_id", "vector")}
+    if not vectors:
+        return None
+    weights = dict(visrec_settings.TASTE_WEIGHTS)
+    half_life = max(float(visrec_settings.TASTE_HALF_LIFE_SECONDS), 1.0)
+    now = timezone.now()
+    taste = np.zeros(model.dimensions, dtype=np.float32)
+    for _, pk, kind, created in events.events:
+        if pk in vectors:
+            age = max((now - created).total_seconds(), 0.0)
+            taste += weights.get(kind, 1.0) * 0.5 ** (age / half_life) * vectors[pk]
+    norm = float(np.linalg.norm(taste))
+    return taste / norm if norm > 0 else None
+
+
+def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:
+    if loaded is None or key not in loaded.row:
+        return []
+    import scipy.sparse as sp
+
+    cols = [loaded.column[pk] for _, pk, _, _ in events.events if pk in loaded.column]
+    row = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), np.array(cols, dtype=np.int64))),
+        shape=(1, len(loaded.items)),
+    )
+    row.sum_duplicates()
+    ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n)
+    ids, scores = ids[0], scores[0]
+    keep = (ids >= 0) & np.isfinite(scores)
+    scores = scores[keep].astype(float)
+    if len(scores):
+        scores = scores - min(float(scores.min()), 0.0)
+    return list(zip(loaded.pks(ids[keep]), _normalised(scores).tolist(), strict=True))
+
+
+def for_you(
+    *, user=None, session_key: str | None = None, limit: int = 12, category=None, rules: Rules | None = None
+) -> RecommendationList:
+    """Recommendations for a signed-in user or an anonymous session.
+
+    Blends the active model's scores (when it knows the shopper) with the session's
+    live taste; cold shoppers get what is trending in ``category`` (the page's
+    category, a context hint, not a filter), then overall, then popular.
+    """
+    rules = rules_for("for-you", rules)
+    act = active()
+    events = history(user, session_key)
+    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
+    depth = overfetch(limit, rules) + 8
+    cat_id = getattr(category, "pk", category)
+    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key)
+    found = _cache_get_many([key]).get(key)
+    if found is None:
+        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act)
+        _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
+    ranked, source = found
+    exclude = _already_interacted(rules, user, session_key)
+    return _finish("for-you", ranked, limit, rules, act, source, exclude)
+
+
+def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active):
+    model = _model_for_shopper(loaded_model(act.version), shopper, events, depth) if shopper else []
+    session: list[tuple[int, float]] = []
+    if act.embedding is not None and events.events:
+        taste = session_taste(events, act.embedding)
+        if taste is not None:
+            session = nearest_products(taste, act.embedding, depth, exclude=events.product_ids, rules=rules)
+    ranked = _blend({"model": model, "session": session}, dict(visrec_settings.FOR_YOU_BLEND))
+    source = "model+session" if model and session else "model" if model else "session" if session else ""
+    if len(ranked) < depth:
+        ranked = _fill(ranked, depth, cat_id, set(events.product_ids), rules)
+        source = source or (ranked[0][2] if ranked else "empty")
+    return ranked, source
+
+
+def recently_viewed(
+    *, user=None, session_key: str | None = None, limit: int = 8, exclude=()
+) -> RecommendationList:
+    """The shopper's recently viewed (or clicked, carted, bought) active products, newest first."""
+    events = history(user, session_key)
+    ids = [pk for pk in events.product_ids if pk not in set(exclude)]
+    Product = get_product_model()
+    by_id = Product.objects.active().filter(pk__in=ids).prefetch_related("images").in_bulk()
+    items = [Recommendation(by_id[pk], 1.0, "recently-viewed") for pk in ids if pk in by_id][:limit]
+    return RecommendationList("recently-viewed", items, None, None, "recently-viewed" if items else "empty")
+
+
+# -- search by photo -----------------------------------------------------------------------
+
+
+def _read_image(image) -> bytes:
+    limit = int(visrec_settings.MAX_IMAGE_BYTES)
+    if isinstance(image, bytes | bytearray):
+        data = bytes(image)
+    else:
+        if hasattr(image, "seek"):
+            image.seek(0)
+        data = image.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidImage(f"file too large: more than {limit:,} bytes")
+    return data
+
+
+def embed_query_image(image, model: EmbeddingModel) -> np.ndarray:
+    """Validate and embed an uploaded photo with ``model``'s backbone (loaded once per process)."""
+    from .embedding import _embedder_for
+
+    pil = load_image(_read_image(image), int(visrec_settings.MAX_IMAGE_PIXELS))
+    embedder = _embedder_for(model)
+    if embedder is None:
+        raise DatabaseError("the active embedding version's backbone cannot be loaded")
+    return embedder.embed_arrays([embedder.prepare(pil)])[0]
+
+
+def search_by_image(image, *, limit: int = 12, category=None, rules: Rules | None = None) -> RecommendationList:
+    """Products that look like an uploaded photo (bytes or a file object).
+
+    Raises :data:`InvalidImage` with a clear message for empty, corrupt, hostile or
+    oversized files (``MAX_IMAGE_BYTES``, ``MAX_IMAGE_PIXELS``).
+    """
+    rules = rules_for("search-by-photo", rules)
+    act = active()
+    if act.embedding is None:
+        load_image(_read_image(image), int(visrec_settings.MAX_IMAGE_PIXELS))  # still report a bad file
+        return RecommendationList("search-by-photo", [], None, None, "empty")
+    vector = embed_query_image(image, act.embedding)
+    depth = overfetch(limit, rules)
+    rows = nearest_products(vector, act.embedding, depth, category=category, rules=rules)
+    ranked = [(pk, s, "visual") for pk, s in rows]
+    return _finish("search-by-photo", ranked, limit, rules, act, "visual" if ranked else "empty")

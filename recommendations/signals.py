@@ -1,10 +1,11 @@
-"""Signal handlers: a new or replaced image is queued for embedding after commit."""
+"""Signal handlers: new images are queued for embedding; product changes invalidate cached lists."""
 
 from __future__ import annotations
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 
-from .conf import get_image_model, visrec_settings
+from .conf import get_image_model, get_product_model, visrec_settings
+from .models import EmbeddingModel, ModelVersion
 
 
 def _queue_pending_image(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
@@ -17,3 +18,23 @@ def _queue_pending_image(sender, instance, created: bool, raw: bool = False, **k
 
 
 post_save.connect(_queue_pending_image, sender=get_image_model(), dispatch_uid="visrec_queue_pending_image")
+
+
+def _bump_product(sender, instance, **kwargs) -> None:
+    """A product (or one of its images) changed: lists anchored on it are recomputed."""
+    from .serving import bump_product_version
+
+    bump_product_version(instance.pk if sender is get_product_model() else instance.product_id)
+
+
+def _forget_active(sender, instance, **kwargs) -> None:
+    from .serving import forget_active
+
+    forget_active()
+
+
+for _signal in (post_save, post_delete):
+    _signal.connect(_bump_product, sender=get_product_model(), dispatch_uid=f"visrec_bump_product_{_signal}")
+    _signal.connect(_bump_product, sender=get_image_model(), dispatch_uid=f"visrec_bump_image_{_signal}")
+    _signal.connect(_forget_active, sender=EmbeddingModel, dispatch_uid=f"visrec_forget_embedding_{_signal}")
+    _signal.connect(_forget_active, sender=ModelVersion, dispatch_uid=f"visrec_forget_version_{_signal}")

@@ -1,0 +1,247 @@
+"""Impressions and clicks: CTR per widget and model version, recorded without slowing pages.
+
+Why a bounded in-process queue and a writer thread rather than a Celery task per
+impression: every rendered list produces one impression, so a broker round trip per
+page (or, without a broker, Celery's eager mode writing inline) would put tracking on
+the page's critical path. ``record_impression`` only builds a row and puts it on a
+queue (microseconds); one daemon thread per process writes rows in batches
+(``bulk_create``) and closes its connection after each batch. When the queue is full
+or the database is down, rows are dropped and logged: losing a few impressions is
+acceptable, a slow or broken page is not. ``TRACKING_MODE = "inline"`` writes at once
+(deterministic, for tests and scripts).
+
+Clicks carry a signed token (impression, product, position, widget, model version),
+so a click is counted even if its impression row is still in the queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+
+from django.core import signing
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from .conf import visrec_settings
+from .models import Click, Impression
+
+logger = logging.getLogger(__name__)
+
+_SALT = "visrec.click"
+_BATCH = 500
+
+
+class InvalidClickToken(ValueError):
+    """A click token that is malformed, tampered with or expired."""
+
+
+def _shopper(user=None, session_key: str | None = None) -> tuple[int | None, str]:
+    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    return user_id, session_key or ""
+
+
+# -- impressions ------------------------------------------------------------------------
+
+
+class _RecentImpressions:
+    """Widget and model version of this process's latest impressions, for their click tokens."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def put(self, impression_id: str, meta: tuple[str, int | None]) -> None:
+        with self._lock:
+            self._items[impression_id] = meta
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def get(self, impression_id: str) -> tuple[str, int | None] | None:
+        with self._lock:
+            return self._items.get(impression_id)
+
+
+_recent = _RecentImpressions()
+
+
+class _Writer:
+    """A bounded queue of impression rows drained by one daemon thread."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Impression] | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, row: Impression) -> None:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue(maxsize=int(visrec_settings.TRACKING_QUEUE_SIZE))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="visrec-tracking", daemon=True)
+                self._thread.start()
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            logger.warning("impression queue full; impression dropped", extra={"widget": row.widget})
+
+    def _run(self) -> None:
+        while True:
+            rows = [self._queue.get()]
+            while len(rows) < _BATCH:
+                try:
+                    rows.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                close_old_connections()
+                _write(rows)
+            finally:
+                for _ in rows:
+                    self._queue.task_done()
+                connection.close()  # never hold a connection while idle
+
+    def flush(self) -> None:
+        """Block until every queued impression is written (tests, shutdown)."""
+        if self._queue is not None and self._thread is not None and self._thread.is_alive():
+            self._queue.join()
+
+
+_writer = _Writer()
+atexit.register(_writer.flush)
+
+
+def _write(rows: list[Impression]) -> None:
+    try:
+        with transaction.atomic():
+            Impression.objects.bulk_create(rows, ignore_conflicts=True)
+    except Exception:  # tracking must never take anything down with it
+        logger.exception("could not write %d impression(s)", len(rows))
+
+
+def flush() -> None:
+    """Wait until the impressions recorded so far are in the database."""
+    _writer.flush()
+
+
+def record_impression(rec_list, *, user=None, session_key: str | None = None) -> str:
+    """Record that ``rec_list`` was shown; returns the impression id at once, never raises.
+
+    The row (widget, source, model and embedding versions, experiment arm, product ids
+    with positions, shopper) is written asynchronously unless ``TRACKING_MODE`` is
+    ``"inline"``.
+    """
+    impression_id = str(uuid.uuid4())
+    try:
+        user_id, session = _shopper(user, session_key)
+        row = Impression(
+            id=impression_id,
+            widget=rec_list.widget,
+            source=rec_list.source,
+            model_version_id=rec_list.model_version_id,
+            embedding_version=rec_list.embedding_version or "",
+            arm=rec_list.arm or "",
+            items=[{"product": r.product.pk, "position": n, "reason": r.reason} for n, r in enumerate(rec_list.items)],
+            user_id=user_id,
+            session_key=session,
+            created_at=timezone.now(),
+        )
+        _recent.put(impression_id, (rec_list.widget, rec_list.model_version_id))
+        if visrec_settings.TRACKING_MODE == "inline":
+            _write([row])
+        else:
+            _writer.put(row)
+    except Exception:
+        logger.exception("could not record an impression", extra={"widget": getattr(rec_list, "widget", None)})
+    return impression_id
+
+
+# -- clicks -----------------------------------------------------------------------------
+
+
+def click_token(
+    impression_id: str, product_id: int, position: int, *, widget: str | None = None, model_version_id=None
+) -> str:
+    """A signed, URL-safe token for one item of an impression.
+
+    Widget and model version default to what this process recorded for the impression.
+    """
+    if widget is None:
+        widget, recent_version = _recent.get(str(impression_id)) or ("", None)
+        model_version_id = recent_version if model_version_id is None else model_version_id
+    payload = [str(impression_id), int(product_id), int(position), widget, model_version_id]
+    return signing.dumps(payload, salt=_SALT, compress=True)
+
+
+def read_click_token(token: str) -> dict:
+    """The verified content of a click token (raises :class:`InvalidClickToken`)."""
+    try:
+        impression_id, product_id, position, widget, model_version_id = signing.loads(
+            token, salt=_SALT, max_age=int(visrec_settings.CLICK_TOKEN_MAX_AGE)
+        )
+        uuid.UUID(impression_id)
+    except signing.SignatureExpired:
+        raise InvalidClickToken("click token has expired") from None
+    except (signing.BadSignature, ValueError, TypeError):
+        raise InvalidClickToken("click token is malformed or its signature does not match") from None
+    return {
+        "impression_id": impression_id,
+        "product_id": int(product_id),
+        "position": int(position),
+        "widget": widget or "",
+        "model_version_id": model_version_id,
+    }
+
+
+def record_click(token: str, *, user=None, session_key: str | None = None) -> Click:
+    """Count a click on a recommended item (idempotent per impression and position).
+
+    Raises :class:`InvalidClickToken` for a bad token; database errors propagate.
+    """
+    data = read_click_token(token)
+    if not data["widget"]:  # token made in another process before its impression: ask the row
+        meta = Impression.objects.filter(id=data["impression_id"]).values("widget", "model_version_id").first()
+        if meta:
+            data["widget"], data["model_version_id"] = meta["widget"], meta["model_version_id"]
+    user_id, session = _shopper(user, session_key)
+    try:
+        with transaction.atomic():
+            click, _ = Click.objects.get_or_create(
+                impression_id=data["impression_id"],
+                position=data["position"],
+                defaults={
+                    "widget": data["widget"],
+                    "model_version_id": data["model_version_id"],
+                    "product_id": data["product_id"],
+                    "user_id": user_id,
+                    "session_key": session,
+                    "created_at": timezone.now(),
+                },
+            )
+    except IntegrityError:  # a concurrent double click won the race
+        click = Click.objects.get(impression_id=data["impression_id"], position=data["position"])
+    return click
+
+
+def ctr(*, widget: str | None = None, model_version_id: int | None = None, since: datetime | None = None) -> dict:
+    """Impressions, clicks and click-through rate, optionally per widget / model version / since."""
+    filters = {}
+    if widget is not None:
+        filters["widget"] = widget
+    if model_version_id is not None:
+        filters["model_version_id"] = model_version_id
+    if since is not None:
+        filters["created_at__gte"] = since
+    impressions = Impression.objects.filter(**filters).count()
+    clicks = Click.objects.filter(**filters).count()
+    return {
+        "impressions": impressions,
+        "clicks": clicks,
+        "ctr": clicks / impressions if impressions else 0.0,
+    }
