@@ -1,25 +1,69 @@
-"""Shop pages: home grid, category listing and product detail (server-rendered)."""
+"""Shop pages: home grid, category listing, product detail, search by photo, tracked clicks.
+
+The product page survives a database outage: the product is served from a cached
+copy, navigation from the last good category list, and the recommendation widgets
+fall back on their own (see ``recommendations.templatetags.visrec``).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import DatabaseError
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from recommendations import serving, tracking
+from recommendations.templatetags.visrec import render_widget, shopper
 
 from . import services
 from .models import Category, Product
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 24
+PAGE_CACHE_SECONDS = 7 * 24 * 3600
+NAV_KEY = "shop:nav-categories"
 
 
 def _page(request, queryset):
     return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
 
 
+def _cache_call(method: str, *args):
+    try:
+        return getattr(cache, method)(*args)
+    except Exception:
+        logger.warning("cache unavailable", exc_info=True)
+        return None
+
+
+def nav_categories() -> list[Category]:
+    """Top-level categories for the header; the last good list while the database is down."""
+    try:
+        found = list(Category.objects.filter(parent__isnull=True))
+    except DatabaseError:
+        logger.warning("categories unavailable; using the cached navigation", exc_info=True)
+        return _cache_call("get", NAV_KEY) or []
+    _cache_call("set", NAV_KEY, found, PAGE_CACHE_SECONDS)
+    return found
+
+
+def _shopper_session(request) -> str | None:
+    """The session key, creating the session if needed (never fails the page)."""
+    if not request.session.session_key:
+        try:
+            request.session.save()
+        except Exception:
+            logger.warning("could not create a session", exc_info=True)
+    return request.session.session_key
+
+
 def home(request):
+    _shopper_session(request)
     products = Product.objects.active().with_primary_image().order_by("-created_at", "pk")
     return render(request, "shop/home.html", {"page": _page(request, products)})
 
@@ -30,19 +74,87 @@ def category(request, slug: str):
     return render(request, "shop/category.html", {"category": cat, "page": _page(request, products)})
 
 
-def product_detail(request, pk: int):
-    product = get_object_or_404(Product.objects.active().select_related("category").with_primary_image(), pk=pk)
-    _record_view(request, product)
-    return render(request, "shop/product.html", {"product": product})
+def _product_for_page(pk: int) -> Product | None:
+    """The active product (with category and images), or its cached copy if the database fails.
 
-
-def _record_view(request, product: Product) -> None:
-    """A product page view is an interaction; failing to record never breaks the page."""
-    if not request.session.session_key:
-        request.session.save()
+    Raises ``Http404`` for an unknown product; None when neither source has it.
+    """
+    key = f"shop:product-page:{pk}"
     try:
-        services.record_interaction(
-            product, "view", user=request.user, session_key=request.session.session_key, source="product-page"
-        )
+        product = get_object_or_404(Product.objects.active().select_related("category").with_primary_image(), pk=pk)
     except DatabaseError:
-        logger.exception("could not record a product view", extra={"product_id": product.pk})
+        logger.warning("product unavailable; serving the cached copy", exc_info=True, extra={"product_id": pk})
+        return _cache_call("get", key)
+    list(product.images.all())  # evaluate the prefetch so the cached copy needs no query
+    _cache_call("set", key, product, PAGE_CACHE_SECONDS)
+    return product
+
+
+def product_detail(request, pk: int):
+    product = _product_for_page(pk)
+    if product is None:
+        context = {"nav_categories": []}
+        return render(request, "shop/unavailable.html", context, status=503)
+    _record(request, product, "view", "product-page")
+    return render(request, "shop/product.html", {"product": product, "nav_categories": nav_categories()})
+
+
+def _record(request, product: Product, kind: str, source: str) -> None:
+    """A shopper action is an interaction; failing to record it never breaks the page."""
+    session_key = _shopper_session(request)
+    user, _ = shopper(request)
+    try:
+        services.record_interaction(product, kind, user=user, session_key=session_key or "", source=source)
+    except Exception:
+        logger.warning("could not record a %s", kind, exc_info=True, extra={"product_id": product.pk})
+
+
+def recommendation_click(request, token: str):
+    """``/r/<token>/``: count the click on a recommended item, then go to the product."""
+    try:
+        data = tracking.read_click_token(token)
+    except tracking.InvalidClickToken as e:
+        raise Http404(str(e)) from None
+    session_key = _shopper_session(request)
+    user, _ = shopper(request)
+    try:
+        tracking.record_click(token, user=user, session_key=session_key)
+        product = Product.objects.filter(pk=data["product_id"]).first()
+        if product is not None:
+            services.record_interaction(
+                product, "click", user=user, session_key=session_key or "", source=data["widget"][:64]
+            )
+    except Exception:
+        logger.warning("could not record a recommendation click", exc_info=True)
+    return redirect(reverse("shop:product", kwargs={"pk": data["product_id"]}))
+
+
+@require_http_methods(["GET", "POST"])
+def search_by_photo(request):
+    """Upload or drop a photo; the nearest products, optionally within a category."""
+    categories = nav_categories()
+    context = {"categories": categories, "results": "", "error": "", "selected": request.POST.get("category", "")}
+    status = 200
+    if request.method == "POST":
+        status, context = _search(request, context)
+    return render(request, "shop/search_by_photo.html", context, status=status)
+
+
+def _search(request, context: dict) -> tuple[int, dict]:
+    upload = request.FILES.get("photo")
+    if upload is None:
+        return 400, {**context, "error": "Choose a photo (JPEG, PNG, WebP, GIF, BMP or TIFF) to search with."}
+    category = None
+    if context["selected"]:
+        category = next((c for c in context["categories"] if str(c.pk) == context["selected"]), None)
+        if category is None:
+            return 400, {**context, "error": "Unknown category."}
+    try:
+        rec_list = serving.search_by_image(upload, limit=12, category=category)
+    except serving.InvalidImage as e:
+        return 400, {**context, "error": f"This file cannot be used: {e}."}
+    except Exception:
+        logger.exception("search by photo failed")
+        return 503, {**context, "error": "Search by photo is unavailable right now; please try again shortly."}
+    html = render_widget({"request": request}, rec_list)
+    return 200, {**context, "results": html, "searched": True}

@@ -72,6 +72,8 @@ DEFAULTS: dict[str, Any] = {
     # Trending: popularity over this recent window (seconds), cached for TRENDING_CACHE_SECONDS.
     "TRENDING_WINDOW_SECONDS": 7 * 24 * 3600,
     "TRENDING_CACHE_SECONDS": 300,
+    # Prefix of every key visrec writes to the Django cache (change it to share one Redis).
+    "CACHE_PREFIX": "visrec:v1:",
     # Lifetime (seconds) of cached similar-items / for-you lists (also invalidated by
     # model activation and product changes).
     "LIST_CACHE_SECONDS": 900,

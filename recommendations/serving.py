@@ -50,9 +50,7 @@ logger = logging.getLogger(__name__)
 #: The exception ``search_by_image`` raises for a corrupt, hostile or oversized image.
 InvalidImage = ImageRejected
 
-_PREFIX = "visrec:v1:"
 _RANKED_DEPTH = 200  # cached trending/popular candidates per category
-_LAST_GOOD_KEY = _PREFIX + "last-good-popular"
 
 
 @dataclass(frozen=True)
@@ -119,13 +117,17 @@ def _cache_set(key: str, value: Any, timeout: float) -> None:
         logger.warning("visrec cache unavailable (write)", exc_info=True)
 
 
+def _prefix() -> str:
+    return str(visrec_settings.CACHE_PREFIX)
+
+
 def _key(*parts: Any) -> str:
     raw = ":".join(str(p) for p in parts)
-    return _PREFIX + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    return _prefix() + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 def product_version_key(pk: int) -> str:
-    return f"{_PREFIX}pv:{pk}"
+    return f"{_prefix()}pv:{pk}"
 
 
 def bump_product_version(pk: int) -> None:
@@ -156,23 +158,23 @@ class Active:
         return f"e{self.embedding_version}-m{self.version_id}"
 
 
-_ACTIVE_KEY = _PREFIX + "active"
 _ACTIVE_SECONDS = 2.0
 
 
 def active() -> Active:
     """The active versions, read from the database at most every couple of seconds (cached)."""
-    found = _cache_get_many([_ACTIVE_KEY]).get(_ACTIVE_KEY)
+    key = _prefix() + "active"
+    found = _cache_get_many([key]).get(key)
     if found is None:
         found = Active(EmbeddingModel.objects.active(), ModelVersion.objects.active())
-        _cache_set(_ACTIVE_KEY, found, _ACTIVE_SECONDS)
+        _cache_set(key, found, _ACTIVE_SECONDS)
     return found
 
 
 def forget_active() -> None:
     """Make the next call re-read the active versions (after an activation)."""
     try:
-        cache.delete(_ACTIVE_KEY)
+        cache.delete(_prefix() + "active")
     except Exception:
         logger.warning("visrec cache unavailable (delete)", exc_info=True)
 
@@ -393,13 +395,14 @@ def trending(limit: int = 8, category=None, exclude=(), *, rules: Rules | None =
 
 def _remember_popular(items: list[Recommendation]) -> None:
     """Keep the last good popular list (with its products) for when the database is down."""
-    _cache_set(_LAST_GOOD_KEY, items, 7 * 24 * 3600)
+    _cache_set(_prefix() + "last-good-popular", items, 7 * 24 * 3600)
 
 
 def fallback_list(widget: str, limit: int, exclude=()) -> RecommendationList:
     """The last good popular list from the cache (no database needed), or an empty list."""
     try:
-        items = _cache_get_many([_LAST_GOOD_KEY]).get(_LAST_GOOD_KEY) or []
+        key = _prefix() + "last-good-popular"
+        items = _cache_get_many([key]).get(key) or []
     except Exception:
         items = []
     items = [r for r in items if r.product.pk not in set(exclude)][:limit]
@@ -612,9 +615,7 @@ def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Ru
     return ranked, source
 
 
-def recently_viewed(
-    *, user=None, session_key: str | None = None, limit: int = 8, exclude=()
-) -> RecommendationList:
+def recently_viewed(*, user=None, session_key: str | None = None, limit: int = 8, exclude=()) -> RecommendationList:
     """The shopper's recently viewed (or clicked, carted, bought) active products, newest first."""
     events = history(user, session_key)
     ids = [pk for pk in events.product_ids if pk not in set(exclude)]

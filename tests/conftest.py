@@ -9,3 +9,16 @@ pytest_plugins = ["tests.fixtures.images", "tests.fixtures.catalog"]
 def _media_root(settings, tmp_path):
     """Every test writes uploaded files to its own temporary folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache_and_inline_tracking(settings):
+    """Cached lists and active versions never leak between tests; impressions are written inline.
+
+    Each test gets its own visrec cache namespace (no ``cache.clear()``, which would
+    wipe a shared Redis). Tests of the asynchronous impression writer set
+    ``TRACKING_MODE`` back to ``"thread"`` themselves.
+    """
+    import uuid
+
+    settings.VISREC = {**settings.VISREC, "TRACKING_MODE": "inline", "CACHE_PREFIX": f"visrec-test-{uuid.uuid4().hex}:"}

@@ -56,6 +56,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "visrec_shop.urls"
 WSGI_APPLICATION = "visrec_shop.wsgi.application"
+# Sessions are read from the cache and written through to the database; a database
+# outage degrades them to cache-only (visrec_shop/sessions.py), so pages keep answering.
+SESSION_ENGINE = "visrec_shop.sessions"
 
 TEMPLATES = [
     {

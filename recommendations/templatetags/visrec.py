@@ -1,40 +1,210 @@
-"""Template tags for recommendation widgets; a failing backend renders a fallback."""
+"""Template tags of the recommendation widgets: ``similar_items``, ``for_you``, ``recently_viewed``.
+
+Each tag asks :mod:`recommendations.serving` for a list, records an impression
+(asynchronously) and renders a partial template whose links carry signed click
+tokens. A widget never breaks the page: if its backend fails it renders popular
+products (while there is time left in its budget), else the last good popular list
+from the cache, else nothing.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from collections.abc import Callable
 
 from django import template
 from django.template.loader import render_to_string
+from django.urls import reverse
 
-from .. import serving
+from .. import serving, tracking
+from ..conf import visrec_settings
+from ..rules import rules_for
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
+RULE_ARGS = ("max_per_category", "pinned", "blocked", "only_categories", "exclude_categories")
+TITLES = {
+    "similar-items": "You may also like",
+    "for-you": "Recommended for you",
+    "recently-viewed": "Recently viewed",
+    "search-by-photo": "Products that look like your photo",
+}
 
-@register.simple_tag(takes_context=True)
-def similar_items(context, product, limit: int = 8) -> str:
-    """``{% similar_items product 8 %}``: products that look like ``product``.
 
-    Never raises: if the vector search fails, popular products of the category are
-    shown, and if that fails too, nothing.
-    """
+def shopper(request) -> tuple[object | None, str | None]:
+    """``(user, session key)`` of a request; an unreadable user (database down) counts as anonymous."""
+    if request is None:
+        return None, None
+    session = getattr(request, "session", None)
+    session_key = getattr(session, "session_key", None)
     try:
-        items = serving.similar_items_or_fallback(product, int(limit))
-    except Exception:  # a widget must never break the product page
-        logger.exception("similar_items widget failed", extra={"product_id": getattr(product, "pk", None)})
-        items = _safe_popular(product, limit)
+        user = getattr(request, "user", None)
+        if user is not None and not user.is_authenticated:
+            user = None
+    except Exception:  # the auth middleware's lazy user hits the database
+        logger.warning("could not read the request's user; treating the shopper as anonymous", exc_info=True)
+        user = None
+    return user, session_key
+
+
+def _ids(value) -> list[int] | None:
+    """Product/category ids from an object, an id, a list of either, or "1,2,3"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [int(v) for v in value.replace(" ", "").split(",") if v]
+    if isinstance(value, int) or hasattr(value, "pk"):
+        return [int(getattr(value, "pk", value))]
+    return [int(getattr(v, "pk", v)) for v in value]
+
+
+def never_raises(tag: Callable[..., str]) -> Callable[..., str]:
+    """A widget tag that fails (even on bad arguments) renders nothing instead of breaking the page."""
+
+    @functools.wraps(tag)
+    def wrapper(*args, **kwargs) -> str:
+        try:
+            return tag(*args, **kwargs)
+        except Exception:
+            logger.exception("%s widget could not render", tag.__name__)
+            return ""
+
+    return wrapper
+
+
+def tag_rules(widget: str, options: dict):
+    """The widget's rules with the tag's overrides (``max_per_category=2 pinned="3,4"``)."""
+    overrides = {name: options.get(name) for name in RULE_ARGS if options.get(name) is not None}
+    for name in ("pinned", "blocked", "only_categories", "exclude_categories"):
+        if name in overrides:
+            overrides[name] = _ids(overrides[name])
+    return rules_for(widget, **overrides)
+
+
+def _safely(widget: str, limit: int, compute: Callable, fallback: Callable, exclude=()) -> serving.RecommendationList:
+    budget = float(visrec_settings.WIDGET_TIME_BUDGET_MS) / 1000.0
+    started = time.perf_counter()
+    try:
+        result = compute()
+    except Exception:
+        logger.exception("%s widget failed; rendering a fallback", widget)
+        result = None
+    elapsed = time.perf_counter() - started
+    if elapsed > budget:
+        logger.warning("%s widget over its time budget (%.0f ms)", widget, elapsed * 1000)
+    if result is not None:
+        return result
+    if elapsed <= budget:
+        try:
+            items = fallback()
+            return serving.RecommendationList(widget, items, None, None, "popular" if items else "empty")
+        except Exception:
+            logger.exception("%s widget fallback failed; using the cached popular list", widget)
+    return serving.fallback_list(widget, limit, exclude)
+
+
+def render_widget(context, rec_list: serving.RecommendationList, title: str | None = None) -> str:
+    """Record the impression and render the list with click-tracked links (empty: nothing)."""
+    if not rec_list.items:
+        return ""
+    user, session_key = shopper(context.get("request"))
+    impression = tracking.record_impression(rec_list, user=user, session_key=session_key)
+    entries = []
+    for position, rec in enumerate(rec_list.items):
+        token = tracking.click_token(
+            impression,
+            rec.product.pk,
+            position,
+            widget=rec_list.widget,
+            model_version_id=rec_list.model_version_id,
+        )
+        entries.append({"rec": rec, "product": rec.product, "position": position, "url": click_url(token)})
     return render_to_string(
-        "visrec/widgets/similar_items.html",
-        {"items": items, "product": product, "widget": "similar-items"},
+        "visrec/widgets/list.html",
+        {
+            "widget": rec_list.widget,
+            "title": title or TITLES.get(rec_list.widget, "Recommended"),
+            "entries": entries,
+            "impression": impression,
+            "source": rec_list.source,
+        },
         request=context.get("request"),
     )
 
 
-def _safe_popular(product, limit) -> list:
+def click_url(token: str) -> str:
+    return reverse("shop:recommendation-click", kwargs={"token": token})
+
+
+def _limit(value, default: int) -> int:
     try:
-        return serving.popular(int(limit), category=getattr(product, "category", None), exclude=[product.pk])
-    except Exception:
-        logger.exception("similar_items fallback failed")
-        return []
+        return max(1, min(int(value), int(visrec_settings.MAX_LIMIT)))
+    except (TypeError, ValueError):
+        return default
+
+
+@register.simple_tag(takes_context=True)
+@never_raises
+def similar_items(context, product, limit: int | None = None, **options) -> str:
+    """``{% similar_items product limit=8 %}`` (or ``{% similar_items product 8 %}``).
+
+    Options: ``title``, and the rules ``max_per_category``, ``pinned``, ``blocked``,
+    ``only_categories``, ``exclude_categories`` (ids, lists or "1,2,3").
+    """
+    n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.SIMILAR_DEFAULT_LIMIT))
+    user, session_key = shopper(context.get("request"))
+    category = getattr(product, "category_id", None)
+    rec_list = _safely(
+        "similar-items",
+        n,
+        lambda: serving.similar_items(
+            product, n, rules=tag_rules("similar-items", options), user=user, session_key=session_key
+        ),
+        lambda: serving.popular(n, category=category, exclude=[product.pk]),
+        exclude=[product.pk],
+    )
+    return render_widget(context, rec_list, options.get("title"))
+
+
+@register.simple_tag(takes_context=True)
+@never_raises
+def for_you(context, request=None, limit: int | None = None, category=None, **options) -> str:
+    """``{% for_you request limit=12 category=product.category %}``: personal recommendations."""
+    request = request or context.get("request")
+    n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.FOR_YOU_DEFAULT_LIMIT))
+    user, session_key = shopper(request)
+    exclude = _ids(options.get("exclude")) or []
+    rules = tag_rules("for-you", options)
+    if exclude:
+        rules = rules_for("for-you", rules, blocked=[*rules.blocked, *exclude])
+    rec_list = _safely(
+        "for-you",
+        n,
+        lambda: serving.for_you(user=user, session_key=session_key, limit=n, category=category, rules=rules),
+        lambda: serving.popular(n, exclude=exclude),
+        exclude=exclude,
+    )
+    return render_widget(context, rec_list, options.get("title"))
+
+
+@register.simple_tag(takes_context=True)
+@never_raises
+def recently_viewed(context, request=None, limit: int | None = None, exclude=None, **options) -> str:
+    """``{% recently_viewed request exclude=product %}``: the shopper's latest products."""
+    request = request or context.get("request")
+    n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.RECENTLY_VIEWED_DEFAULT_LIMIT))
+    user, session_key = shopper(request)
+    skip = _ids(exclude) or []
+    rec_list = _safely(
+        "recently-viewed",
+        n,
+        lambda: serving.recently_viewed(user=user, session_key=session_key, limit=n, exclude=skip),
+        lambda: [],
+        exclude=skip,
+    )
+    if rec_list.source == "cache-fallback":  # popular products are not "recently viewed"
+        return ""
+    return render_widget(context, rec_list, options.get("title"))

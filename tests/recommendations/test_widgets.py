@@ -1,4 +1,4 @@
-"""The similar-items template tag and the shop pages that use it."""
+"""The widget template tags and the shop pages that use them."""
 
 import re
 
@@ -8,35 +8,70 @@ from django.test import RequestFactory
 
 from catalog.models import Interaction
 from recommendations import serving
+from recommendations.models import Impression
 
 pytestmark = pytest.mark.django_db
 
 
-def _render(product, limit=8) -> str:
+def _render(source: str, **context) -> str:
     request = RequestFactory().get("/")
-    return Template("{% load visrec %}{% similar_items product " + str(limit) + " %}").render(
-        Context({"product": product, "request": request})
-    )
+    return Template("{% load visrec %}" + source).render(Context({"request": request, **context}))
+
+
+def _ids(html: str, widget: str | None = None) -> list[int]:
+    if widget is not None:
+        html = html.split(f'data-visrec-widget="{widget}"', 1)[1].split("</section>", 1)[0]
+    return [int(x) for x in re.findall(r'data-product-id="(\d+)"', html)]
 
 
 def test_markup_carries_widget_and_product_ids(small_catalog):
-    html = _render(small_catalog["anchor"], 4)
+    html = _render("{% similar_items product limit=4 %}", product=small_catalog["anchor"])
     assert 'data-visrec-widget="similar-items"' in html
-    ids = [int(x) for x in re.findall(r'data-product-id="(\d+)"', html)]
+    ids = _ids(html)
     assert len(ids) == 4
     assert ids[0] == small_catalog["twin"].pk
     assert small_catalog["anchor"].pk not in ids
-    assert 'loading="lazy"' in html
+    assert html.count('loading="lazy"') == 4
+    assert 'aria-labelledby="visrec-similar-items-title"' in html
+    assert html.count('alt="') == 4
+    assert html.count('href="/r/') == 4  # every link carries a click token
 
 
-def test_backend_failure_renders_fallback_not_an_error(small_catalog, monkeypatch):
+def test_old_positional_limit_still_works(small_catalog):
+    assert len(_ids(_render("{% similar_items product 3 %}", product=small_catalog["anchor"]))) == 3
+
+
+def test_tag_rule_overrides(small_catalog):
+    blocked = small_catalog["twin"].pk
+    html = _render(
+        "{% similar_items product limit=8 blocked=blocked max_per_category=2 %}",
+        product=small_catalog["anchor"],
+        blocked=blocked,
+    )
+    ids = _ids(html)
+    assert blocked not in ids
+    shirts = small_catalog["anchor"].category_id
+    by_pk = {p.pk: p for p in small_catalog.values()}
+    assert sum(by_pk[pk].category_id == shirts for pk in ids) <= 2
+    assert len(ids) == 3  # the cousin (twin blocked) + 2 of the 4 mugs (cap)
+
+
+def test_rendering_records_an_impression(small_catalog):
+    html = _render("{% similar_items product limit=3 %}", product=small_catalog["anchor"])
+    impression = Impression.objects.get()
+    assert impression.widget == "similar-items"
+    assert [i["product"] for i in impression.items] == _ids(html)
+    assert [i["position"] for i in impression.items] == [0, 1, 2]
+    assert f'data-impression="{impression.id}"' in html
+
+
+def test_backend_failure_renders_popular_in_category(small_catalog, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("vector index down")
 
-    monkeypatch.setattr(serving, "similar_items_or_fallback", broken)
+    monkeypatch.setattr(serving, "similar_items", broken)
     Interaction.objects.create(product=small_catalog["cousin"], kind="purchase", session_key="s")
-    html = _render(small_catalog["anchor"])
-    ids = [int(x) for x in re.findall(r'data-product-id="(\d+)"', html)]
+    ids = _ids(_render("{% similar_items product %}", product=small_catalog["anchor"]))
     assert ids[0] == small_catalog["cousin"].pk  # popular in the same category
 
 
@@ -44,27 +79,37 @@ def test_total_failure_renders_nothing(small_catalog, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(serving, "similar_items_or_fallback", broken)
+    monkeypatch.setattr(serving, "similar_items", broken)
     monkeypatch.setattr(serving, "popular", broken)
-    assert _render(small_catalog["anchor"]).strip() == ""
+    assert _render("{% similar_items product %}", product=small_catalog["anchor"]).strip() == ""
 
 
-def test_product_page_shows_8_similar_items_and_records_a_view(client, small_catalog):
+def test_product_page_shows_the_three_widgets_and_records_a_view(client, small_catalog):
     anchor = small_catalog["anchor"]
+    client.get(f"/product/{small_catalog['other0'].pk}/")  # something viewed before
     response = client.get(f"/product/{anchor.pk}/")
     assert response.status_code == 200
     html = response.content.decode()
-    widget = html.split('data-visrec-widget="similar-items"', 1)[1]
-    assert len(re.findall(r'data-product-id="\d+"', widget)) == 6
+    assert len(_ids(html, "similar-items")) == 6
+    assert len(_ids(html, "for-you")) > 0
+    assert anchor.pk not in _ids(html, "for-you")
+    assert _ids(html, "recently-viewed") == [small_catalog["other0"].pk]
     assert Interaction.objects.filter(product=anchor, kind="view").count() == 1
+
+
+def test_home_shows_for_you_and_links_search_by_photo(client, small_catalog):
+    Interaction.objects.create(product=small_catalog["other1"], kind="purchase", session_key="x")
+    html = client.get("/").content.decode()
+    assert _ids(html, "for-you")[0] == small_catalog["other1"].pk  # cold shopper: trending
+    assert 'href="/search/photo/"' in html
 
 
 def test_product_page_survives_broken_recommendations(client, small_catalog, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("everything is down")
 
-    monkeypatch.setattr(serving, "similar_items_or_fallback", broken)
-    monkeypatch.setattr(serving, "popular", broken)
+    for name in ("similar_items", "for_you", "recently_viewed", "popular"):
+        monkeypatch.setattr(serving, name, broken)
     response = client.get(f"/product/{small_catalog['anchor'].pk}/")
     assert response.status_code == 200
     assert small_catalog["anchor"].title in response.content.decode()
