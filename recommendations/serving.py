@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -380,7 +381,7 @@ def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, 
     ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category)]
     items, _ = _load(ranked, rules, set(exclude or ()), pinned=False)
     items = arrange(items, limit, rules)
-    if category is None and not exclude and len(items) >= limit:
+    if category is None and not exclude and limit >= _LAST_GOOD_SIZE and items:
         _remember_popular(items)
     return items
 
@@ -393,16 +394,28 @@ def trending(limit: int = 8, category=None, exclude=(), *, rules: Rules | None =
     return arrange(items, limit, rules)
 
 
+_LAST_GOOD_SIZE = 24
+_LAST_GOOD_REFRESH = 3600.0
+
+
 def _remember_popular(items: list[Recommendation]) -> None:
     """Keep the last good popular list (with its products) for when the database is down."""
-    _cache_set(_prefix() + "last-good-popular", items, 7 * 24 * 3600)
+    _cache_set(_prefix() + "last-good-popular", (time.time(), items), 30 * 24 * 3600)
+
+
+def remember_popular_if_stale() -> None:
+    """Refresh the last good popular list when it is missing or older than an hour (one cache read)."""
+    key = _prefix() + "last-good-popular"
+    found = _cache_get_many([key]).get(key)
+    if found is None or time.time() - found[0] > _LAST_GOOD_REFRESH:
+        popular(_LAST_GOOD_SIZE)
 
 
 def fallback_list(widget: str, limit: int, exclude=()) -> RecommendationList:
     """The last good popular list from the cache (no database needed), or an empty list."""
     try:
         key = _prefix() + "last-good-popular"
-        items = _cache_get_many([key]).get(key) or []
+        items = (_cache_get_many([key]).get(key) or (0, []))[1]
     except Exception:
         items = []
     items = [r for r in items if r.product.pk not in set(exclude)][:limit]

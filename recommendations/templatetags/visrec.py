@@ -96,6 +96,10 @@ def _safely(widget: str, limit: int, compute: Callable, fallback: Callable, excl
     if elapsed > budget:
         logger.warning("%s widget over its time budget (%.0f ms)", widget, elapsed * 1000)
     if result is not None:
+        try:
+            serving.remember_popular_if_stale()  # so a later outage has something to show
+        except Exception:
+            logger.warning("could not refresh the fallback list", exc_info=True)
         return result
     if elapsed <= budget:
         try:
