@@ -1,0 +1,92 @@
+"""Impressions (asynchronous, never failing) and signed click tokens counted into CTR."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from django.db import OperationalError, connection
+
+from catalog.models import Interaction
+from recommendations import serving, tracking
+from recommendations.models import Click, Impression
+
+from .conftest import widget_ids
+
+
+def _list(products, widget="similar-items", model_version_id=7) -> serving.RecommendationList:
+    items = [serving.Recommendation(p, 0.5, "visual") for p in products]
+    return serving.RecommendationList(widget, items, model_version_id, "3", "visual")
+
+
+@pytest.mark.django_db
+def test_impression_records_widget_versions_positions_and_shopper(small_catalog):
+    products = [small_catalog["twin"], small_catalog["cousin"]]
+    impression_id = tracking.record_impression(_list(products), session_key="s1")
+    row = Impression.objects.get(pk=impression_id)
+    assert (row.widget, row.model_version_id, row.embedding_version, row.arm) == ("similar-items", 7, "3", "")
+    assert row.items == [
+        {"product": products[0].pk, "position": 0, "reason": "visual"},
+        {"product": products[1].pk, "position": 1, "reason": "visual"},
+    ]
+    assert row.session_key == "s1" and row.user_id is None
+
+
+@pytest.mark.django_db
+def test_recording_never_raises(small_catalog):
+    def down(execute, sql, params, many, context):
+        raise OperationalError("database is down")
+
+    with connection.execute_wrapper(down):
+        impression_id = tracking.record_impression(_list([small_catalog["twin"]]), session_key="s1")
+    uuid.UUID(impression_id)
+    assert not Impression.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threaded_writer_records_asynchronously(small_catalog, settings):
+    settings.VISREC = {**settings.VISREC, "TRACKING_MODE": "thread"}
+    ids = [tracking.record_impression(_list([small_catalog["twin"]]), session_key=f"s{n}") for n in range(25)]
+    tracking.flush()
+    assert Impression.objects.filter(pk__in=ids).count() == 25
+
+
+@pytest.mark.django_db
+def test_click_tokens_are_signed_and_counted_once(small_catalog):
+    product = small_catalog["cousin"]
+    impression_id = tracking.record_impression(_list([small_catalog["twin"], product]), session_key="s1")
+    token = tracking.click_token(impression_id, product.pk, 1)
+    click = tracking.record_click(token, session_key="s1")
+    assert (click.widget, click.model_version_id) == ("similar-items", 7)
+    assert (click.product_id, click.position) == (product.pk, 1)
+    tracking.record_click(token, session_key="s1")  # a double click
+    assert Click.objects.count() == 1
+    with pytest.raises(tracking.InvalidClickToken):
+        tracking.record_click(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
+    with pytest.raises(tracking.InvalidClickToken):
+        tracking.record_click("not-a-token")
+
+
+@pytest.mark.django_db
+def test_ctr_per_widget_and_model_version(small_catalog):
+    twin = small_catalog["twin"]
+    shown = [tracking.record_impression(_list([twin], model_version_id=1)) for _ in range(4)]
+    tracking.record_impression(_list([twin], widget="for-you", model_version_id=2))
+    tracking.record_click(tracking.click_token(shown[0], twin.pk, 0))
+    assert tracking.ctr(widget="similar-items") == {"impressions": 4, "clicks": 1, "ctr": 0.25}
+    assert tracking.ctr(model_version_id=2) == {"impressions": 1, "clicks": 0, "ctr": 0.0}
+    assert tracking.ctr()["impressions"] == 5
+
+
+@pytest.mark.django_db
+def test_widget_click_redirects_records_and_counts(client, small_catalog):
+    html = client.get(f"/product/{small_catalog['anchor'].pk}/").content.decode()
+    section = html.split('data-visrec-widget="similar-items"', 1)[1]
+    first_link = re.search(r'href="(/r/[^"]+/)"', section).group(1)
+    target = widget_ids(html, "similar-items")[0]
+    response = client.get(first_link)
+    assert response.status_code == 302 and response["Location"] == f"/product/{target}/"
+    assert tracking.ctr(widget="similar-items")["clicks"] == 1
+    assert Interaction.objects.filter(product_id=target, kind="click", source="similar-items").exists()
+    assert client.get("/r/forged-token/").status_code == 404
