@@ -1,0 +1,67 @@
+"""The widgets in a real browser: images load, a click is recorded and counted in CTR."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog.models import ProductImage
+from recommendations import tracking
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+IMAGES_LOADED = """(selector) => {
+  const images = [...document.querySelectorAll(selector)];
+  return images.length > 0 && images.every((img) => img.complete && img.naturalWidth > 0);
+}"""
+
+
+def _load_all_images(page, selector: str) -> int:
+    """Scroll every lazy image into view, then wait until each has decoded pixels."""
+    for image in page.locator(selector).all():
+        image.scroll_into_view_if_needed()
+    page.wait_for_function(IMAGES_LOADED, arg=selector)
+    return page.locator(selector).count()
+
+
+def test_product_page_widgets_show_images_and_count_a_click(page, small_catalog, settings):
+    settings.VISREC = {**settings.VISREC, "TRACKING_MODE": "thread"}  # the production path
+    anchor = small_catalog["anchor"]
+    page.goto(f"{page.base_url}/product/{small_catalog['other1'].pk}/")  # viewed before
+    page.goto(f"{page.base_url}/product/{anchor.pk}/")
+
+    similar = '[data-visrec-widget="similar-items"] img'
+    assert _load_all_images(page, similar) == 6
+    assert _load_all_images(page, '[data-visrec-widget="for-you"] img') > 0
+    assert page.locator('[data-visrec-widget="recently-viewed"] [data-product-id]').count() == 1
+
+    first = page.locator('[data-visrec-widget="similar-items"] [data-product-id]').first
+    target = int(first.get_attribute("data-product-id"))
+    with page.expect_navigation():
+        first.locator("a").click()
+    assert page.url.endswith(f"/product/{target}/")
+    assert page.locator(f'article[data-product-id="{target}"]').count() == 1
+
+    tracking.flush()
+    counted = tracking.ctr(widget="similar-items")
+    assert counted["clicks"] == 1 and counted["impressions"] >= 1
+
+
+def test_search_by_photo_in_the_browser(page, small_catalog, tmp_path):
+    photo = ProductImage.objects.get(product=small_catalog["cousin"], is_primary=True)
+    path = tmp_path / "upload.jpg"
+    with photo.file.open("rb") as f:
+        path.write_bytes(f.read())
+    page.goto(f"{page.base_url}/")
+    page.get_by_role("link", name="Search by photo").click()
+    page.set_input_files("#photo", str(path))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Find similar products").click()
+    assert _load_all_images(page, '[data-visrec-widget="search-by-photo"] img') > 0
+    first = page.locator('[data-visrec-widget="search-by-photo"] [data-product-id]').first
+    assert int(first.get_attribute("data-product-id")) == small_catalog["cousin"].pk
+
+    path.write_bytes(b"not a photo at all")
+    page.set_input_files("#photo", str(path))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Find similar products").click()
+    assert "This file cannot be used" in page.get_by_role("alert").inner_text()
