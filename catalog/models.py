@@ -133,6 +133,8 @@ class Interaction(models.Model):
     value = models.FloatField(default=1.0)
     source = models.CharField("source widget", max_length=64, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # "<poster>:<client event id>" for events posted with an id: a retried event is stored once.
+    event_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
 
     objects = InteractionQuerySet.as_manager()
 
@@ -151,3 +153,20 @@ class Interaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.product_id}"
+
+
+class EventBatch(models.Model):
+    """A batch of events accepted under an ``Idempotency-Key``; a retry gets ``response`` again."""
+
+    scope = models.CharField(max_length=100, help_text="who posted it: token:<id>, user:<id> or session:<key>")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body")
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="event_batch_unique_key")]
+
+    def __str__(self) -> str:
+        return f"event batch {self.key} of {self.scope}"

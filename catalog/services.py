@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-from typing import IO
+from collections.abc import Callable
+from datetime import timedelta
+from typing import IO, Any
 
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from .models import Interaction, Product, ProductImage
+from .models import EventBatch, Interaction, Product, ProductImage
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +77,70 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
     interaction.full_clean()
     interaction.save()
     return interaction
+
+
+def record_interactions(interactions: list[Interaction]) -> list[Interaction]:
+    """Store a batch of validated, unsaved interactions atomically; the stored rows, in order.
+
+    An interaction whose ``event_key`` is already stored is not stored again: the stored
+    row takes its place in the result, so a retried batch records nothing twice. A
+    concurrent request storing the same keys makes the insert wait, then retry once.
+    """
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _record_new_interactions(interactions)
+        except IntegrityError:
+            if attempt or not any(i.event_key for i in interactions):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record_new_interactions(interactions: list[Interaction]) -> list[Interaction]:
+    keys = [i.event_key for i in interactions if i.event_key]
+    stored = {i.event_key: i for i in Interaction.objects.filter(event_key__in=keys)} if keys else {}
+    new = []
+    for interaction in interactions:
+        if interaction.event_key in stored:
+            continue
+        new.append(interaction)
+        if interaction.event_key:
+            stored[interaction.event_key] = interaction
+    Interaction.objects.bulk_create(new)
+    return [stored[i.event_key] if i.event_key else i for i in interactions]
+
+
+class IdempotencyKeyReused(ValueError):
+    """An idempotency key came back with a different request body."""
+
+
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+
+
+def fingerprint(data: Any) -> str:
+    """SHA-256 of a JSON-able request body, independent of key order and whitespace."""
+    return sha256_of(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+def run_once(scope: str, key: str, body_fingerprint: str, produce: Callable[[], tuple[int, dict]]) -> tuple[int, dict]:
+    """Run ``produce`` (one transaction with it) once per ``(scope, key)`` and keep its ``(status, body)``.
+
+    A repeat within ``IDEMPOTENCY_KEY_TTL`` returns the kept result without running it;
+    with another body it raises :class:`IdempotencyKeyReused`. When ``produce`` raises,
+    nothing is kept (the key may be used again). A concurrent repeat waits for the first.
+    """
+    with transaction.atomic():
+        EventBatch.objects.filter(created_at__lt=timezone.now() - IDEMPOTENCY_KEY_TTL).delete()
+        try:
+            with transaction.atomic():
+                batch = EventBatch.objects.create(
+                    scope=scope, key=key, fingerprint=body_fingerprint, status_code=0, response={}
+                )
+        except IntegrityError:
+            kept = EventBatch.objects.get(scope=scope, key=key)
+            if kept.fingerprint != body_fingerprint:
+                raise IdempotencyKeyReused(key) from None
+            return kept.status_code, kept.response
+        batch.status_code, batch.response = produce()
+        batch.save(update_fields=["status_code", "response"])
+        return batch.status_code, batch.response

@@ -3,7 +3,8 @@
 Every environment variable the project reads is read here and nowhere else:
 ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``,
 ``MEDIA_ROOT``, ``SERVE_MEDIA``, ``REDIS_URL``, ``CELERY_VISIBILITY_TIMEOUT``, ``VISREC_DATA_DIR``,
-``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``.
+``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
+``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``.
 """
 
 import os
@@ -38,6 +39,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "catalog",
     "recommendations",
 ]
@@ -136,14 +140,45 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+
+def _throttle_rate(name: str, default: str) -> str | None:
+    """A DRF rate such as ``120/min`` from ``API_THROTTLE_<NAME>``; ``off`` disables the limit."""
+    value = os.environ.get(f"API_THROTTLE_{name}", default).strip()
+    return None if value.lower() in {"", "off", "none"} else value
+
+
+# The API: token auth for server-to-server clients, the session for the shop (CSRF as DRF
+# enforces it). Anonymous and shopper calls are throttled per scope (per IP / per user)
+# in the default cache (Redis when REDIS_URL is set); token clients are not throttled.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["recommendations.api.throttling.ShopperRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "recommendations": _throttle_rate("RECOMMENDATIONS", "300/min"),
+        "search": _throttle_rate("SEARCH", "30/min"),
+        "events": _throttle_rate("EVENTS", "600/min"),
+    },
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "recommendations.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "visrec API",
+    "DESCRIPTION": "Visual recommendations: similar items, for you, search by photo, popular products and "
+    'shopper events. Every error body is `{"error": {"code", "message", ...}}`.',
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from the local sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 VISREC_PRODUCT_MODEL = "catalog.Product"

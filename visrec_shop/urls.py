@@ -8,6 +8,7 @@ from django.views.static import serve
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("recommendations.api.urls")),
+    path("api/", include("recommendations.api.docs")),  # schema/, docs/ (Swagger UI), redoc/
     path("", include("catalog.urls")),
 ]
 

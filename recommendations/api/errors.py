@@ -1,16 +1,35 @@
-"""One error body for the whole API: ``{"error": {"code": ..., "message": ..., "detail": ...}}``."""
+"""One error body for the whole API: ``{"error": {"code": ..., "message": ..., ...}}``.
+
+Codes are stable: clients may switch on them. Besides ``code`` and ``message`` an error
+may carry ``fields`` (validation errors per field), ``invalid`` (the bad events of a
+batch, by index) or ``retry_after`` (seconds, with a ``Retry-After`` header, on 429).
+"""
 
 from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 logger = logging.getLogger(__name__)
+
+# DRF's own exceptions, mapped onto our stable codes.
+DRF_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ValidationError: "validation_error",
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
 
 
 class InvalidParameter(exceptions.APIException):
@@ -24,10 +43,51 @@ class ProductNotFound(exceptions.NotFound):
     default_detail = "No such product."
 
 
+class UserNotFound(exceptions.NotFound):
+    default_code = "user_not_found"
+    default_detail = "No such user."
+
+
+class InvalidImage(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_image"
+    default_detail = "The file is not a usable image."
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
+class InvalidEvents(exceptions.APIException):
+    """Some events of a batch are invalid; ``invalid`` lists them and nothing was recorded."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_events"
+    default_detail = "Some events are invalid; nothing was recorded."
+
+    def __init__(self, invalid: list[dict], total: int) -> None:
+        super().__init__(f"{len(invalid)} of {total} events are invalid; nothing was recorded.")
+        self.invalid = invalid
+
+
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was already used with a different request body."
+
+
 class RecommendationsUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "recommendations_unavailable"
     default_detail = "Recommendations are temporarily unavailable."
+
+
+class ServiceUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "service_unavailable"
+    default_detail = "The service is temporarily unavailable; retry later."
 
 
 def _message(detail) -> str:
@@ -39,12 +99,53 @@ def _message(detail) -> str:
     return str(detail)
 
 
+def _translate(exc: Exception) -> Exception:
+    """Django and database errors as API exceptions (the rest is DRF's or ours)."""
+    if isinstance(exc, Http404):
+        return exceptions.NotFound(str(exc) or None)
+    if isinstance(exc, PermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge(str(exc) or None)
+    if isinstance(exc, SuspiciousOperation):
+        return exceptions.ParseError(str(exc) or None)
+    if isinstance(exc, DatabaseError):
+        logger.warning("database error in the API: %s", exc)
+        return ServiceUnavailable()
+    return exc
+
+
+def _code(exc: exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in DRF_CODES:
+            return DRF_CODES[cls]
+        if cls is exceptions.APIException:
+            break
+        if "default_code" in vars(cls):
+            return cls.default_code
+    return exc.default_code
+
+
+def error_body(exc: exceptions.APIException, data) -> dict:
+    """The ``{"error": {...}}`` body of an API exception whose DRF rendering is ``data``."""
+    if isinstance(data, dict) and set(data) == {"detail"}:
+        error = {"code": _code(exc), "message": str(data["detail"])}
+    elif not isinstance(data, dict):
+        error = {"code": _code(exc), "message": _message(data)}
+    else:  # field validation errors
+        error = {"code": _code(exc), "message": _message(data), "fields": data}
+    if isinstance(exc, InvalidEvents):
+        error["invalid"] = exc.invalid
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        error["retry_after"] = max(1, round(exc.wait))
+    return {"error": error}
+
+
 def exception_handler(exc, context):
     """DRF exception handler that wraps every error in the stable body shape."""
-    if isinstance(exc, Http404):
-        exc = exceptions.NotFound(str(exc) or None)
-    elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied(str(exc) or None)
+    from rest_framework.views import exception_handler as drf_exception_handler  # views import our throttle
+
+    exc = _translate(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled API error", exc_info=exc)
@@ -52,11 +153,5 @@ def exception_handler(exc, context):
             {"error": {"code": "server_error", "message": "Internal error; it has been logged."}},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    data = response.data
-    code = exc.default_code if isinstance(exc, exceptions.APIException) else "error"
-    if isinstance(data, dict) and "detail" in data:
-        body = {"error": {"code": getattr(exc.detail, "code", None) or code, "message": str(data["detail"])}}
-    else:  # field validation errors
-        body = {"error": {"code": code, "message": _message(data), "fields": data}}
-    response.data = body
+    response.data = error_body(exc, response.data)
     return response

@@ -1,12 +1,29 @@
-"""API serializers."""
+"""API serializers: query parameters and request bodies in, recommendation lists out."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rest_framework import serializers
+
+from catalog.models import Interaction
+
+MAX_EVENTS = 100
+
+
+@dataclass(frozen=True)
+class ListedItem:
+    """One item of a served list: the recommendation, its position and its click token."""
+
+    product: object
+    score: float
+    reason: str
+    position: int
+    click_token: str
 
 
 class RecommendedProductSerializer(serializers.Serializer):
-    """A product in a recommendation list (serialises ``serving.Recommendation``)."""
+    """A product in a recommendation list (serialises :class:`ListedItem`)."""
 
     id = serializers.IntegerField(source="product.pk")
     sku = serializers.CharField(source="product.sku")
@@ -16,7 +33,9 @@ class RecommendedProductSerializer(serializers.Serializer):
     url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
     score = serializers.FloatField()
-    reason = serializers.CharField()
+    reason = serializers.CharField(help_text='What put it here: "visual", "model", "session", "popular", ...')
+    position = serializers.IntegerField(help_text="0-based position in the list")
+    click_token = serializers.CharField(help_text='Report a click with POST events/ {"type": "click", ...}')
 
     def _absolute(self, url: str | None) -> str | None:
         request = self.context.get("request")
@@ -30,9 +49,124 @@ class RecommendedProductSerializer(serializers.Serializer):
         return self._absolute(image.file.url) if image and image.file else None
 
 
-class LimitSerializer(serializers.Serializer):
-    """Validates ``?limit=`` between 1 and ``max_limit``."""
+class RecommendationListSerializer(serializers.Serializer):
+    """A served list: what produced it, the impression to report clicks against, the items."""
+
+    widget = serializers.CharField()
+    impression = serializers.UUIDField(allow_null=True, help_text="Impression id (null when the list is empty)")
+    source = serializers.CharField(help_text='"model", "session", "visual", "trending", "popular", ...')
+    model_version = serializers.IntegerField(allow_null=True)
+    embedding_version = serializers.CharField(allow_null=True)
+    count = serializers.IntegerField()
+    results = RecommendedProductSerializer(many=True)
+
+
+class SimilarListSerializer(RecommendationListSerializer):
+    product = serializers.IntegerField(help_text="The product the list is similar to")
+
+
+class PopularPageSerializer(RecommendationListSerializer):
+    next = serializers.URLField(allow_null=True, help_text="The next page, null on the last one")
+    previous = serializers.URLField(allow_null=True)
+
+
+# -- query parameters -------------------------------------------------------------------------
+
+
+class ListParamsSerializer(serializers.Serializer):
+    """``limit`` between 1 and ``max_limit``; ``category`` by id or slug (resolved by the view)."""
+
+    limit = serializers.IntegerField(required=False, min_value=1)
+    category = serializers.CharField(required=False, max_length=200, help_text="Category id or slug")
 
     def __init__(self, *args, max_limit: int = 100, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["limit"] = serializers.IntegerField(required=False, min_value=1, max_value=max_limit)
+
+
+class PopularParamsSerializer(ListParamsSerializer):
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=1000, default=0)
+
+
+class ForYouParamsSerializer(ListParamsSerializer):
+    user = serializers.IntegerField(required=False, min_value=1, help_text="Staff and server clients only")
+    session = serializers.CharField(required=False, max_length=64, help_text="Staff and server clients only")
+
+
+class SearchByImageSerializer(ListParamsSerializer):
+    image = serializers.FileField(help_text="A JPEG, PNG, WebP, GIF, BMP or TIFF photo")
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+class EventSerializer(serializers.Serializer):
+    """One shopper action. Context-free checks here; products, users and click tokens in the view."""
+
+    type = serializers.ChoiceField(choices=Interaction.Kind.values)
+    product = serializers.IntegerField(min_value=1, max_value=2**63 - 1)
+    value = serializers.FloatField(
+        required=False, help_text="The rating (1..5, required for ratings) or a quantity (default 1)"
+    )
+    id = serializers.RegexField(
+        r"^[A-Za-z0-9._:\-]+$",
+        required=False,
+        max_length=64,
+        help_text="Client event id: an event whose id was recorded before is not recorded again",
+    )
+    click_token = serializers.CharField(required=False, max_length=1000, help_text="From a served list (clicks)")
+    source = serializers.CharField(required=False, max_length=64, allow_blank=True, help_text="Widget or page")
+    user = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="Server clients")
+    session = serializers.CharField(required=False, max_length=64, help_text="Server clients")
+    timestamp = serializers.DateTimeField(required=False, help_text="When it happened (server clients; default now)")
+
+    def validate(self, attrs: dict) -> dict:
+        kind, value = attrs["type"], attrs.get("value")
+        if kind == Interaction.Kind.RATING:
+            if value is None or not 1 <= value <= 5:
+                raise serializers.ValidationError({"value": "A rating needs a value from 1 to 5."})
+        elif value is not None and not 0 < value <= 10_000:
+            raise serializers.ValidationError({"value": "A quantity must be more than 0 and at most 10000."})
+        if "click_token" in attrs and kind != Interaction.Kind.CLICK:
+            raise serializers.ValidationError({"click_token": "Only click events carry a click token."})
+        return attrs
+
+
+class EventBatchSerializer(serializers.Serializer):
+    """The request body of ``POST events/``."""
+
+    events = EventSerializer(many=True, min_length=1, max_length=MAX_EVENTS, help_text=f"1 to {MAX_EVENTS} events")
+
+
+class EventEnvelopeSerializer(serializers.Serializer):
+    """The outside of an event batch; :class:`EventSerializer` checks each event by its index."""
+
+    events = serializers.ListField(min_length=1, max_length=MAX_EVENTS)
+
+
+class RecordedEventSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.CharField(allow_null=True)
+    interaction = serializers.IntegerField(help_text="The stored interaction")
+
+
+class EventBatchResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()
+    events = RecordedEventSerializer(many=True)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable error code")
+    message = serializers.CharField()
+    fields = serializers.JSONField(required=False, help_text="Validation errors per field")
+    invalid = serializers.ListField(
+        child=serializers.JSONField(), required=False, help_text="Invalid events: [{index, fields}]"
+    )
+    retry_after = serializers.IntegerField(required=False, help_text="Seconds to wait (429)")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()

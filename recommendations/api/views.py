@@ -1,44 +1,256 @@
-"""API views: thin adapters over ``recommendations.serving``."""
+"""API views: thin adapters over ``recommendations.serving`` and ``recommendations.tracking``."""
 
 from __future__ import annotations
 
-from django.db import DatabaseError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from .. import serving
+from catalog.services import IdempotencyKeyReused as KeyReused
+from catalog.services import fingerprint, run_once
+
+from .. import serving, tracking
 from ..conf import get_product_model, visrec_settings
-from .errors import InvalidParameter, ProductNotFound, RecommendationsUnavailable
-from .serializers import LimitSerializer, RecommendedProductSerializer
+from . import events
+from .errors import IdempotencyKeyReused, InvalidImage, InvalidParameter, PayloadTooLarge, ProductNotFound
+from .parsers import ImageUploadParser, LimitedJSONParser
+from .serializers import (
+    ErrorSerializer,
+    EventBatchResultSerializer,
+    EventBatchSerializer,
+    ForYouParamsSerializer,
+    ListedItem,
+    ListParamsSerializer,
+    PopularPageSerializer,
+    PopularParamsSerializer,
+    RecommendationListSerializer,
+    RecommendedProductSerializer,
+    SearchByImageSerializer,
+    SimilarListSerializer,
+)
+from .shoppers import is_server_client, poster_scope, subject
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid parameters or body (`invalid_parameter`, `validation_error`, `malformed_request`, ...)",
+    401: "Bad or inactive token (`authentication_failed`)",
+    403: "Not allowed (`permission_denied`), or CSRF failure on a session-authenticated POST",
+    404: "Not found (`not_found`, `product_not_found`, `user_not_found`)",
+    413: "Body too large (`payload_too_large`)",
+    415: "Wrong content type (`unsupported_media_type`)",
+    422: "Idempotency-Key reused with another body (`idempotency_key_reused`)",
+    429: "Throttled (`throttled`); see `Retry-After`",
+    503: "Database or recommendation backend unavailable (`service_unavailable`, `recommendations_unavailable`)",
+}
 
 
-def _limit(request) -> int:
-    params = LimitSerializer(data=request.query_params, max_limit=int(visrec_settings.MAX_LIMIT))
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Documented error responses, all in the ``{"error": {...}}`` shape."""
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[code]) for code in codes}
+
+
+def _params(request, serializer_class=ListParamsSerializer) -> dict:
+    params = serializer_class(data=request.query_params, max_limit=int(visrec_settings.MAX_LIMIT))
     if not params.is_valid():
-        raise InvalidParameter(f"limit: {params.errors['limit'][0]}")
-    return params.validated_data.get("limit", int(visrec_settings.SIMILAR_DEFAULT_LIMIT))
+        field, messages = next(iter(params.errors.items()))
+        raise InvalidParameter(f"{field}: {messages[0]}")
+    data = dict(params.validated_data)
+    data["category"] = _category(data.get("category"))
+    return data
+
+
+def _category(value: str | None):
+    if value is None:
+        return None
+    Category = get_product_model()._meta.get_field("category").related_model
+    lookup = {"pk": int(value)} if value.isdigit() and len(value) < 19 else {"slug": value}
+    category = Category.objects.filter(**lookup).first()
+    if category is None:
+        raise InvalidParameter(f"category: no category {value!r}.")
+    return category
+
+
+def _limit(params: dict, default: str = "SIMILAR_DEFAULT_LIMIT") -> int:
+    return params.get("limit") or int(getattr(visrec_settings, default))
+
+
+def listing(request, rec_list, *, user=None, session: str | None = None, **extra) -> dict:
+    """The response body of a served list; records its impression and signs a click token per item."""
+    impression = tracking.record_impression(rec_list, user=user, session_key=session) if rec_list.items else None
+    items = [
+        ListedItem(r.product, r.score, r.reason, n, tracking.click_token(impression, r.product.pk, n))
+        for n, r in enumerate(rec_list.items)
+    ]
+    return {
+        "widget": rec_list.widget,
+        "impression": impression,
+        "source": rec_list.source,
+        "model_version": rec_list.model_version_id,
+        "embedding_version": rec_list.embedding_version,
+        **extra,
+        "count": len(items),
+        "results": RecommendedProductSerializer(items, many=True, context={"request": request}).data,
+    }
 
 
 class SimilarProductsView(APIView):
-    """``GET /api/v1/products/{id}/similar/?limit=8``: visually similar products."""
+    """Visually similar products, blended with the active model's item neighbours."""
 
+    throttle_scope = "recommendations"
+
+    @extend_schema(
+        operation_id="products_similar",
+        parameters=[ListParamsSerializer],
+        responses={200: SimilarListSerializer, **errors(400, 401, 404, 429, 503)},
+    )
     def get(self, request, pk: int):
-        limit = _limit(request)
-        product = get_product_model().objects.filter(pk=pk).first()
+        params = _params(request)
+        product = get_product_model().objects.filter(pk=pk).first() if pk < 2**63 else None
         if product is None:
             raise ProductNotFound(f"Product {pk} does not exist.")
-        try:
-            items = serving.similar_items_or_fallback(product, limit)
-        except DatabaseError as e:
-            raise RecommendationsUnavailable() from e
-        data = RecommendedProductSerializer(items, many=True, context={"request": request}).data
-        return Response({"product": product.pk, "count": len(data), "results": data})
+        user, session = subject(request)
+        rec_list = serving.similar_items(product, _limit(params), user=user, session_key=session)
+        return Response(listing(request, rec_list, user=user, session=session, product=product.pk))
+
+
+class ForYouView(APIView):
+    """Recommendations for the signed-in shopper or the anonymous session.
+
+    Staff and server clients (token) may ask for any shopper with ``?user=`` or
+    ``?session=``; a shopper asking for someone else gets 403.
+    """
+
+    throttle_scope = "recommendations"
+
+    @extend_schema(
+        operation_id="recommendations_for_you",
+        parameters=[ForYouParamsSerializer],
+        responses={200: RecommendationListSerializer, **errors(400, 401, 403, 404, 429, 503)},
+    )
+    def get(self, request):
+        params = _params(request, ForYouParamsSerializer)
+        user, session = subject(request, params.get("user"), params.get("session"))
+        if user is None and session is None and is_server_client(request):
+            raise InvalidParameter("user: a server client names the shopper with ?user= or ?session=.")
+        rec_list = serving.for_you(
+            user=user, session_key=session, limit=_limit(params, "FOR_YOU_DEFAULT_LIMIT"), category=params["category"]
+        )
+        return Response(listing(request, rec_list, user=user, session=session))
 
 
 class PopularProductsView(APIView):
-    """``GET /api/v1/products/popular/?limit=8``: best sellers."""
+    """Best sellers, optionally in one category, page by page (``limit`` and ``offset``)."""
 
+    throttle_scope = "recommendations"
+
+    @extend_schema(
+        operation_id="products_popular",
+        parameters=[PopularParamsSerializer],
+        responses={200: PopularPageSerializer, **errors(400, 401, 429, 503)},
+    )
     def get(self, request):
-        items = serving.popular(_limit(request))
-        data = RecommendedProductSerializer(items, many=True, context={"request": request}).data
-        return Response({"count": len(data), "results": data})
+        params = _params(request, PopularParamsSerializer)
+        limit, offset = _limit(params), params["offset"]
+        items = serving.popular(offset + limit + 1, category=params["category"])[offset:]
+        page = serving.RecommendationList(
+            widget="popular", items=items[:limit], model_version_id=None, embedding_version=None, source="popular"
+        )
+        url = request.build_absolute_uri()
+        previous = replace_query_param(url, "offset", max(offset - limit, 0)) if offset else None
+        user, session = subject(request)
+        return Response(
+            listing(
+                request,
+                page,
+                user=user,
+                session=session,
+                next=replace_query_param(url, "offset", offset + limit) if len(items) > limit else None,
+                previous=previous,
+            )
+        )
+
+
+class SearchByImageView(APIView):
+    """The products that look most like an uploaded photo."""
+
+    throttle_scope = "search"
+    parser_classes = [ImageUploadParser]
+
+    @extend_schema(
+        operation_id="search_by_image",
+        request={"multipart/form-data": SearchByImageSerializer},
+        responses={200: RecommendationListSerializer, **errors(400, 401, 413, 415, 429, 503)},
+    )
+    def post(self, request):
+        form = SearchByImageSerializer(data=request.data, max_limit=int(visrec_settings.MAX_LIMIT))
+        form.is_valid(raise_exception=True)
+        image = form.validated_data["image"]
+        if image.size > int(visrec_settings.MAX_IMAGE_BYTES):
+            raise PayloadTooLarge(f"The image is {image.size} bytes; at most {visrec_settings.MAX_IMAGE_BYTES}.")
+        category = _category(form.validated_data.get("category"))
+        try:
+            rec_list = serving.search_by_image(
+                image, limit=_limit(form.validated_data, "FOR_YOU_DEFAULT_LIMIT"), category=category
+            )
+        except serving.InvalidImage as e:
+            raise InvalidImage(str(e)) from e
+        user, session = subject(request)
+        return Response(listing(request, rec_list, user=user, session=session))
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Any unique string (up to 255 printable ASCII characters): a retried batch with the same key "
+    "records nothing again and gets the first response back (for 24 hours).",
+)
+
+
+class EventsView(APIView):
+    """Record shopper events (view, click, add_to_cart, purchase, rating) in batches of 1 to 100.
+
+    A batch is recorded whole or not at all: one invalid event gives 400 listing every
+    invalid index, and nothing is stored. Shoppers post for themselves (session cookie,
+    CSRF token when signed in); server clients (token) name ``user`` or ``session``
+    per event.
+    """
+
+    throttle_scope = "events"
+    parser_classes = [LimitedJSONParser]
+
+    @extend_schema(
+        operation_id="events_create",
+        request=EventBatchSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={201: EventBatchResultSerializer, **errors(400, 401, 403, 413, 415, 422, 429, 503)},
+    )
+    def post(self, request):
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            return Response(events.record(request), status=status.HTTP_201_CREATED)
+        if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
+            raise InvalidParameter("Idempotency-Key: up to 255 printable ASCII characters.")
+        try:
+            code, body = run_once(
+                poster_scope(request),
+                key,
+                fingerprint(request.data),
+                lambda: (status.HTTP_201_CREATED, events.record(request)),
+            )
+        except KeyReused as e:
+            raise IdempotencyKeyReused() from e
+        return Response(body, status=code)
+
+
+class NoEndpointView(APIView):
+    """Any other URL under ``/api/v1/``: 404 in the API's error shape."""
+
+    schema = None
+
+    def _not_found(self, request, *args, **kwargs):
+        raise exceptions.NotFound(f"No API endpoint at {request.path}.")
+
+    get = post = put = patch = delete = head = options = _not_found
