@@ -1,0 +1,203 @@
+"""An open-loop HTTP load generator: arrivals on a fixed schedule, independent of responses.
+
+Request ``i`` is due at ``start + i / rate`` whatever happened to the earlier ones, and its
+latency is measured from that due time, not from when it was actually sent. A server that
+stalls therefore shows its stall in every request that should have been sent meanwhile
+(no coordinated omission). A pool of threads with keep-alive ``http.client`` connections
+sends the requests; a request that finds every thread busy waits in the queue and that wait
+counts. The server's own time comes from the ``Server-Timing: app;dur=<ms>`` header.
+"""
+
+from __future__ import annotations
+
+import http.client
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Request = tuple[str, dict[str, str]]  # path, headers
+
+
+@dataclass
+class Sample:
+    """One request: when it was due, sent and answered (``perf_counter`` seconds)."""
+
+    due: float
+    sent: float = 0.0
+    done: float = 0.0
+    status: int = 0
+    server_ms: float | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and 200 <= self.status < 300
+
+    @property
+    def latency_ms(self) -> float:
+        """Client time from the due time (coordinated-omission corrected)."""
+        return (self.done - self.due) * 1000.0
+
+    @property
+    def service_ms(self) -> float:
+        """Client time from the moment the request was actually sent."""
+        return (self.done - self.sent) * 1000.0
+
+
+def schedule(rate: float, duration: float, start: float = 0.0) -> np.ndarray:
+    """Due times of a constant-rate open-loop run: ``start + i / rate`` for ``i < rate * duration``."""
+    if rate <= 0 or duration <= 0:
+        raise ValueError("rate and duration must be positive")
+    return start + np.arange(int(round(rate * duration))) / float(rate)
+
+
+def server_timing_ms(header: str | None, metric: str = "app") -> float | None:
+    """The ``dur`` of ``metric`` in a ``Server-Timing`` header (``app;dur=3.2, db;dur=1``)."""
+    for entry in (header or "").split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        if name != metric:
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "dur":
+                try:
+                    return float(value.strip().strip('"'))
+                except ValueError:
+                    return None
+    return None
+
+
+def summarize(samples: Sequence[Sample]) -> dict:
+    """Percentiles (ms) of client latency (from due time), service and server time; rate; errors."""
+    ok = [s for s in samples if s.ok]
+    out = {"requests": len(samples), "errors": len(samples) - len(ok)}
+    if not ok:
+        return out
+    span = max(s.done for s in ok) - min(s.due for s in samples)
+    out["achieved_rps"] = len(ok) / span if span > 0 else 0.0
+    series = {
+        "client": [s.latency_ms for s in ok],
+        "service": [s.service_ms for s in ok],
+        "server": [s.server_ms for s in ok if s.server_ms is not None],
+    }
+    for name, values in series.items():
+        if values:
+            for p in (50, 95, 99):
+                out[f"{name}_p{p}"] = float(np.percentile(values, p))
+    return out
+
+
+class _Worker(threading.Thread):
+    """Takes due requests from the queue and sends them over one keep-alive connection."""
+
+    def __init__(self, host: str, port: int, jobs: queue.Queue, timeout: float) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port, self.jobs, self.timeout = host, port, jobs, timeout
+        self.conn: http.client.HTTPConnection | None = None
+
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            sample, (path, headers) = job
+            self._send(sample, path, headers)
+
+    def _send(self, sample: Sample, path: str, headers: dict[str, str]) -> None:
+        sample.sent = time.perf_counter()
+        for attempt in (1, 2):  # a keep-alive connection the server closed is reopened once
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                self.conn.request("GET", path, headers=headers)
+                response = self.conn.getresponse()
+                response.read()
+                sample.status = response.status
+                sample.server_ms = server_timing_ms(response.getheader("Server-Timing"))
+                sample.error = "" if response.status < 500 else f"HTTP {response.status}"
+                if response.getheader("Connection", "").lower() == "close":
+                    self._close()
+                break
+            except (OSError, http.client.HTTPException) as e:
+                self._close()
+                sample.error = f"{type(e).__name__}: {e}"
+                if attempt == 2 or isinstance(e, TimeoutError):
+                    break
+        sample.done = time.perf_counter()
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+def run_open_loop(
+    host: str,
+    port: int,
+    requests: Callable[[int], Request],
+    rate: float,
+    duration: float,
+    *,
+    threads: int = 64,
+    timeout: float = 10.0,
+) -> list[Sample]:
+    """Send ``requests(i)`` at ``rate`` per second for ``duration`` seconds; one sample per request.
+
+    The schedule never waits for responses; requests still unanswered ``timeout`` seconds
+    after the last due time are reported as errors.
+    """
+    jobs: queue.Queue = queue.Queue()
+    workers = [_Worker(host, port, jobs, timeout) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start = time.perf_counter() + 0.05
+    samples = []
+    for i, due in enumerate(schedule(rate, duration, start)):
+        request = requests(i)
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        sample = Sample(due=float(due))
+        samples.append(sample)
+        jobs.put((sample, request))
+    for _ in workers:
+        jobs.put(None)
+    deadline = time.perf_counter() + timeout
+    for worker in workers:
+        worker.join(max(deadline - time.perf_counter(), 0))
+        worker._close()
+    for sample in samples:
+        if not sample.done:
+            sample.error, sample.done = sample.error or "no answer", max(time.perf_counter(), sample.due)
+    return samples
+
+
+def max_rate(
+    measure: Callable[[float], dict], rates: Sequence[float], p95_ms: float = 100.0, max_errors: float = 0.01
+) -> tuple[float, list[tuple[float, dict]]]:
+    """Step the open-loop rate up; the highest rate whose client p95 stays under ``p95_ms``.
+
+    A step passes when its p95 (from due time) is under ``p95_ms``, at most ``max_errors``
+    of its requests failed and it achieved at least 95 % of the offered rate. Stepping stops
+    at the first failing step. Returns the best passing rate (0 if none) and every step.
+    """
+    best, steps = 0.0, []
+    for rate in rates:
+        result = measure(rate)
+        steps.append((rate, result))
+        if not step_passes(result, rate, p95_ms, max_errors):
+            break
+        best = rate
+    return best, steps
+
+
+def step_passes(result: dict, rate: float, p95_ms: float = 100.0, max_errors: float = 0.01) -> bool:
+    """Whether one open-loop step met the latency, error and rate conditions of :func:`max_rate`."""
+    if not result.get("requests"):
+        return False
+    return (
+        result.get("client_p95", float("inf")) < p95_ms
+        and result["errors"] <= max_errors * result["requests"]
+        and result.get("achieved_rps", 0.0) >= 0.95 * rate
+    )

@@ -1,0 +1,605 @@
+"""Serving benchmark: similar items, for you and the product page at N products.
+
+Builds (or reuses) a catalogue of N products (see ``_serving_catalog``), measures HNSW
+recall@10 against an exact scan for held-out real hm vectors, the raw SQL query alone,
+then serves the shop with gunicorn (DEBUG off, throttling off, Redis cache) and measures
+client and server time at a sustained open-loop rate, uncached and cached, and the
+highest open-loop rate the cached widget API sustains with p95 under 100 ms.
+
+    .venv/bin/python benchmarks/serving.py --products 200000
+
+Prints a table, writes ``docs/benchmarks/serving.md`` and ends with
+``RESULT similar_p95_ms=<float> recall10=<float> page_p95_ms=<float> cached_rps=<float>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
+
+from _common import DOCS, ROOT, markdown_table, write_section  # noqa: E402
+from _serving_load import max_rate, run_open_loop, summarize  # noqa: E402
+
+log = logging.getLogger("visrec.bench.serving")
+BENCH_LOG = ROOT / "var" / "bench" / "gunicorn.log"
+REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own, flushed for the uncached phases
+EF_SWEEP = (10, 20, 40, 64, 100, 200)
+THROUGHPUT_RATES = (100, 150, 200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000)
+PERCENTILE_KEYS = ("client_p50", "client_p95", "client_p99", "server_p50", "server_p95", "server_p99")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=200_000, help="catalogue size N")
+    parser.add_argument("--hm", default=str(ROOT.parent / "shared" / "datasets" / "hm"), help="hm dataset folder")
+    parser.add_argument("--queries", type=int, default=300, help="real hm vectors held out as queries")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=50.0, help="open-loop requests/s of the latency phases")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per latency phase")
+    parser.add_argument("--step-duration", type=float, default=5.0, help="seconds per throughput step")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: visrec_shop/gunicorn.conf.py)")
+    parser.add_argument("--threads", type=int, help="gunicorn threads per worker")
+    parser.add_argument("--train-models", default="als", help="recommenders visrec_train fits (comma-separated)")
+    parser.add_argument("--build-only", action="store_true", help="build or reuse the catalogue, then stop")
+    parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks/serving.md")
+    return parser.parse_args(argv)
+
+
+# -- set-up ------------------------------------------------------------------------------------
+def setup(args):
+    """Start the benchmark database server, point Django at the catalogue's database, build it if new."""
+    import _serving_catalog as catalog
+    from _quality_data import load_dataset, vectors_key
+
+    data = load_dataset(Path(args.hm))
+    hm_key = vectors_key(data)
+    cache = ROOT / "var" / "bench-cache" / f"{data.name}-{hm_key}.npy"
+    if not cache.exists():
+        raise SystemExit(f"{cache} is missing: compute it with benchmarks/_quality_data.image_vectors first")
+    vectors = np.load(cache)
+    database = f"bench_{args.products}_{catalog.catalog_key(hm_key, args.products, args.queries, args.seed)}"
+    socket_dir = catalog.start_server()
+    built = catalog.load_manifest(database)
+    env = catalog.env_for(catalog.create_database(socket_dir, database, fresh=built is None))
+    env["REDIS_URL"] = REDIS_URL
+    os.environ.update(env)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    if built is None:
+        log.info("building catalogue %s", database)
+        built = catalog.build(args, database, data.item_ids, vectors)
+    query_rows = [data.item_ids.index(item) for item in built.query_items]
+    return built, vectors[query_rows], env
+
+
+# -- recall and the raw SQL baseline ---------------------------------------------------------
+def raw_search(cur, model_id: int, dims: int, vector, k: int = 10) -> list[int]:
+    cur.execute(
+        f"SELECT image_id FROM recommendations_imageembedding WHERE model_id = {int(model_id)} "
+        f"ORDER BY vector::halfvec({int(dims)}) <=> %s::halfvec({int(dims)}) LIMIT {int(k)}",
+        [vector],
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def recall_sweep(built, queries: np.ndarray, ef_values) -> tuple[list[dict], dict]:
+    """Recall@10 of the HNSW index vs an exact scan, and raw query times, per ``ef_search``."""
+    import psycopg
+    from django.db import connection
+    from pgvector import HalfVector
+    from pgvector.psycopg import register_vector
+
+    params = connection.get_connection_params()
+    vectors = [HalfVector(q) for q in queries]
+    with psycopg.connect(**params, autocommit=True) as conn:
+        register_vector(conn)
+        cur = conn.cursor()
+        cur.execute("SET enable_indexscan = off")
+        started = time.perf_counter()
+        exact, exact_ms = [], []
+        for v in vectors:
+            t0 = time.perf_counter()
+            exact.append(set(raw_search(cur, built.embedding_model_id, built.dimensions, v)))
+            exact_ms.append((time.perf_counter() - t0) * 1000)
+        exact_s = time.perf_counter() - started
+        cur.execute("SET enable_indexscan = on")
+        plan = "\n".join(
+            r[0]
+            for r in cur.execute(
+                f"EXPLAIN SELECT image_id FROM recommendations_imageembedding WHERE model_id = "
+                f"{built.embedding_model_id} ORDER BY vector::halfvec({built.dimensions}) <=> "
+                f"%s::halfvec({built.dimensions}) LIMIT 10",
+                [vectors[0]],
+            ).fetchall()
+        )
+        rows = []
+        for ef in ef_values:
+            cur.execute(f"SET hnsw.ef_search = {int(ef)}")
+            for v in vectors[:20]:  # warm
+                raw_search(cur, built.embedding_model_id, built.dimensions, v)
+            times, hits = [], []
+            for v, truth in zip(vectors, exact, strict=True):
+                t0 = time.perf_counter()
+                found = raw_search(cur, built.embedding_model_id, built.dimensions, v)
+                times.append((time.perf_counter() - t0) * 1000)
+                hits.append(len(truth & set(found)) / 10)
+            rows.append(
+                {
+                    "ef_search": ef,
+                    "recall10": float(np.mean(hits)),
+                    "p50_ms": float(np.percentile(times, 50)),
+                    "p95_ms": float(np.percentile(times, 95)),
+                }
+            )
+    synthetic_share = _synthetic_share(exact)
+    exact_info = {
+        "p50_ms": float(np.percentile(exact_ms, 50)),
+        "p95_ms": float(np.percentile(exact_ms, 95)),
+        "seconds": exact_s,
+        "plan": plan,
+        "synthetic_share": synthetic_share,
+    }
+    return rows, exact_info
+
+
+def _synthetic_share(exact: list[set[int]]) -> float:
+    """Share of the exact top-10 neighbours of the real queries that are synthetic products."""
+    from catalog.models import ProductImage
+
+    ids = set().union(*exact)
+    synthetic = set(
+        ProductImage.objects.filter(pk__in=ids, product__sku__startswith="SYN-").values_list("pk", flat=True)
+    )
+    return sum(len(s & synthetic) for s in exact) / max(sum(len(s) for s in exact), 1)
+
+
+# -- in-process profile of the serving functions ---------------------------------------------
+def profile_serving(sample_products: list[int], sessions: list[str]) -> dict:
+    """Time ``serving.similar_items`` / ``for_you`` in-process with their SQL (uncached)."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from catalog.models import Product
+    from recommendations import serving
+
+    out = {}
+    calls = {
+        "similar_items": [lambda p=p: serving.similar_items(Product.objects.get(pk=p)) for p in sample_products],
+        "for_you": [lambda s=s: serving.for_you(session_key=s) for s in sessions],
+    }
+    for name, functions in calls.items():
+        totals, queries, slowest = [], [], (0.0, "")
+        for fn in functions:
+            cache.clear()
+            with CaptureQueriesContext(connection) as captured:
+                t0 = time.perf_counter()
+                try:
+                    fn()
+                except Exception as e:  # the report says what failed; the HTTP phases show the rest
+                    out[f"{name}_error"] = f"{type(e).__name__}: {e}"
+                    break
+                totals.append((time.perf_counter() - t0) * 1000)
+            queries.append(len(captured.captured_queries))
+            for q in captured.captured_queries:
+                if float(q["time"]) * 1000 > slowest[0]:
+                    slowest = (float(q["time"]) * 1000, q["sql"])
+        if totals:
+            out[name] = {
+                "p50_ms": float(np.percentile(totals, 50)),
+                "p95_ms": float(np.percentile(totals, 95)),
+                "queries": float(np.mean(queries)),
+                "slowest_sql_ms": slowest[0],
+                "slowest_sql": slowest[1],
+                "plan": _explain(slowest[1]) if slowest[1].lstrip().upper().startswith("SELECT") else "",
+            }
+    return out
+
+
+def _explain(sql: str) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        return "\n".join(row[0] for row in cur.fetchall())
+
+
+# -- shoppers -----------------------------------------------------------------------------------
+def make_sessions(count: int, rng: np.random.Generator, product_ids: np.ndarray) -> list[str]:
+    """Shopper sessions: 70 % anonymous with 3-5 viewed products, 30 % signed-in hm shoppers."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.utils import timezone
+
+    from catalog.models import Interaction
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    users = list(get_user_model().objects.filter(username__startswith="ext-").order_by("pk"))
+    rng.shuffle(users)
+    keys, events, now = [], [], timezone.now()
+    for i in range(count):
+        session = store()
+        if i % 10 < 3 and users:
+            user = users[i % len(users)]
+            session[SESSION_KEY] = str(user.pk)
+            session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+            session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.create()
+        keys.append(session.session_key)
+        for j, pk in enumerate(rng.choice(product_ids, size=int(rng.integers(3, 6)), replace=False)):
+            events.append(
+                Interaction(
+                    product_id=int(pk),
+                    kind="view",
+                    session_key=session.session_key,
+                    user_id=int(session[SESSION_KEY]) if SESSION_KEY in session else None,
+                    source="bench",
+                    created_at=now - np.timedelta64(10 * (5 - j), "s").astype(object),
+                )
+            )
+    Interaction.objects.bulk_create(events, batch_size=2000)
+    return keys
+
+
+# -- the web server --------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(env: dict, port: int, workers: int | None, threads: int | None) -> subprocess.Popen:
+    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "visrec_shop" / "gunicorn.conf.py")]
+    cmd += ["-b", f"127.0.0.1:{port}"]
+    if workers:
+        cmd += ["-w", str(workers)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    log_file = open(BENCH_LOG, "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT)
+    import http.client
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/api/v1/products/popular/")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def stop_gunicorn(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+# -- the phases ----------------------------------------------------------------------------------
+def phase(name, port, requests, rate, duration, warm=None) -> dict:
+    """One open-loop phase; ``warm`` requests are sent first (sequentially) to fill the caches."""
+    import http.client
+
+    for path, headers in warm or []:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", path, headers=headers)
+        conn.getresponse().read()
+        conn.close()
+    cpu0, load0 = time.process_time(), os.getloadavg()[0]
+    samples = run_open_loop("127.0.0.1", port, requests, rate, duration)
+    result = summarize(samples)
+    result.update(name=name, rate=rate, client_cpu=(time.process_time() - cpu0) / duration, load1=load0)
+    statuses = {}
+    for s in samples:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    result["statuses"] = statuses
+    result["first_error"] = next((s.error for s in samples if s.error), "")
+    log.info("%s: %s", name, {k: round(v, 1) for k, v in result.items() if isinstance(v, float)})
+    return result
+
+
+def run_phases(args, port: int, product_ids: np.ndarray, sessions: list[str], hot_sessions: list[str]):
+    from django.core.cache import cache
+
+    rng = np.random.default_rng(args.seed + 7)
+    n = int(round(args.rate * args.duration))
+    fresh = rng.permutation(product_ids)
+    hot = [int(p) for p in rng.choice(product_ids, size=50, replace=False)]
+
+    def cookie(key):
+        return {"Cookie": f"sessionid={key}"}
+
+    def similar(pk):
+        return (f"/api/v1/products/{pk}/similar/", {})
+
+    def for_you(key):
+        return ("/api/v1/recommendations/for-you/", cookie(key))
+
+    def page(pk, key):
+        return (f"/product/{pk}/", cookie(key))
+
+    spare = [int(p) for p in fresh[-60:]]  # warm-up: products and sessions no phase uses
+    warm_up = [similar(p) for p in spare] + [for_you(k) for k in sessions[-60:]]
+    warm_up += [page(p, k) for p, k in zip(spare, sessions[-60:], strict=True)]
+    phase("warm-up", port, lambda i: warm_up[i % len(warm_up)], 20, len(warm_up) / 20)
+    results = []
+    cache.clear()
+    results.append(phase("similar-items API, uncached", port, lambda i: similar(fresh[i]), args.rate, args.duration))
+    warm = [similar(p) for p in hot]
+    results.append(
+        phase("similar-items API, cached", port, lambda i: similar(hot[i % 50]), args.rate, args.duration, warm)
+    )
+    cache.clear()
+    results.append(phase("for-you API, uncached", port, lambda i: for_you(sessions[i]), args.rate, args.duration))
+    warm = [for_you(k) for k in hot_sessions]
+    results.append(
+        phase("for-you API, cached", port, lambda i: for_you(hot_sessions[i % 50]), args.rate, args.duration, warm)
+    )
+    cache.clear()
+    results.append(
+        phase(
+            "product page, uncached",
+            port,
+            lambda i: page(fresh[n + i], sessions[n + i]),
+            args.rate,
+            args.duration,
+        )
+    )
+    warm = [page(hot[i], hot_sessions[i]) for i in range(50)]
+    results.append(
+        phase(
+            "product page, cached",
+            port,
+            lambda i: page(hot[i % 50], hot_sessions[i % 50]),
+            args.rate,
+            args.duration,
+            warm,
+        )
+    )
+    best, steps = max_rate(
+        lambda rate: phase(
+            f"similar-items API, cached, {rate:g}/s", port, lambda i: similar(hot[i % 50]), rate, args.step_duration
+        ),
+        THROUGHPUT_RATES,
+    )
+    return results, best, steps
+
+
+# -- report -----------------------------------------------------------------------------------------
+def fmt(value, digits=1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def phase_rows(results) -> list[list]:
+    rows = []
+    for r in results:
+        errors = f"{r['errors']}" + (f" ({r['first_error'][:40]})" if r["errors"] else "")
+        rows.append(
+            [r["name"], f"{r['rate']:g}", r["requests"], errors]
+            + [fmt(r.get(k)) for k in PERCENTILE_KEYS]
+            + [fmt(r.get("achieved_rps")), fmt(r["client_cpu"] * 100, 0)]
+        )
+    return rows
+
+
+PHASE_HEADERS = [
+    "phase",
+    "offered req/s",
+    "requests",
+    "errors",
+    "client p50 ms",
+    "client p95 ms",
+    "client p99 ms",
+    "server p50 ms",
+    "server p95 ms",
+    "server p99 ms",
+    "achieved req/s",
+    "client CPU %",
+]
+
+
+def versions() -> str:
+    import django
+    import pgvector
+    import psycopg
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector')")
+        pg, vec = cur.fetchone()
+    gunicorn = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "--version"], capture_output=True, text=True
+    ).stdout.strip()
+    return (
+        f"Python {platform.python_version()}, Django {django.get_version()}, {pg.split(' on ')[0]}, "
+        f"pgvector {vec} (python {pgvector.__version__ if hasattr(pgvector, '__version__') else 'n/a'}), "
+        f"psycopg {psycopg.__version__}, {gunicorn}"
+    )
+
+
+def write_doc(args, built, ef, chosen, sweep, exact, profile, results, steps, best, summary, load, notes) -> None:
+    """Write the run into ``docs/benchmarks/serving.md`` (section ``serving``)."""
+    from _common import machine
+
+    similar, page = results[0], results[4]
+    raw_p95 = chosen["p95_ms"]
+    lines = [
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `benchmarks/serving.py --products {args.products}` "
+        f"(catalogue reused or built, see below). Machine: {machine()}; load average (1 min) "
+        f"{load[0][0]:.2f} before, {load[1][0]:.2f} after (the machine is shared with other work).",
+        f"Versions: {versions()}.",
+        "",
+        "| target (N = 200,000, uncached, 50 req/s) | measured | target |",
+        "| --- | --- | --- |",
+        f"| similar-items API p95, client time | {fmt(summary['similar_p95_ms'])} ms | ≤ 15 ms |",
+        f"| HNSW recall@10 at ef_search {ef} | {summary['recall10']:.3f} | ≥ 0.95 |",
+        f"| product page (both widgets) p95, client time | {fmt(summary['page_p95_ms'])} ms | ≤ 60 ms |",
+        f"| cached widget API, highest open-loop rate with p95 < 100 ms | {best:g} req/s | ≥ 300 req/s |",
+        "",
+        "Ratios to the raw SQL query alone (one client, same run, ef_search "
+        f"{ef}: p95 {raw_p95:.2f} ms): similar-items API p95 {similar.get('client_p95', 0) / raw_p95:.1f}x, "
+        f"product page p95 {page.get('client_p95', 0) / raw_p95:.1f}x.",
+        "",
+        "### Catalogue",
+        "",
+        f"{built.products:,} products: {built.real_products:,} from hm (imported with their photos; "
+        f"{len(built.query_items)} more hm items held out as queries) and {built.synthetic_products:,} synthetic. "
+        f"hm vectors: the quality benchmark's cache of the active embedding version ({built.dimensions}-d), "
+        f"spot-checked against the live pipeline on 16 images (lowest cosine {built.spot_check_min_cosine:.4f}). "
+        f"Build times (s, once; later runs reuse the database): {built.timings_s}. Active model: "
+        f"{built.model_version or 'none'}.",
+        "",
+        "Synthetic vectors: convex mixtures of 3-5 real vectors (Dirichlet(2) weights, none above 0.6) plus "
+        "Gaussian noise shaped by the real per-dimension spread (30 % of the spread the mixing removed), "
+        "renormalised; any vector closer than cosine 0.95 to a real one is drawn again. Nearest-real-neighbour "
+        "cosine (2,000 vectors each):",
+        "",
+        markdown_table(
+            ["", "p1", "p50", "p99", "max"],
+            [
+                ["synthetic vs real", *(built.synthetic_nearest_real.get(k, "–") for k in ("p1", "p50", "p99", "max"))],
+                ["real vs other real", *(built.real_nearest_real.get(k, "–") for k in ("p1", "p50", "p99", "max"))],
+            ],
+        ),
+        "",
+        f"Of the exact top-10 neighbours of the held-out real queries, {exact['synthetic_share']:.0%} are "
+        "synthetic products.",
+        "",
+        "### HNSW recall@10 and the raw SQL query",
+        "",
+        f"{len(built.query_items)} held-out real hm vectors; exact answer by a sequential scan "
+        f"(`SET enable_indexscan = off`: p50 {exact['p50_ms']:.1f} ms, p95 {exact['p95_ms']:.1f} ms per query). "
+        "Raw query: `SELECT image_id ... WHERE model_id = X ORDER BY vector::halfvec(d) <=> q LIMIT 10` through "
+        "psycopg, one client, sequential (no Django).",
+        "",
+        markdown_table(
+            ["ef_search", "recall@10", "raw query p50 ms", "raw query p95 ms"],
+            [[r["ef_search"], f"{r['recall10']:.3f}", fmt(r["p50_ms"], 2), fmt(r["p95_ms"], 2)] for r in sweep],
+        ),
+        "",
+        "### HTTP under load",
+        "",
+        f"gunicorn (`visrec_shop/gunicorn.conf.py`, gthread, workers {args.workers or 'cpu+1'}, threads "
+        f"{args.threads or 4}), DEBUG off, API throttling off (`API_THROTTLE_*=off`), Django cache in Redis "
+        f"(`{REDIS_URL}`). Open-loop load from this machine: request i is due at i/rate whatever the earlier ones "
+        "did, client time is measured from the due time (no coordinated omission), server time is the "
+        "`Server-Timing: app;dur` header (`visrec_shop/middleware.py`, around every middleware). "
+        f"Latency phases: {args.duration:g} s at {args.rate:g} req/s. Uncached: the Redis database is flushed "
+        "before the phase and every request names a product (from the whole catalogue) and a shopper session "
+        "not used before in the run, so no list can come from the cache; cached: 50 products / sessions, each "
+        "requested once before the phase. Sessions: 70 % anonymous with 3-5 viewed products, 30 % signed-in hm "
+        "shoppers (known to the model); a product page view records a view, as in the shop. Throughput: the "
+        f"open-loop rate stepped up ({args.step_duration:g} s per step) on the cached similar-items API until p95 "
+        "reaches 100 ms, errors exceed 1 % or the achieved rate falls under 95 % of the offered one. The load "
+        "generator runs on the same 2 cores (its CPU share is in the table).",
+        "",
+        markdown_table(PHASE_HEADERS, phase_rows(results + [r for _, r in steps])),
+        "",
+        f"Server log (`var/bench/gunicorn.log`): {notes['budget_warnings']} widget time-budget warnings (a widget "
+        f"that runs over its budget renders its fallback), {notes['log_errors']} errors.",
+        "",
+        "### Where the time goes (in-process, uncached, 30 calls each)",
+        "",
+    ]
+    for name, info in profile.items():
+        if isinstance(info, str):
+            lines.append(f"- `{name}`: {info}")
+            continue
+        lines.append(
+            f"- `serving.{name}`: p50 {info['p50_ms']:.1f} ms, p95 {info['p95_ms']:.1f} ms, "
+            f"{info['queries']:.1f} SQL queries per call; slowest query {info['slowest_sql_ms']:.1f} ms:"
+        )
+        lines += ["", "```sql", info["slowest_sql"][:2000], "```"]
+        if info["plan"]:
+            lines += ["", "```", info["plan"], "```"]
+        lines.append("")
+    write_section(DOCS / "serving.md", f"serving-{args.products}", "Serving benchmark", "\n".join(lines))
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    load_before = os.getloadavg()
+    built, queries, env = setup(args)
+    if args.build_only:
+        print(f"catalogue {built.database}: {built.products} products ({built.synthetic_products} synthetic)")
+        return
+    from catalog.models import Product
+    from recommendations.conf import visrec_settings
+
+    ef = int(visrec_settings.HNSW_EF_SEARCH)
+    sweep, exact = recall_sweep(built, queries, sorted(set(EF_SWEEP) | {ef}))
+    chosen = next(row for row in sweep if row["ef_search"] == ef)
+
+    rng = np.random.default_rng(args.seed + 3)
+    product_ids = np.array(Product.objects.filter(is_active=True).values_list("pk", flat=True))
+    n = int(round(args.rate * args.duration))
+    sessions = make_sessions(2 * n + 50 + 90, rng, product_ids)
+    hot_sessions, sessions = sessions[:50], sessions[50:]
+    profile = profile_serving([int(p) for p in rng.choice(product_ids, 30, replace=False)], sessions[-90:-60])
+    for name, info in profile.items():
+        print(f"in-process {name}: {info if isinstance(info, str) else {k: v for k, v in info.items() if k != 'plan'}}")
+
+    port = free_port()
+    server = start_gunicorn(env, port, args.workers, args.threads)
+    try:
+        results, best, steps = run_phases(args, port, product_ids, sessions, hot_sessions)
+    finally:
+        stop_gunicorn(server)
+    load_after = os.getloadavg()
+    server_log = BENCH_LOG.read_text(errors="replace").splitlines()
+    budget = sum("over its time budget" in line for line in server_log)
+    errors = sum(" ERROR " in line for line in server_log)
+    print(f"server log {BENCH_LOG}: {budget} widget time-budget warnings, {errors} errors")
+    step_results = [r for _, r in steps]
+
+    table = markdown_table(PHASE_HEADERS, phase_rows(results + step_results))
+    print(table)
+    sweep_table = markdown_table(
+        ["ef_search", "recall@10", "raw query p50 ms", "raw query p95 ms"],
+        [[r["ef_search"], f"{r['recall10']:.3f}", fmt(r["p50_ms"], 2), fmt(r["p95_ms"], 2)] for r in sweep],
+    )
+    print(sweep_table)
+    similar = results[0]
+    page = results[4]
+    summary = {
+        "similar_p95_ms": similar.get("client_p95", float("nan")),
+        "recall10": chosen["recall10"],
+        "page_p95_ms": page.get("client_p95", float("nan")),
+        "cached_rps": float(best),
+    }
+    if not args.no_doc:
+        load = (load_before, load_after)
+        notes = {"budget_warnings": budget, "log_errors": errors}
+        write_doc(args, built, ef, chosen, sweep, exact, profile, results, steps, best, summary, load, notes)
+    print(
+        f"RESULT similar_p95_ms={summary['similar_p95_ms']:.2f} recall10={summary['recall10']:.4f} "
+        f"page_p95_ms={summary['page_p95_ms']:.2f} cached_rps={summary['cached_rps']:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

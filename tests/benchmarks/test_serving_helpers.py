@@ -1,0 +1,182 @@
+"""The serving benchmark's helpers: synthetic vectors, the open-loop scheduler, Server-Timing."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from _serving_load import Sample, max_rate, run_open_loop, schedule, server_timing_ms, step_passes, summarize  # noqa: E402
+from _serving_vectors import mixture_weights, nearest_cosine, normalise, synthetic_vectors  # noqa: E402
+
+
+@pytest.fixture
+def real_vectors() -> np.ndarray:
+    """Clustered unit vectors like image embeddings: 40 tight clusters of 10 in 64-d, non-negative."""
+    rng = np.random.default_rng(0)
+    centres = np.abs(rng.normal(size=(40, 64)))
+    return normalise(np.repeat(centres, 10, axis=0) + 0.15 * np.abs(rng.normal(size=(400, 64)))).astype(np.float32)
+
+
+# -- synthetic vectors --------------------------------------------------------------------------
+def test_mixture_weights_are_convex_with_no_dominant_component():
+    weights, counts = mixture_weights(np.random.default_rng(1), 5000, 3, 5, max_weight=0.6)
+
+    assert np.allclose(weights.sum(axis=1), 1.0)
+    assert weights.min() >= 0 and weights.max() <= 0.6
+    assert set(np.unique(counts)) == {3, 4, 5}
+    assert ((weights > 0).sum(axis=1) == counts).all()
+
+
+def test_synthetic_vectors_are_unit_length_and_never_near_duplicates(real_vectors):
+    # given real vectors that contain near-duplicates of each other (clusters)
+    real_self = nearest_cosine(real_vectors, real_vectors, exclude_self=True)
+    assert (real_self > 0.95).mean() > 0.5
+
+    # when
+    vectors, dominant = synthetic_vectors(real_vectors, 3000, np.random.default_rng(2), max_cosine=0.95)
+
+    # then
+    assert vectors.shape == (3000, 64)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert nearest_cosine(vectors, real_vectors).max() <= 0.95
+    assert ((dominant >= 0) & (dominant < len(real_vectors))).all()
+    assert len(np.unique(vectors.round(4), axis=0)) == 3000
+
+
+def test_synthetic_vectors_follow_the_real_distribution(real_vectors):
+    vectors, dominant = synthetic_vectors(real_vectors, 4000, np.random.default_rng(3), noise_scale=0.3)
+
+    synthetic_mean = normalise(vectors.mean(0, keepdims=True))
+    real_mean = normalise(real_vectors.mean(0, keepdims=True))
+    assert float(synthetic_mean[0] @ real_mean[0]) > 0.99
+    # the heaviest component is a real neighbour: the synthetic vector sits near its cluster
+    to_dominant = np.sum(vectors * real_vectors[dominant], axis=1)
+    to_random = np.sum(vectors * real_vectors[np.random.default_rng(4).integers(0, 400, 4000)], axis=1)
+    assert to_dominant.mean() > to_random.mean() + 0.02
+
+
+def test_synthetic_vectors_are_deterministic_per_seed(real_vectors):
+    a, _ = synthetic_vectors(real_vectors, 50, np.random.default_rng(7))
+    b, _ = synthetic_vectors(real_vectors, 50, np.random.default_rng(7))
+    c, _ = synthetic_vectors(real_vectors, 50, np.random.default_rng(8))
+
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_nearest_cosine_excludes_self_only():
+    corpus = normalise(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+
+    assert nearest_cosine(corpus, corpus, exclude_self=True, block=2).tolist() == [1.0, 1.0, 0.0]
+    assert nearest_cosine(corpus, corpus).tolist() == [1.0, 1.0, 1.0]
+
+
+# -- open-loop scheduling -----------------------------------------------------------------------------
+def test_schedule_is_a_fixed_grid_independent_of_responses():
+    due = schedule(50, 2.0, start=10.0)
+
+    assert len(due) == 100
+    assert due[0] == 10.0
+    assert np.allclose(np.diff(due), 0.02)
+    with pytest.raises(ValueError):
+        schedule(0, 1)
+
+
+def test_latency_counts_from_the_due_time_not_the_send_time():
+    # a request due at t=0 that could only be sent at t=0.5 (server stalled) and answered at 0.51
+    late = Sample(due=0.0, sent=0.5, done=0.51, status=200)
+
+    assert late.latency_ms == pytest.approx(510)
+    assert late.service_ms == pytest.approx(10)
+
+
+def test_summarize_percentiles_errors_and_rate():
+    samples = [Sample(due=i / 100, sent=i / 100, done=i / 100 + 0.001 * (i + 1), status=200) for i in range(100)]
+    samples += [Sample(due=1.0, sent=1.0, done=1.0, status=503, error="HTTP 503")]
+    for s in samples[:50]:
+        s.server_ms = 2.0
+
+    result = summarize(samples)
+
+    assert result["requests"] == 101 and result["errors"] == 1
+    assert result["client_p50"] == pytest.approx(50.5, abs=0.01)
+    assert result["client_p99"] == pytest.approx(99.01, abs=0.01)
+    assert result["server_p95"] == 2.0
+    assert result["achieved_rps"] == pytest.approx(100 / 1.09, rel=1e-3)
+
+
+def test_server_timing_header_parsing():
+    assert server_timing_ms("app;dur=12.5") == 12.5
+    assert server_timing_ms('db;dur=1, app;desc="django";dur=3.25') == 3.25
+    assert server_timing_ms("db;dur=1") is None
+    assert server_timing_ms(None) is None
+    assert server_timing_ms("app;dur=abc") is None
+
+
+def test_max_rate_stops_at_the_first_failing_step():
+    p95 = {100: 10.0, 200: 40.0, 300: 90.0, 400: 150.0, 500: 20.0}
+
+    def measure(rate):
+        return {"requests": 100, "errors": 0, "client_p95": p95[rate], "achieved_rps": rate * 0.99}
+
+    best, steps = max_rate(measure, [100, 200, 300, 400, 500])
+
+    assert best == 300
+    assert [rate for rate, _ in steps] == [100, 200, 300, 400]
+
+
+def test_a_step_fails_on_errors_or_a_rate_it_could_not_reach():
+    good = {"requests": 1000, "errors": 5, "client_p95": 50.0, "achieved_rps": 300.0}
+
+    assert step_passes(good, 300)
+    assert not step_passes({**good, "errors": 20}, 300)
+    assert not step_passes({**good, "achieved_rps": 250.0}, 300)
+    assert not step_passes({**good, "client_p95": 100.0}, 300)
+    assert not step_passes({"requests": 0, "errors": 0}, 300)
+
+
+class _StallingHandler(BaseHTTPRequestHandler):
+    """Answers in 1 ms, except that the server stalls 300 ms once, on the 5th request."""
+
+    protocol_version = "HTTP/1.1"
+    calls = 0
+    lock = threading.Lock()
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        with self.lock:
+            type(self).calls += 1
+            stall = type(self).calls == 5
+        time.sleep(0.3 if stall else 0.001)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Server-Timing", "app;dur=1.00")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_open_loop_keeps_sending_while_the_server_stalls():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StallingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        samples = run_open_loop("127.0.0.1", server.server_port, lambda i: (f"/{i}", {}), 100, 1.0, threads=4)
+    finally:
+        server.shutdown()
+
+    assert len(samples) == 100 and all(s.ok for s in samples)
+    sent_gaps = np.diff(sorted(s.sent for s in samples))
+    assert sent_gaps.max() < 0.25  # arrivals kept coming during the 300 ms stall
+    assert max(s.latency_ms for s in samples) >= 290
+    assert all(s.server_ms == 1.0 for s in samples)

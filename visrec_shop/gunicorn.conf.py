@@ -1,0 +1,23 @@
+"""gunicorn settings for serving the shop in production (``gunicorn -c visrec_shop/gunicorn.conf.py``).
+
+Sized for a small machine: one process per core plus one, each with a few threads, so a
+request waiting on PostgreSQL does not hold a core. Command-line options override these
+(``-w``, ``--threads``, ``-b``).
+"""
+
+import multiprocessing
+
+wsgi_app = "visrec_shop.wsgi:application"
+bind = "127.0.0.1:8000"
+workers = multiprocessing.cpu_count() + 1
+worker_class = "gthread"
+threads = 4
+keepalive = 5
+backlog = 2048
+timeout = 30
+graceful_timeout = 10
+max_requests = 10_000
+max_requests_jitter = 1_000
+accesslog = None
+errorlog = "-"
+loglevel = "warning"
