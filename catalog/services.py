@@ -122,10 +122,13 @@ def fingerprint(data: Any) -> str:
     return sha256_of(json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode())
 
 
-def run_once(scope: str, key: str, body_fingerprint: str, produce: Callable[[], tuple[int, dict]]) -> tuple[int, dict]:
+def run_once(
+    scope: str, key: str, body_fingerprint: str, produce: Callable[[], tuple[int, dict]]
+) -> tuple[int, dict, bool]:
     """Run ``produce`` (one transaction with it) once per ``(scope, key)`` and keep its ``(status, body)``.
 
-    A repeat within ``IDEMPOTENCY_KEY_TTL`` returns the kept result without running it;
+    Returns ``(status, body, replayed)``. A repeat within ``IDEMPOTENCY_KEY_TTL`` returns
+    the kept result without running it;
     with another body it raises :class:`IdempotencyKeyReused`. When ``produce`` raises,
     nothing is kept (the key may be used again). A concurrent repeat waits for the first.
     """
@@ -140,7 +143,7 @@ def run_once(scope: str, key: str, body_fingerprint: str, produce: Callable[[], 
             kept = EventBatch.objects.get(scope=scope, key=key)
             if kept.fingerprint != body_fingerprint:
                 raise IdempotencyKeyReused(key) from None
-            return kept.status_code, kept.response
+            return kept.status_code, kept.response, True
         batch.status_code, batch.response = produce()
         batch.save(update_fields=["status_code", "response"])
-        return batch.status_code, batch.response
+        return batch.status_code, batch.response, False

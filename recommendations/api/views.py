@@ -205,7 +205,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="Any unique string (up to 255 printable ASCII characters): a retried batch with the same key "
-    "records nothing again and gets the first response back (for 24 hours).",
+    "records nothing again and gets the first response back, with `Idempotent-Replayed: true` (for 24 hours).",
 )
 
 
@@ -234,7 +234,7 @@ class EventsView(APIView):
         if not 0 < len(key) <= 255 or not key.isascii() or not key.isprintable():
             raise InvalidParameter("Idempotency-Key: up to 255 printable ASCII characters.")
         try:
-            code, body = run_once(
+            code, body, replayed = run_once(
                 poster_scope(request),
                 key,
                 fingerprint(request.data),
@@ -242,7 +242,7 @@ class EventsView(APIView):
             )
         except KeyReused as e:
             raise IdempotencyKeyReused() from e
-        return Response(body, status=code)
+        return Response(body, status=code, headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
 class NoEndpointView(APIView):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 
 from catalog.models import Interaction
 from recommendations import serving, tracking
@@ -98,9 +100,41 @@ def test_same_batch_with_idempotency_key_is_recorded_once_with_the_same_response
     again = post(server_client, batch, HTTP_IDEMPOTENCY_KEY="order-1001")
     assert first.status_code == again.status_code == 201
     assert first.json() == again.json()
+    assert "Idempotent-Replayed" not in first and again["Idempotent-Replayed"] == "true"
     assert Interaction.objects.count() == 1
     other = post(server_client, batch, HTTP_IDEMPOTENCY_KEY="order-1002")
     assert other.status_code == 201 and Interaction.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_with_one_idempotency_key_record_once(server_client, product_factory, monkeypatch):
+    product = product_factory()
+    slow_record = events_module.record_interactions
+
+    def slow(interactions):  # hold the first transaction open while the retry arrives
+        rows = slow_record(interactions)
+        time.sleep(0.5)
+        return rows
+
+    monkeypatch.setattr(events_module, "record_interactions", slow)
+    batch = [{"type": "purchase", "product": product.pk, "session": "s"}]
+    responses = []
+
+    def send():
+        try:
+            responses.append(post(server_client, batch, HTTP_IDEMPOTENCY_KEY="order-7"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)
+    for thread in threads:
+        thread.join()
+    assert [r.status_code for r in responses] == [201, 201]
+    assert responses[0].json() == responses[1].json()
+    assert Interaction.objects.count() == 1
 
 
 def test_idempotency_key_with_another_body_is_422(server_client, product_factory):
