@@ -45,7 +45,8 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import FitContext, Recommender, register, top_n
+from .base import FitContext, register, top_n
+from .blend import PriorBlended
 from .pairwise import N_AGE_BUCKETS, history_means, positives, seed_torch, triples
 from .vbpr import as_features
 
@@ -123,7 +124,7 @@ def _build_network(mode: str, n_users: int, n_items: int, d: int, k: int, hidden
 
 
 @register
-class Fusion(Recommender):
+class Fusion(PriorBlended):
     """User embedding + history (CF and image) against fused item CF/image representations.
 
     Parameters
@@ -161,6 +162,8 @@ class Fusion(Recommender):
         Learn the freshness bias (needs ``context.timestamps``; ignored without).
     seed : int
         Seed of the initialisation and of the sampling.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "fusion"
@@ -186,7 +189,10 @@ class Fusion(Recommender):
         cold_bias: float = 0.0,
         freshness: bool = True,
         seed: int = 0,
+        prior_weight: float | None = None,
     ) -> None:
+        super().__init__()
+        self.prior_weight = prior_weight
         mode = mode or self.default_mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -206,13 +212,9 @@ class Fusion(Recommender):
         self.loss_history_: list[float] = []
 
     # -- training --------------------------------------------------------------------
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> Fusion:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         """Learn the embeddings, projections and the fusion layer."""
         import torch
 
@@ -250,12 +252,10 @@ class Fusion(Recommender):
                 optimiser.step()
                 total, count = total + loss.item() * len(u), count + len(u)
             self.loss_history_.append(total / max(count, 1))
-            if show_progress:
-                log.info("fusion[%s] epoch %d/%d loss %.4f", self.mode, epoch + 1, self.epochs, self.loss_history_[-1])
+            log.debug("fusion[%s] epoch %d/%d loss %.4f", self.mode, epoch + 1, self.epochs, self.loss_history_[-1])
         net.eval()
         buckets = pos.buckets_now(n_items) if self.freshness else np.zeros(n_items, dtype=np.int64)
         self._export(net, features, user_items, pos.warm_items, buckets)
-        return self
 
     def _train_users(self, net, binary: sp.csr_matrix, u: np.ndarray, u_t, i_t, feats, counts, feature_sums):
         """``z_u`` with the positive left out of its own history and ``p_u`` dropped at random."""
@@ -322,7 +322,7 @@ class Fusion(Recommender):
             if self.mode == "attention":
                 state["item_keys"] = net.key(net.modalities(q, v)).numpy().copy()
                 state["query"] = net.query.weight.numpy().T.copy()
-        self.set_state(state)
+        self._set_arrays(state)
 
     # -- serving ---------------------------------------------------------------------
     def user_vectors(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
@@ -335,7 +335,7 @@ class Fusion(Recommender):
         z[known] += self.user_vectors_[userids[known]]
         return z.astype(np.float32)
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """Fused scores for every item (numpy only)."""
         z = self.user_vectors(userids, user_items)
         bias = self.item_bias_ + np.float32(self.cold_bias) * self.cold_items_
@@ -366,10 +366,14 @@ class Fusion(Recommender):
         names += ["sim_items", "sim_weight"]
         if self.mode == "attention":
             names += ["item_keys", "query"]
-        return {n: getattr(self, f"{n}_") for n in names}
+        return {**super().get_state(), **{n: getattr(self, f"{n}_") for n in names}}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`get_state`'s arrays."""
+        super().set_state(state)
+        self._set_arrays({k: v for k, v in state.items() if k not in ("prior", "weight")})
+
+    def _set_arrays(self, state: dict[str, np.ndarray]) -> None:
         for key, value in state.items():
             setattr(self, f"{key}_", value.astype(bool) if key in ("cold_items", "seen_users") else value)
 

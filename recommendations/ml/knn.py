@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import FitContext, Ids, Recommender, Scores, register, top_n
+from .base import FitContext, Ids, Scores, register, top_n
+from .blend import PriorBlended
 
 #: scale of the popularity tie-break added to neighbourhood scores
 TIE_BREAK = 1e-9
@@ -108,7 +109,7 @@ def _csr_from_state(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
 
 
 @register
-class ItemKNN(Recommender):
+class ItemKNN(PriorBlended):
     """Item-based kNN: a user's score for item j is ``sum_i r_ui * sim(i, j)``.
 
     Parameters
@@ -117,32 +118,31 @@ class ItemKNN(Recommender):
         Neighbours kept per item.
     shrink : float
         Cosine shrinkage term.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "item_knn"
 
-    def __init__(self, k: int = 100, shrink: float = 100.0) -> None:
+    def __init__(self, k: int = 100, shrink: float = 100.0, prior_weight: float | None = None) -> None:
+        super().__init__()
+        self.prior_weight = prior_weight
         self.k = k
         self.shrink = shrink
         self.similarity = sp.csr_matrix((0, 0), dtype=np.float32)
         self.tie_break = np.zeros(0, dtype=np.float32)
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> ItemKNN:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         x = sp.csr_matrix(user_items, dtype=np.float32)
         item_users = x.T.tocsr()
         norms = _norms(x, axis=0)
         n_items = x.shape[1]
         self.similarity = shrunk_cosine(item_users, x, norms, norms, self.shrink, self.k, exclude=np.arange(n_items))
         self.tie_break = popularity_tie_break(x)
-        return self
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         scores = np.asarray((sp.csr_matrix(user_items, dtype=np.float32) @ self.similarity).toarray())
         return scores + self.tie_break
 
@@ -153,15 +153,16 @@ class ItemKNN(Recommender):
         return top_n(scores, N)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {**_csr_state("similarity", self.similarity), "tie_break": self.tie_break}
+        return {**super().get_state(), **_csr_state("similarity", self.similarity), "tie_break": self.tie_break}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
         self.similarity = _csr_from_state("similarity", state)
         self.tie_break = np.asarray(state["tie_break"], dtype=np.float32)
 
 
 @register
-class UserKNN(Recommender):
+class UserKNN(PriorBlended):
     """User-based kNN: items of the ``k`` most similar training users, weighted by similarity.
 
     New users (ids beyond the training matrix) are compared by the rows passed in;
@@ -173,32 +174,31 @@ class UserKNN(Recommender):
         Neighbours per user.
     shrink : float
         Cosine shrinkage term.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "user_knn"
 
-    def __init__(self, k: int = 200, shrink: float = 10.0) -> None:
+    def __init__(self, k: int = 200, shrink: float = 10.0, prior_weight: float | None = None) -> None:
+        super().__init__()
+        self.prior_weight = prior_weight
         self.k = k
         self.shrink = shrink
         self.user_items = sp.csr_matrix((0, 0), dtype=np.float32)
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> UserKNN:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         self.user_items = sp.csr_matrix(user_items, dtype=np.float32)
         self._prepare()
-        return self
 
     def _prepare(self) -> None:
         self._items_users = self.user_items.T.tocsr()
         self._norms = _norms(self.user_items, axis=1)
         self._tie_break = popularity_tie_break(self.user_items)
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         userids = np.atleast_1d(np.asarray(userids))
         rows = sp.csr_matrix(user_items, dtype=np.float32)
         n_train = self.user_items.shape[0]
@@ -209,8 +209,9 @@ class UserKNN(Recommender):
         return np.asarray((sims @ self.user_items).toarray()) + self._tie_break
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return _csr_state("user_items", self.user_items)
+        return {**super().get_state(), **_csr_state("user_items", self.user_items)}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
         self.user_items = _csr_from_state("user_items", state)
         self._prepare()

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from .base import FitContext, Ids, Recommender, Scores, register, top_n
+from .base import FitContext, Ids, Scores, register, top_n
+from .blend import PriorBlended
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +36,15 @@ def _cosine_top_n(factors: np.ndarray, itemids: np.ndarray, n: int) -> tuple[Ids
     return top_n(scores, n)
 
 
-class _FactorModel(Recommender):
+class _FactorModel(PriorBlended):
     """Scores are ``user_factors @ item_factors.T``; subclasses fit and fold in new users."""
 
     user_factors: np.ndarray
     item_factors: np.ndarray
 
-    def __init__(self) -> None:
+    def __init__(self, prior_weight: float | None) -> None:
+        super().__init__()
+        self.prior_weight = prior_weight
         self.user_factors = np.zeros((0, 0), dtype=np.float32)
         self.item_factors = np.zeros((0, 0), dtype=np.float32)
 
@@ -56,16 +60,17 @@ class _FactorModel(Recommender):
             out[~known] = self._fold_in(sp.csr_matrix(user_items, dtype=np.float32)[np.flatnonzero(~known)])
         return out
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         return self._user_vectors(userids, user_items) @ self.item_factors.T
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
         return _cosine_top_n(self.item_factors, np.atleast_1d(np.asarray(itemids)), N)
 
     def get_state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        return {**super().get_state(), "user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
+        super().set_state(state)
         self.user_factors = np.asarray(state["user_factors"], dtype=np.float32)
         self.item_factors = np.asarray(state["item_factors"], dtype=np.float32)
 
@@ -76,42 +81,43 @@ class ALS(_FactorModel):
 
     Parameters
     ----------
-    factors : int
-        Latent dimensions.
-    regularization : float
-        L2 penalty.
+    factors : int, optional
+        Latent dimensions; ``None`` = 64 or 16, whichever ranks better on the
+        validation cut (:mod:`.blend`): few shoppers support few factors.
+    regularization : float, optional
+        L2 penalty; ``None`` = 0.1 or 10, validated likewise.
     alpha : float
         Confidence scale: ``c_ui = alpha * r_ui``.
     iterations : int
         ALS sweeps.
     random_state : int
         Seed of the initial factors.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "als"
+    tuned_params = {"factors": (64, 16), "regularization": (0.1, 10.0)}
 
     def __init__(
         self,
-        factors: int = 64,
-        regularization: float = 0.1,
+        factors: int | None = None,
+        regularization: float | None = None,
         alpha: float = 10.0,
         iterations: int = 15,
         random_state: int = 42,
+        prior_weight: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(prior_weight)
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
         self.random_state = random_state
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> ALS:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits
 
@@ -124,10 +130,9 @@ class ALS(_FactorModel):
                 num_threads=_threads(),
                 random_state=self.random_state,
             )
-            model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
+            model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
-        return self
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         """Exact ALS user step: ``(Y'Y + Y'(C - I)Y + reg I) x = Y'C p``."""
@@ -162,6 +167,8 @@ class BPR(_FactorModel):
         Epochs.
     random_state : int
         Seed of the initial factors and the sampling.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "bpr"
@@ -173,21 +180,18 @@ class BPR(_FactorModel):
         regularization: float = 0.01,
         iterations: int = 100,
         random_state: int = 42,
+        prior_weight: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(prior_weight)
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
         self.iterations = iterations
         self.random_state = random_state
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> BPR:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         model = BayesianPersonalizedRanking(
@@ -198,10 +202,9 @@ class BPR(_FactorModel):
             num_threads=_threads(),
             random_state=self.random_state,
         )
-        model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=show_progress)
+        model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
-        return self
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         weights = sp.csr_matrix(user_items, dtype=np.float32)
@@ -216,18 +219,28 @@ class BPR(_FactorModel):
 
 @register
 class SGDMF(_FactorModel):
-    """Biased matrix factorisation for explicit ratings, trained by mini-batch SGD.
+    """Biased matrix factorisation for explicit ratings, trained by mini-batch SGD with Adagrad steps.
 
     Predicts ``r_ui = mu + b_u + b_i + p_u . q_i`` from the non-zero entries of
-    ``user_items`` (the ratings) and recommends by predicted rating. New users get
-    ``(b_u, p_u)`` from a ridge regression of their ratings on the item factors.
+    ``user_items`` (the ratings) and recommends by predicted rating. Each minibatch
+    sums the gradients of every rating a parameter takes part in, and Adagrad divides
+    each parameter's step by the root of its accumulated squared gradients: a shopper
+    with hundreds of ratings in one batch moves no further than one with a single
+    rating, so the fit cannot diverge however skewed the activity is.
+
+    With ``negatives > 0``, that many unobserved items per rating are drawn as
+    ratings of 0 with weight ``negative_weight``: a ranking over the whole catalogue
+    must also learn *what* a shopper rates, not only how well (top-N quality of
+    rating-only MF is poor; Cremonesi et al. 2010). New users get ``(b_u, p_u)``
+    from a ridge regression of their ratings on the item factors.
 
     Parameters
     ----------
-    factors : int
-        Latent dimensions.
+    factors : int, optional
+        Latent dimensions; ``None`` = 32 or 8, whichever ranks better on the
+        validation cut (:mod:`.blend`).
     learning_rate : float
-        SGD step.
+        Adagrad base step.
     regularization : float
         L2 penalty on factors and biases.
     epochs : int
@@ -236,65 +249,77 @@ class SGDMF(_FactorModel):
         Ratings per update.
     init_std : float
         Standard deviation of the initial factors.
+    negatives : int
+        Unobserved items drawn per rating as 0-ratings (0 = ratings only).
+    negative_weight : float
+        Loss weight of a drawn 0-rating relative to an observed rating.
     random_state : int
-        Seed of the initial factors and the shuffling.
+        Seed of the initial factors, the shuffling and the negative draws.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "sgd_mf"
+    tuned_params = {"factors": (32, 8)}
 
     def __init__(
         self,
-        factors: int = 32,
+        factors: int | None = None,
         learning_rate: float = 0.05,
-        regularization: float = 0.1,
-        epochs: int = 40,
-        batch_size: int = 256,
+        regularization: float = 0.02,
+        epochs: int = 30,
+        batch_size: int = 1024,
         init_std: float = 0.1,
+        negatives: int = 2,
+        negative_weight: float = 0.5,
         random_state: int = 42,
+        prior_weight: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(prior_weight)
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
         self.epochs = epochs
         self.batch_size = batch_size
         self.init_std = init_std
+        self.negatives = negatives
+        self.negative_weight = negative_weight
         self.random_state = random_state
         self.mean = 0.0
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> SGDMF:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         coo = sp.coo_matrix(user_items)
-        users, items, ratings = coo.row, coo.col, coo.data.astype(np.float32)
         n_users, n_items = coo.shape
         rng = np.random.default_rng(self.random_state)
-        self.mean = float(ratings.mean()) if len(ratings) else 0.0
-        p = rng.normal(0.0, self.init_std, (n_users, self.factors)).astype(np.float32)
-        q = rng.normal(0.0, self.init_std, (n_items, self.factors)).astype(np.float32)
-        bu, bi = np.zeros(n_users, np.float32), np.zeros(n_items, np.float32)
-        lr, reg = self.learning_rate, self.regularization
+        ratings = coo.data.astype(np.float32)
+        self.mean = float(ratings.mean()) if len(ratings) and not self.negatives else 0.0
+        params = _SGDParams.init(rng, n_users, n_items, self.factors, self.init_std)
         for epoch in range(self.epochs):
             order = rng.permutation(len(ratings))
             for start in range(0, len(order), self.batch_size):
                 b = order[start : start + self.batch_size]
-                u, i = users[b], items[b]
-                err = ratings[b] - (self.mean + bu[u] + bi[i] + np.einsum("ij,ij->i", p[u], q[i]))
-                pu, qi = p[u], q[i]
-                np.add.at(bu, u, lr * (err - reg * bu[u]))
-                np.add.at(bi, i, lr * (err - reg * bi[i]))
-                np.add.at(p, u, lr * (err[:, None] * qi - reg * pu))
-                np.add.at(q, i, lr * (err[:, None] * pu - reg * qi))
-            if show_progress:
-                logger.info("sgd_mf epoch %d/%d", epoch + 1, self.epochs)
+                users, items, targets, weights = self._batch(rng, coo.row[b], coo.col[b], ratings[b], n_items)
+                params.step(users, items, targets - self.mean, weights, self.learning_rate, self.regularization)
+            logger.debug("sgd_mf epoch %d/%d", epoch + 1, self.epochs)
+        p, q, bu, bi = params.p, params.q, params.bu, params.bi
         # biases ride along as extra columns: user [p, b_u, 1] . item [q, 1, mu + b_i]
         self.user_factors = np.hstack([p, bu[:, None], np.ones((n_users, 1), np.float32)])
         self.item_factors = np.hstack([q, np.ones((n_items, 1), np.float32), (self.mean + bi)[:, None]])
-        return self
+
+    def _batch(self, rng: np.random.Generator, users, items, ratings, n_items: int):
+        """Observed ratings plus ``negatives`` drawn 0-ratings per rating, with loss weights."""
+        weights = np.ones(len(users), np.float32)
+        if not self.negatives:
+            return users, items, ratings, weights
+        n_neg = len(users) * self.negatives
+        return (
+            np.concatenate([users, np.repeat(users, self.negatives)]),
+            np.concatenate([items, rng.integers(0, n_items, n_neg)]),
+            np.concatenate([ratings, np.zeros(n_neg, np.float32)]),
+            np.concatenate([weights, np.full(n_neg, self.negative_weight, np.float32)]),
+        )
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         q = self.item_factors[:, : self.factors + 1].astype(np.float64)  # factors and the b_u column
@@ -320,3 +345,38 @@ class SGDMF(_FactorModel):
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         super().set_state(state)
         self.mean = float(state["mean"])
+
+
+@dataclass
+class _SGDParams:
+    """Factors and biases of :class:`SGDMF` with their Adagrad accumulators."""
+
+    p: np.ndarray
+    q: np.ndarray
+    bu: np.ndarray
+    bi: np.ndarray
+    acc: dict
+
+    @classmethod
+    def init(cls, rng: np.random.Generator, n_users: int, n_items: int, factors: int, std: float) -> _SGDParams:
+        p = rng.normal(0.0, std, (n_users, factors)).astype(np.float32)
+        q = rng.normal(0.0, std, (n_items, factors)).astype(np.float32)
+        bu, bi = np.zeros(n_users, np.float32), np.zeros(n_items, np.float32)
+        acc = {name: np.full_like(x, 1e-8) for name, x in (("p", p), ("q", q), ("bu", bu), ("bi", bi))}
+        return cls(p, q, bu, bi, acc)
+
+    def step(self, users, items, targets, weights, lr: float, reg: float) -> None:
+        """One Adagrad step on the weighted squared error of a minibatch (gradients summed per parameter)."""
+        pu, qi = self.p[users], self.q[items]
+        err = weights * (targets - (self.bu[users] + self.bi[items] + np.einsum("ij,ij->i", pu, qi)))
+        self._update("bu", self.bu, users, err - reg * self.bu[users], lr)
+        self._update("bi", self.bi, items, err - reg * self.bi[items], lr)
+        self._update("p", self.p, users, err[:, None] * qi - reg * pu, lr)
+        self._update("q", self.q, items, err[:, None] * pu - reg * qi, lr)
+
+    def _update(self, name: str, param: np.ndarray, index: np.ndarray, grad: np.ndarray, lr: float) -> None:
+        rows, inverse = np.unique(index, return_inverse=True)
+        total = np.zeros((len(rows), *param.shape[1:]), dtype=np.float32)
+        np.add.at(total, inverse, grad)
+        self.acc[name][rows] += total**2
+        param[rows] += lr * total / np.sqrt(self.acc[name][rows])

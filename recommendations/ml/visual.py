@@ -10,7 +10,7 @@ strength, halved every ``half_life_days`` before their latest interaction), the
 number of tastes growing with the history. An item scores a soft maximum of its cosines to
 the tastes, plus ``popularity_weight`` times the log of a prior that mixes recent
 popularity with a share for items nobody has interacted with yet (new products). That
-share is estimated from the training history by default (:func:`estimate_new_item_share`):
+share is estimated from the training history by default (:func:`.blend.estimate_new_item_share`):
 a fashion shop whose catalogue turns over sells mostly new articles, a shop with a stable
 catalogue hardly any, and a fixed share would crowd every list with its few unseen items.
 """
@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitContext, Ids, Recommender, Scores, register, top_n
-from .popularity import DAY, recent_item_counts
+from .blend import PriorBlended, log_prior
+from .popularity import DAY
 
 logger = logging.getLogger(__name__)
 
@@ -87,38 +88,6 @@ def history_weights(
     latest[nonempty] = np.maximum.reduceat(ts.data, ts.indptr[:-1][nonempty]) if ts.nnz else 0.0
     ts.data = np.exp2(-(np.repeat(latest, counts) - ts.data) / (half_life_days * DAY))
     return sp.csr_matrix(weights.multiply(ts))
-
-
-#: Share of the prior given to new items when it cannot be estimated (no timestamps);
-#: the value tuned on the H&M sample, where the estimate is about 0.75.
-FALLBACK_NEW_ITEM_SHARE = 0.8
-
-
-def estimate_new_item_share(
-    user_items: sp.csr_matrix, context: FitContext | None, fraction: float = 0.2
-) -> float | None:
-    """Share of the newest interactions that went to items nobody had interacted with before.
-
-    The newest ``fraction`` of the (user, item) entries by time is the window; an item is
-    new there when its earliest entry falls inside the window. The share is weighted
-    by interaction strength. ``None`` without timestamps or without entries.
-    """
-    if context is None or context.timestamps is None:
-        return None
-    ts = sp.csr_matrix(context.timestamps, dtype=np.float64).tocoo()
-    if ts.shape != user_items.shape:
-        raise ValueError("context.timestamps must have the shape of user_items")
-    if not ts.nnz:
-        return None
-    strength = np.asarray(sp.csr_matrix(user_items, dtype=np.float64)[ts.row, ts.col]).ravel()
-    cut = np.quantile(ts.data, 1.0 - fraction)
-    first = np.full(ts.shape[1], np.inf)
-    np.minimum.at(first, ts.col, ts.data)
-    late = ts.data >= cut
-    total = strength[late].sum()
-    if total <= 0:
-        return None
-    return float(strength[late & (first[ts.col] >= cut)].sum() / total)
 
 
 def spherical_kmeans(x: np.ndarray, weights: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +173,7 @@ class _VisualBase(Recommender):
 
 
 @register
-class VisualSimilarity(_VisualBase):
+class VisualSimilarity(PriorBlended, _VisualBase):
     """Content-based: items closest to the weighted mean image vector of the shopper's history.
 
     ``similar_items`` is "looks like this" by cosine of image vectors. Items without
@@ -214,28 +183,30 @@ class VisualSimilarity(_VisualBase):
     ----------
     center : bool
         Centre the image vectors on the catalogue mean before the cosine.
-    whiten : int
-        PCA-whiten onto this many components (0 = no whitening).
+    whiten : int, optional
+        PCA-whiten onto this many components (0 = no whitening); ``None`` = 128 or 0,
+        whichever ranks better on the validation cut (:mod:`.blend`): whitening helps
+        a large catalogue of real photos, a small one of drawn products less.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "visual_similarity"
 
-    def __init__(self, center: bool = True, whiten: int = 128) -> None:
+    tuned_params = {"whiten": (128, 0)}
+
+    def __init__(self, center: bool = True, whiten: int | None = None, prior_weight: float | None = None) -> None:
         super().__init__()
         self.center = center
         self.whiten = whiten
+        self.prior_weight = prior_weight
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> VisualSimilarity:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         self._set_features(item_features, user_items.shape[1])
-        return self
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         profiles = np.asarray(sp.csr_matrix(user_items, dtype=np.float32) @ self.features)
         profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
         scores = profiles @ self.features.T
@@ -244,7 +215,7 @@ class VisualSimilarity(_VisualBase):
 
 
 @register
-class ImageCF(_VisualBase):
+class ImageCF(PriorBlended, _VisualBase):
     """Image-based collaborative filtering with several taste vectors per shopper.
 
     Shoppers seen in training keep the tastes learned at fit time (with recency
@@ -264,8 +235,9 @@ class ImageCF(_VisualBase):
         One more taste per this many (distinct, imaged) history items.
     iterations : int
         Spherical k-means iterations.
-    popularity_weight : float
-        Weight of ``log prior``; 0 = pure visual.
+    popularity_weight : float, optional
+        Weight of ``log prior``; 0 = pure visual; ``None`` = the best of
+        ``prior_weights`` on a validation cut of the training data (:mod:`.blend`).
     popularity_half_life_days : float, optional
         Half-life of the recent-popularity prior (before ``FitContext.now`` or the
         latest timestamp); ``None`` = all-time popularity.
@@ -273,18 +245,22 @@ class ImageCF(_VisualBase):
         Share of the prior given to items nobody has interacted with yet (spread
         evenly over them), so new products compete with recent best-sellers; the
         rest follows recent popularity. ``None`` = estimate it from the training
-        timestamps (:func:`estimate_new_item_share`; ``FALLBACK_NEW_ITEM_SHARE``
+        timestamps (:func:`.blend.estimate_new_item_share`; ``FALLBACK_NEW_ITEM_SHARE``
         without them), so it fits the shop's catalogue turnover.
     taste_temperature : float
         How tastes combine: ``t * log sum_k mass_k exp(cos_k / t)``; 0 = the best
         taste alone (max), large = the mass-weighted mean of the cosines.
     center : bool
         Centre image vectors on the catalogue mean.
-    whiten : int
-        PCA-whiten image vectors onto this many components (0 = no whitening).
+    whiten : int, optional
+        PCA-whiten image vectors onto this many components (0 = no whitening);
+        ``None`` = 128 or 0, whichever ranks better on the validation cut.
     """
 
     name = "image_cf"
+    weight_param = "popularity_weight"
+    prior_weights = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
+    tuned_params = {"whiten": (128, 0)}
 
     def __init__(
         self,
@@ -293,11 +269,11 @@ class ImageCF(_VisualBase):
         items_per_taste: int = 4,
         iterations: int = 10,
         taste_temperature: float = 0.2,
-        popularity_weight: float = 0.2,
+        popularity_weight: float | None = None,
         popularity_half_life_days: float | None = 120.0,
         new_item_share: float | None = None,
         center: bool = True,
-        whiten: int = 128,
+        whiten: int | None = None,
     ) -> None:
         super().__init__()
         self.half_life_days = half_life_days
@@ -313,40 +289,29 @@ class ImageCF(_VisualBase):
         self.tastes = np.zeros((0, 0), dtype=np.float32)
         self.taste_mass = np.zeros(0, dtype=np.float32)
         self.taste_indptr = np.zeros(1, dtype=np.int64)
-        self.log_prior = np.zeros(0, dtype=np.float32)
 
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> ImageCF:
-        user_items = sp.csr_matrix(user_items)
+    @property
+    def log_prior(self) -> np.ndarray:
+        """Per-item log prior (recent popularity mixed with the new-item share)."""
+        return self.prior
+
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         self._set_features(item_features, user_items.shape[1])
-        counts = recent_item_counts(user_items, context, self.popularity_half_life_days)
-        share = self.new_item_share
-        if share is None:
-            share = estimate_new_item_share(user_items, context)
-            share = FALLBACK_NEW_ITEM_SHARE if share is None else share
-            logger.debug("image_cf: estimated new-item share %.3f", share)
-        self.log_prior = self._log_prior(counts, user_items.getnnz(axis=0) == 0, share)
         weights = history_weights(user_items, context, self.half_life_days)
         self.tastes, self.taste_mass, self.taste_indptr = self._tastes(weights)
         logger.debug("image_cf: %d taste vectors for %d users", len(self.tastes), user_items.shape[0])
-        return self
 
-    def _log_prior(self, counts: np.ndarray, new: np.ndarray, share: float) -> np.ndarray:
-        """``log((1 - s) * recent share + s * new / n_new)``, floored at ``1e-6 / n_items``."""
-        n_items = max(len(counts), 1)
-        total, n_new = counts.sum(), int(new.sum())
-        if total <= 0:
-            return np.zeros(len(counts), dtype=np.float32)
-        prior = counts / total
-        if n_new:
-            s = min(max(share, 0.0), 1.0)
-            prior = (1.0 - s) * prior + s * new / n_new
-        return np.log(np.maximum(prior, 1e-6 / n_items)).astype(np.float32)
+    def make_prior(self, user_items: sp.csr_matrix, context: FitContext | None, half_life: float | None) -> np.ndarray:
+        return log_prior(user_items, context, half_life, self.new_item_share)
+
+    def half_lives(self) -> tuple[float | None, ...]:
+        return (self.popularity_half_life_days,)
+
+    def combine(self, personal: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
+        """Raw cosines plus ``weight * log prior`` (the scales are comparable as they are)."""
+        return personal + np.float32(weight) * prior[None, :]
 
     def _n_tastes(self, n_items: int) -> int:
         return max(1, min(self.max_tastes, math.ceil(n_items / max(self.items_per_taste, 1))))
@@ -412,8 +377,8 @@ class ImageCF(_VisualBase):
         visual[np.ix_(np.unique(owner), ~self.has_image)] = -1.0
         return visual
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        return self.visual_scores(userids, user_items) + self.popularity_weight * self.log_prior[None, :]
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self.visual_scores(userids, user_items)
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {
@@ -421,7 +386,6 @@ class ImageCF(_VisualBase):
             "tastes": self.tastes,
             "taste_mass": self.taste_mass,
             "taste_indptr": self.taste_indptr,
-            "log_prior": self.log_prior,
         }
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -429,4 +393,3 @@ class ImageCF(_VisualBase):
         self.tastes = np.asarray(state["tastes"], dtype=np.float32)
         self.taste_mass = np.asarray(state["taste_mass"], dtype=np.float32)
         self.taste_indptr = np.asarray(state["taste_indptr"], dtype=np.int64)
-        self.log_prior = np.asarray(state["log_prior"], dtype=np.float32)

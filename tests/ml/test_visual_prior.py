@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommendations.ml.base import FitContext
-from recommendations.ml.visual import ImageCF, estimate_new_item_share, prepare_features
+from recommendations.ml.blend import estimate_new_item_share
+from recommendations.ml.visual import ImageCF, prepare_features
 
 
 def _history(items_at_time):
