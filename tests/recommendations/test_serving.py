@@ -44,3 +44,11 @@ def test_popular_orders_by_weighted_interactions(small_catalog):
     Interaction.objects.create(product=b, kind="purchase", session_key="s3")
     ids = [r.product.pk for r in serving.popular(limit=2)]
     assert ids == [b.pk, a.pk]
+
+
+def test_lists_say_what_produced_them(small_catalog):
+    rec = serving.similar_items(small_catalog["anchor"], limit=3)
+    assert isinstance(rec, serving.RecommendationList)
+    assert (rec.widget, rec.source, rec.arm, rec.model_version_id) == ("similar-items", "visual", "", None)
+    assert rec.embedding_version == str(serving.active().embedding.pk)
+    assert {r.reason for r in rec} == {"visual"}

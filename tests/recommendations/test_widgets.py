@@ -58,7 +58,7 @@ def test_tag_rule_overrides(small_catalog):
 
 def test_rendering_records_an_impression(small_catalog):
     html = _render("{% similar_items product limit=3 %}", product=small_catalog["anchor"])
-    impression = Impression.objects.get()
+    impression = Impression.objects.get(pk=re.search(r'data-impression="([^"]+)"', html).group(1))
     assert impression.widget == "similar-items"
     assert [i["product"] for i in impression.items] == _ids(html)
     assert [i["position"] for i in impression.items] == [0, 1, 2]

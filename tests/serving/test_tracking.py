@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import OperationalError, connection
+from django.utils import timezone
 
 from catalog.models import Interaction
 from recommendations import serving, tracking
@@ -41,7 +42,7 @@ def test_recording_never_raises(small_catalog):
     with connection.execute_wrapper(down):
         impression_id = tracking.record_impression(_list([small_catalog["twin"]]), session_key="s1")
     uuid.UUID(impression_id)
-    assert not Impression.objects.exists()
+    assert not Impression.objects.filter(pk=impression_id).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -70,13 +71,14 @@ def test_click_tokens_are_signed_and_counted_once(small_catalog):
 
 @pytest.mark.django_db
 def test_ctr_per_widget_and_model_version(small_catalog):
-    twin = small_catalog["twin"]
-    shown = [tracking.record_impression(_list([twin], model_version_id=1)) for _ in range(4)]
-    tracking.record_impression(_list([twin], widget="for-you", model_version_id=2))
+    twin, since = small_catalog["twin"], timezone.now()
+    widget = f"similar-items-{uuid.uuid4().hex[:8]}"  # counts are exact whatever else is in the table
+    shown = [tracking.record_impression(_list([twin], widget, model_version_id=9001)) for _ in range(4)]
+    tracking.record_impression(_list([twin], f"{widget}-b", model_version_id=9002))
     tracking.record_click(tracking.click_token(shown[0], twin.pk, 0))
-    assert tracking.ctr(widget="similar-items") == {"impressions": 4, "clicks": 1, "ctr": 0.25}
-    assert tracking.ctr(model_version_id=2) == {"impressions": 1, "clicks": 0, "ctr": 0.0}
-    assert tracking.ctr()["impressions"] == 5
+    assert tracking.ctr(widget=widget) == {"impressions": 4, "clicks": 1, "ctr": 0.25}
+    assert tracking.ctr(model_version_id=9002) == {"impressions": 1, "clicks": 0, "ctr": 0.0}
+    assert tracking.ctr(since=since)["impressions"] == 5
 
 
 @pytest.mark.django_db
