@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
+from django.db import DatabaseError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -15,7 +19,14 @@ from catalog.services import fingerprint, run_once
 from .. import serving, tracking
 from ..conf import get_product_model, visrec_settings
 from . import events
-from .errors import IdempotencyKeyReused, InvalidImage, InvalidParameter, PayloadTooLarge, ProductNotFound
+from .errors import (
+    IdempotencyKeyReused,
+    InvalidImage,
+    InvalidParameter,
+    PayloadTooLarge,
+    ProductNotFound,
+    RecommendationsUnavailable,
+)
 from .parsers import ImageUploadParser, LimitedJSONParser
 from .serializers import (
     ErrorSerializer,
@@ -32,6 +43,8 @@ from .serializers import (
     SimilarListSerializer,
 )
 from .shoppers import is_server_client, poster_scope, subject
+
+logger = logging.getLogger(__name__)
 
 ERROR_DESCRIPTIONS = {
     400: "Invalid parameters or body (`invalid_parameter`, `validation_error`, `malformed_request`, ...)",
@@ -72,6 +85,23 @@ def _category(value: str | None):
     return category
 
 
+def _or_cached(widget: str, limit: int, serve: Callable[[], object], exclude=()):
+    """``serve()``, or the last good popular list from the cache when the database fails (else 503)."""
+    try:
+        served = serve()
+    except DatabaseError as e:
+        logger.warning("%s failed in the API (%s); answering the cached fallback", widget, e)
+        fallback = serving.fallback_list(widget, limit, exclude)
+        if not fallback.items:
+            raise RecommendationsUnavailable() from e
+        return fallback
+    try:
+        serving.remember_popular_if_stale()  # so that a later outage has a list to answer
+    except DatabaseError:
+        logger.warning("could not refresh the cached fallback list", exc_info=True)
+    return served
+
+
 def _limit(params: dict, default: str = "SIMILAR_DEFAULT_LIMIT") -> int:
     return params.get("limit") or int(getattr(visrec_settings, default))
 
@@ -110,8 +140,13 @@ class SimilarProductsView(APIView):
         product = get_product_model().objects.filter(pk=pk).first() if pk < 2**63 else None
         if product is None:
             raise ProductNotFound(f"Product {pk} does not exist.")
-        user, session = subject(request)
-        rec_list = serving.similar_items(product, _limit(params), user=user, session_key=session)
+        user, session, limit = *subject(request), _limit(params)
+        rec_list = _or_cached(
+            "similar-items",
+            limit,
+            lambda: serving.similar_items(product, limit, user=user, session_key=session),
+            exclude=[product.pk],
+        )
         return Response(listing(request, rec_list, user=user, session=session, product=product.pk))
 
 
@@ -134,8 +169,11 @@ class ForYouView(APIView):
         user, session = subject(request, params.get("user"), params.get("session"))
         if user is None and session is None and is_server_client(request):
             raise InvalidParameter("user: a server client names the shopper with ?user= or ?session=.")
-        rec_list = serving.for_you(
-            user=user, session_key=session, limit=_limit(params, "FOR_YOU_DEFAULT_LIMIT"), category=params["category"]
+        limit = _limit(params, "FOR_YOU_DEFAULT_LIMIT")
+        rec_list = _or_cached(
+            "for-you",
+            limit,
+            lambda: serving.for_you(user=user, session_key=session, limit=limit, category=params["category"]),
         )
         return Response(listing(request, rec_list, user=user, session=session))
 
@@ -152,13 +190,15 @@ class PopularProductsView(APIView):
     )
     def get(self, request):
         params = _params(request, PopularParamsSerializer)
-        limit, offset = _limit(params), params["offset"]
-        items = serving.popular(offset + limit + 1, category=params["category"])[offset:]
-        page = serving.RecommendationList(
-            widget="popular", items=items[:limit], model_version_id=None, embedding_version=None, source="popular"
-        )
+        limit, offset, category = _limit(params), params["offset"], params["category"]
+
+        def serve() -> serving.RecommendationList:  # one item more than a page tells if there is a next one
+            items = serving.popular(offset + limit + 1, category=category)[offset:]
+            return serving.RecommendationList("popular", items, None, None, "popular" if items else "empty")
+
+        page = _or_cached("popular", limit, serve) if offset == 0 and category is None else serve()
+        more, page.items = len(page.items) > limit, page.items[:limit]
         url = request.build_absolute_uri()
-        previous = replace_query_param(url, "offset", max(offset - limit, 0)) if offset else None
         user, session = subject(request)
         return Response(
             listing(
@@ -166,8 +206,8 @@ class PopularProductsView(APIView):
                 page,
                 user=user,
                 session=session,
-                next=replace_query_param(url, "offset", offset + limit) if len(items) > limit else None,
-                previous=previous,
+                next=replace_query_param(url, "offset", offset + limit) if more else None,
+                previous=replace_query_param(url, "offset", max(offset - limit, 0)) if offset else None,
             )
         )
 

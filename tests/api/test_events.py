@@ -10,7 +10,7 @@ import pytest
 from django.db import OperationalError, connection
 
 from catalog.models import Interaction
-from recommendations import serving, tracking
+from recommendations import tracking
 from recommendations.api import events as events_module
 from recommendations.models import Click
 
@@ -240,12 +240,3 @@ def test_database_failure_is_503_in_the_error_shape(api_client, product_factory,
     response = post(api_client, [{"type": "view", "product": product.pk}])
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
-
-
-def test_similar_backend_failure_is_503(api_client, product_factory, monkeypatch):
-    def down(*args, **kwargs):
-        raise OperationalError("index unavailable")
-
-    monkeypatch.setattr(serving, "similar_items", down)
-    response = api_client.get(f"/api/v1/products/{product_factory().pk}/similar/")
-    assert response.status_code == 503

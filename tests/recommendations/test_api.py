@@ -59,7 +59,7 @@ def test_bad_limit_is_400_with_message(client, product_factory, limit):
     assert error["message"].startswith("limit:")
 
 
-def test_database_failure_is_503_not_500(client, product_factory, monkeypatch):
+def test_backend_failure_answers_the_cached_list_or_503_not_500(client, product_factory, monkeypatch):
     product = product_factory()
 
     def broken(*args, **kwargs):
@@ -67,8 +67,14 @@ def test_database_failure_is_503_not_500(client, product_factory, monkeypatch):
 
     monkeypatch.setattr(serving, "similar_items", broken)
     response = client.get(f"/api/v1/products/{product.pk}/similar/")
-    assert response.status_code == 503
-    assert response.json()["error"]["code"] == "service_unavailable"
+    assert response.status_code == 503  # nothing cached yet
+    assert response.json()["error"]["code"] == "recommendations_unavailable"
+    cached = product_factory()
+    assert client.get("/api/v1/products/popular/").status_code == 200  # remembers the last good list
+    response = client.get(f"/api/v1/products/{product.pk}/similar/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["source"] == "cache-fallback" and [r["id"] for r in body["results"]] == [cached.pk]
 
 
 def test_for_you_follows_the_sessions_taste(client, small_catalog):
