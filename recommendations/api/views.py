@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from django.db import DatabaseError
+from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -291,6 +292,13 @@ class NoEndpointView(APIView):
     schema = None
 
     def _not_found(self, request, *args, **kwargs):
-        raise exceptions.NotFound(f"No API endpoint at {request.path}.")
+        hint = ""
+        if not request.path.endswith("/"):
+            try:
+                if resolve(request.path + "/").url_name != "no-endpoint":
+                    hint = f" Did you mean {request.path}/ ?"
+            except Resolver404:
+                pass
+        raise exceptions.NotFound(f"No API endpoint at {request.path}.{hint}")
 
     get = post = put = patch = delete = head = options = _not_found

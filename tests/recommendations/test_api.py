@@ -116,3 +116,9 @@ def test_unknown_api_url_is_404_in_the_error_shape(client, db):
     response = client.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert response.json()["error"] == {"code": "not_found", "message": "No API endpoint at /api/v1/nothing-here/."}
+
+
+def test_a_missing_trailing_slash_gets_a_hint(client, db):
+    response = client.post("/api/v1/events", {}, content_type="application/json")
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "No API endpoint at /api/v1/events. Did you mean /api/v1/events/ ?"
