@@ -353,10 +353,14 @@ def _has_shopper(user, session_key) -> bool:
 # -- popular and trending ------------------------------------------------------------------
 
 
-def _ranked_ids(kind: str, category=None) -> list[tuple[int, float]]:
-    """Top popular (all time) or trending (recent window) product ids, cached."""
+def _ranked_ids(kind: str, category=None, at_least: int = 0) -> list[tuple[int, float]]:
+    """Top popular (all time) or trending (recent window) product ids, cached.
+
+    At least ``_RANKED_DEPTH`` (and ``at_least``, rounded up to a multiple of it) are kept.
+    """
     cat_id = getattr(category, "pk", category)
-    key = _key("ranked", kind, cat_id)
+    depth = _RANKED_DEPTH * max(1, -(-int(at_least) // _RANKED_DEPTH))
+    key = _key("ranked", kind, cat_id, depth)
     found = _cache_get_many([key]).get(key)
     if found is not None:
         return found
@@ -370,7 +374,7 @@ def _ranked_ids(kind: str, category=None) -> list[tuple[int, float]]:
     qs = qs.popular(since=since)
     if kind == "trending":
         qs = qs.filter(popularity__gt=0)
-    rows = [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:_RANKED_DEPTH]]
+    rows = [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:depth]]
     _cache_set(key, rows, int(visrec_settings.TRENDING_CACHE_SECONDS))
     return rows
 
@@ -378,8 +382,9 @@ def _ranked_ids(kind: str, category=None) -> list[tuple[int, float]]:
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
     """Best sellers (weighted interactions), optionally within a category; a list of Recommendation."""
     rules = rules or Rules(exclude_interacted_kinds=())
-    ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category)]
-    items, _ = _load(ranked, rules, set(exclude or ()), pinned=False)
+    exclude = set(exclude or ())
+    ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category, limit + len(exclude))]
+    items, _ = _load(ranked, rules, exclude, pinned=False)
     items = arrange(items, limit, rules)
     if category is None and not exclude and limit >= _LAST_GOOD_SIZE and items:
         _remember_popular(items)
