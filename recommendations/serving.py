@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
@@ -315,14 +315,22 @@ def nearest_products(
 Ranked = list[tuple[int, float, str]]  # (product pk, score, reason)
 
 
-def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True) -> tuple[list, list]:
-    """Products of ``ranked`` (and the rules' pins) that pass the rules, in order; one query + images."""
+def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
+    """Products of ``ranked`` (and the rules' pins) that pass the rules, in order.
+
+    One query (plus the images' prefetch): the rules' filters, and the products the
+    shopper already bought (per the rules) as a ``NOT EXISTS``. Returns ``(items, pins)``.
+    """
     Product = get_product_model()
     pins = [pk for pk in rules.pinned if pk not in exclude] if pinned else []
     wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
     if not wanted:
         return [], []
-    by_id = Product.objects.filter(rules.product_q(), pk__in=wanted).prefetch_related("images").in_bulk()
+    qs = Product.objects.filter(rules.product_q(), pk__in=wanted)
+    seen = _already_interacted(rules, *shopper)
+    if seen is not None:
+        qs = qs.exclude(Exists(seen.filter(product_id=OuterRef("pk"))))
+    by_id = qs.prefetch_related("images").in_bulk()
     items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
     pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
     return items, pinned_items
@@ -333,17 +341,16 @@ def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list
     return items
 
 
-def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=()):
-    items, pins = _load(ranked, rules, exclude)
+def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=()):
+    items, pins = _load(ranked, rules, exclude, shopper=shopper or (None, None))
     return RecommendationList(widget, arrange(items, limit, rules, pins), act.version_id, act.embedding_version, source)
 
 
-def _already_interacted(rules: Rules, user, session_key: str | None) -> set[int]:
-    """Products the shopper must not see again (e.g. bought), per the rules."""
+def _already_interacted(rules: Rules, user, session_key: str | None):
+    """The shopper's interactions whose products must not be shown again (e.g. bought), or None."""
     if not rules.exclude_interacted_kinds or not _has_shopper(user, session_key):
-        return set()
-    qs = Interaction.objects.for_shopper(user, session_key).filter(kind__in=rules.exclude_interacted_kinds)
-    return set(qs.order_by().values_list("product_id", flat=True).distinct())
+        return None
+    return Interaction.objects.for_shopper(user, session_key).filter(kind__in=rules.exclude_interacted_kinds)
 
 
 def _has_shopper(user, session_key) -> bool:
@@ -497,8 +504,7 @@ def similar_items(
         ranked, source = _similar_ranked(product, depth, rules, act)
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
         _cache_set(key, (pv, ranked, source), timeout)
-    exclude = {product.pk} | _already_interacted(rules, user, session_key)
-    return _finish("similar-items", ranked, limit, rules, act, source, exclude)
+    return _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
 
 
 def _similar_ranked(product, depth: int, rules: Rules, act: Active) -> tuple[Ranked, str]:
@@ -614,8 +620,7 @@ def for_you(
         found = _for_you_ranked(shopper, events, depth, cat_id, rules, act)
         _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
     ranked, source = found
-    exclude = _already_interacted(rules, user, session_key)
-    return _finish("for-you", ranked, limit, rules, act, source, exclude)
+    return _finish("for-you", ranked, limit, rules, act, source, shopper=(user, session_key))
 
 
 def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active):
