@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
@@ -282,6 +282,18 @@ def product_vector(product, model: EmbeddingModel):
     return row
 
 
+def anchor_vector(product_id: int, model: EmbeddingModel) -> Subquery:
+    """SQL for the primary image vector of a product, so the neighbour query needs no extra round trip.
+
+    pgvector's index scan takes it as an init-plan parameter, as it would a literal.
+    """
+    return Subquery(
+        ImageEmbedding.objects.filter(model=model, image__product_id=product_id)
+        .order_by("-image__is_primary", "image__position", "image_id")
+        .values("vector")[:1]
+    )
+
+
 def nearest_products_queryset(
     vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None, rules: Rules | None = None
 ):
@@ -297,7 +309,10 @@ def nearest_products_queryset(
     if exclude:
         query = query.exclude(image__product_id__in=list(exclude))
     distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
-    return query.annotate(distance=distance).order_by("distance")
+    query = query.annotate(distance=distance)
+    if isinstance(vector, Subquery):  # an anchor without a vector gives NULL distances: no neighbours
+        query = query.filter(distance__isnull=False)
+    return query.order_by("distance")
 
 
 def nearest_products(
@@ -510,11 +525,8 @@ def similar_items(
 def _similar_ranked(product, depth: int, rules: Rules, act: Active) -> tuple[Ranked, str]:
     visual: list[tuple[int, float]] = []
     if act.embedding is not None:
-        try:
-            vector = product_vector(product, act.embedding)
-            visual = nearest_products(vector, act.embedding, depth, exclude=[product.pk], rules=rules)
-        except ProductNotEmbedded:
-            pass
+        anchor = anchor_vector(product.pk, act.embedding)
+        visual = nearest_products(anchor, act.embedding, depth, exclude=[product.pk], rules=rules)
     model = _model_neighbours(loaded_model(act.version), product.pk, depth)
     ranked = _blend({"visual": visual, "model": model}, dict(visrec_settings.SIMILAR_BLEND))
     source = "visual" if visual else "model" if model else "popular"

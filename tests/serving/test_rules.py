@@ -29,9 +29,11 @@ def test_filtered_list_stays_full_with_iterative_index_scans(vector_catalog, set
         cursor.execute("ANALYZE catalog_product, catalog_productimage, recommendations_imageembedding")
         cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
     anchor = products[0]
-    vector = serving.product_vector(anchor, model)
+    vector = serving.anchor_vector(anchor.pk, model)  # the anchor's vector as a subquery, as similar_items does
     query = serving.nearest_products_queryset(vector, model, exclude=[anchor.pk], rules=Rules())
-    assert f"visrec_embedding_hnsw_{model.pk}" in _hnsw_plan(query.values_list("image__product_id")[:10])
+    assert f"Index Scan using visrec_embedding_hnsw_{model.pk}" in _hnsw_plan(
+        query.values_list("image__product_id")[:10]
+    )
     # when
     rows = serving.nearest_products(vector, model, 10, exclude=[anchor.pk], rules=Rules())
     # then: every row passes the filter; only iterative scans keep the list full
@@ -99,7 +101,7 @@ def test_already_purchased_products_are_excluded_per_kind(small_catalog):
 def test_similar_items_takes_few_queries_and_fewer_when_cached(small_catalog, django_assert_max_num_queries):
     anchor = small_catalog["anchor"]
     serving.similar_items(small_catalog["twin"], 8)  # warm per-process state (pgvector version)
-    with django_assert_max_num_queries(9):  # active versions 2, vector 1 + search settings 1, products 2, savepoints
+    with django_assert_max_num_queries(8):  # active versions 2, search settings 1, vector 1, products 2, savepoint 2
         first = serving.similar_items(anchor, 8)
     with django_assert_max_num_queries(2):  # products (rules and "already bought" in SQL) + their images
         again = serving.similar_items(anchor, 8, session_key="shopper")
