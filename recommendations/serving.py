@@ -318,11 +318,15 @@ def nearest_products_queryset(
 def nearest_products(
     vector, model: EmbeddingModel, limit: int, exclude=None, category=None, rules: Rules | None = None
 ) -> list[tuple[int, float]]:
-    """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first."""
+    """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first.
+
+    Iterative scans in ``relaxed_order`` may return rows slightly out of order; they are
+    re-sorted here.
+    """
     query = nearest_products_queryset(vector, model, exclude, category, rules)
     with vector_search():
         rows = list(query.values_list(F("image__product_id"), "distance")[:limit])
-    return [(pk, 1.0 - float(d)) for pk, d in rows]
+    return sorted(((pk, 1.0 - float(d)) for pk, d in rows), key=lambda row: -row[1])
 
 
 # -- loading products in ranked order ------------------------------------------------------
