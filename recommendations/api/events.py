@@ -16,7 +16,7 @@ from .. import tracking
 from ..conf import get_product_model
 from .errors import InvalidEvents
 from .serializers import EventEnvelopeSerializer, EventSerializer
-from .shoppers import may_act_for_others, poster_scope, session_key
+from .shoppers import is_server_client, may_act_for_others, poster_scope, session_key
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -71,11 +71,11 @@ def record(request) -> dict:
 
 
 def _check_shoppers(batch: _Batch) -> None:
-    others = may_act_for_others(batch.request)
+    others, server = may_act_for_others(batch.request), is_server_client(batch.request)
     for index, event in batch.events.items():
         if not others and ("user" in event or "session" in event):
             raise PermissionDenied("Only server clients (token) and staff may post events for a user or session.")
-        if others and "user" not in event and "session" not in event:
+        if server and "user" not in event and "session" not in event:
             batch.fail(index, "user", "Name the shopper: user or session.")
         if not others and "timestamp" in event:
             batch.fail(index, "timestamp", "Only server clients may set the time of an event.")

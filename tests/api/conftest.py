@@ -42,6 +42,18 @@ def shopper_client(shopper) -> APIClient:
 
 
 @pytest.fixture
+def staff(user_factory):
+    return user_factory("staff", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(staff) -> APIClient:
+    client = APIClient()
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def server_client(user_factory) -> APIClient:
     """A server-to-server client authenticated with a token."""
     token = Token.objects.create(user=user_factory("shop-backend"))

@@ -49,14 +49,10 @@ def test_anonymous_visitor_cannot_name_a_shopper(api_client, query):
     assert response.json()["error"]["code"] == "permission_denied"
 
 
-def test_staff_may_read_any_shoppers_recommendations(user_factory, small_catalog):
-    from rest_framework.test import APIClient
-
-    staff, bob = user_factory("staff", is_staff=True), user_factory("bob")
-    client = APIClient()
-    client.force_login(staff)
-    assert client.get(f"{FOR_YOU}?user={bob.pk}").status_code == 200
-    missing = client.get(f"{FOR_YOU}?user=999999")
+def test_staff_may_read_any_shoppers_recommendations(staff_client, user_factory, small_catalog):
+    bob = user_factory("bob")
+    assert staff_client.get(f"{FOR_YOU}?user={bob.pk}").status_code == 200
+    missing = staff_client.get(f"{FOR_YOU}?user=999999")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "user_not_found"
 
 
@@ -76,8 +72,7 @@ def test_bad_token_is_401_with_challenge(api_client):
     assert response.json()["error"]["code"] == "authentication_failed"
 
 
-def test_basic_auth_is_not_accepted(api_client, user_factory):
-    staff = user_factory("staff", is_staff=True)
+def test_basic_auth_is_not_accepted(api_client, staff):
     basic = base64.b64encode(b"staff:pw-12345678").decode()
     api_client.credentials(HTTP_AUTHORIZATION=f"Basic {basic}")
     response = api_client.get(f"{FOR_YOU}?user={staff.pk}")
@@ -129,3 +124,12 @@ def test_token_client_posts_events_for_users_and_sessions(server_client, user_fa
     purchase, view = Interaction.objects.order_by("pk")
     assert (purchase.user, purchase.kind, purchase.created_at.year) == (bob, "purchase", 2026)
     assert (view.user, view.session_key) == (None, "visitor-42")
+
+
+def test_staff_post_their_own_events_or_name_a_shopper(staff_client, user_factory, product_factory):
+    bob, product = user_factory("bob"), product_factory()
+    payload = {
+        "events": [{"type": "view", "product": product.pk}, {"type": "view", "product": product.pk, "user": bob.pk}]
+    }
+    assert staff_client.post("/api/v1/events/", payload, format="json").status_code == 201
+    assert sorted(Interaction.objects.values_list("user__username", flat=True)) == ["bob", "staff"]
