@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import DatabaseError
 from django.urls import Resolver404, resolve
 from drf_spectacular.types import OpenApiTypes
@@ -78,8 +79,11 @@ def _params(request, serializer_class=ListParamsSerializer) -> dict:
 def _category(value: str | None):
     if value is None:
         return None
-    Category = get_product_model()._meta.get_field("category").related_model
-    lookup = {"pk": int(value)} if value.isdigit() and len(value) < 19 else {"slug": value}
+    try:
+        Category = get_product_model()._meta.get_field("category").related_model
+    except FieldDoesNotExist:
+        raise InvalidParameter("category: the products have no category.") from None
+    lookup = {"pk": int(value)} if value.isascii() and value.isdigit() and len(value) < 19 else {"slug": value}
     category = Category.objects.filter(**lookup).first()
     if category is None:
         raise InvalidParameter(f"category: no category {value!r}.")

@@ -86,10 +86,11 @@ def test_for_you_follows_the_sessions_taste(client, small_catalog):
     assert Impression.objects.get(pk=body["impression"]).session_key == client.session.session_key
 
 
-def test_for_you_unknown_category_is_400(client, db):
-    response = client.get("/api/v1/recommendations/for-you/?category=nope")
+@pytest.mark.parametrize("category", ["nope", "²", "99999999999999999999"])
+def test_for_you_unknown_category_is_400(client, db, category):
+    response = client.get("/api/v1/recommendations/for-you/", {"category": category})
     assert response.status_code == 400
-    assert response.json()["error"] == {"code": "invalid_parameter", "message": "category: no category 'nope'."}
+    assert response.json()["error"] == {"code": "invalid_parameter", "message": f"category: no category {category!r}."}
 
 
 def test_popular_pages_with_next_and_previous(client, product_factory):
