@@ -14,9 +14,6 @@
   }
 
   input.addEventListener("change", function () { show(input.files[0]); });
-  zone.addEventListener("keydown", function (event) {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
-  });
   ["dragenter", "dragover"].forEach(function (name) {
     zone.addEventListener(name, function (event) {
       event.preventDefault();
