@@ -165,3 +165,194 @@ class Click(models.Model):
 
     def __str__(self) -> str:
         return f"click on {self.product_id} ({self.widget})"
+
+
+# --- The shop owner's cockpit (admin): merchandising, judgements, experiments, task runs ---
+
+
+class RuleQuerySet(models.QuerySet):
+    def in_force(self, at=None):
+        """Rules switched on whose optional start/end window contains ``at`` (default now)."""
+        from django.utils import timezone
+
+        at = at or timezone.now()
+        return self.filter(is_active=True).filter(
+            models.Q(starts_at__isnull=True) | models.Q(starts_at__lte=at),
+            models.Q(ends_at__isnull=True) | models.Q(ends_at__gt=at),
+        )
+
+
+class Rule(models.Model):
+    """A merchandising rule set by the shop owner in the admin and applied by serving.
+
+    ``kind`` says what happens to the *target* (a product, or a category for boosts and
+    exclusions); the *scope* says where: a widget (blank = every widget), the lists of one
+    anchor product (e.g. its similar items), or the lists shown in one category.
+    """
+
+    PIN, BLOCK, BOOST, EXCLUDE_CATEGORY = "pin", "block", "boost", "exclude_category"
+    KINDS = [
+        (PIN, "Pin product (shown first)"),
+        (BLOCK, "Block product (never shown)"),
+        (BOOST, "Boost product or category (score × multiplier)"),
+        (EXCLUDE_CATEGORY, "Exclude category"),
+    ]
+
+    kind = models.CharField(max_length=32, choices=KINDS)
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Target product (pin, block, boost).",
+    )
+    category = models.ForeignKey(
+        "catalog.Category",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Target category (boost, exclude category).",
+    )
+    widget = models.CharField(max_length=64, blank=True, default="", help_text="Blank: every widget.")
+    scope_product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Only in the lists of this product's page (e.g. its similar items).",
+    )
+    scope_category = models.ForeignKey(
+        "catalog.Category",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Only in lists shown for this category.",
+    )
+    multiplier = models.FloatField(default=1.0, help_text="Boost: score multiplier (> 1 lifts, < 1 sinks).")
+    position = models.PositiveSmallIntegerField(default=0, help_text="Pin: order among pins (0 first).")
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["kind", "position", "-created_at"]
+        indexes = [models.Index(fields=["is_active", "kind"], name="rule_active_kind")]
+
+    def __str__(self) -> str:
+        target = self.product_id and f"product {self.product_id}" or self.category_id and f"category {self.category_id}"
+        return f"{self.get_kind_display()}: {target or '?'}"
+
+
+class SimilarityJudgement(models.Model):
+    """The shop owner's verdict on one similar-items neighbour of a product.
+
+    "not similar" removes the neighbour from the product's list at once, "good match"
+    lifts it; both become negative/positive pairs for retraining and evaluation.
+    """
+
+    GOOD, NOT_SIMILAR = "good", "not_similar"
+    VERDICTS = [(GOOD, "Good match"), (NOT_SIMILAR, "Not similar")]
+
+    product = models.ForeignKey(settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
+    neighbour = models.ForeignKey(settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
+    verdict = models.CharField(max_length=16, choices=VERDICTS)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["product", "neighbour"], name="one_judgement_per_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} ~ {self.neighbour_id}: {self.get_verdict_display()}"
+
+
+class Experiment(models.Model):
+    """An A/B test: traffic split by a stable hash of user or session between two arms.
+
+    Each arm is a model version (``*_version``) or blend settings (``*_settings``, e.g.
+    ``{"SIMILAR_BLEND": 0.3}``); ``treatment_percent`` of shoppers get the treatment.
+    """
+
+    DRAFT, RUNNING, ENDED = "draft", "running", "ended"
+    STATUSES = [(DRAFT, "Draft"), (RUNNING, "Running"), (ENDED, "Ended")]
+
+    name = models.CharField(max_length=100, unique=True)
+    widget = models.CharField(max_length=64, blank=True, default="", help_text="Blank: every widget.")
+    control_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    treatment_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    control_settings = models.JSONField(default=dict, blank=True)
+    treatment_settings = models.JSONField(default=dict, blank=True)
+    treatment_percent = models.PositiveSmallIntegerField(default=50)
+    salt = models.CharField(max_length=32, blank=True, default="", help_text="Hash salt (defaults to the name).")
+    status = models.CharField(max_length=16, choices=STATUSES, default=DRAFT)
+    winner = models.CharField(max_length=16, blank=True, default="", help_text="control or treatment, once ended.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(treatment_percent__lte=100), name="experiment_percent_at_most_100"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_status_display()})"
+
+
+class TaskRun(models.Model):
+    """A background job the admin started or watches: embedding, training, bulk import."""
+
+    EMBED, TRAIN, IMPORT = "embed", "train", "import"
+    KINDS = [(EMBED, "Embed images"), (TRAIN, "Train models"), (IMPORT, "Bulk import")]
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATUSES = [(QUEUED, "Queued"), (RUNNING, "Running"), (DONE, "Done"), (FAILED, "Failed")]
+
+    kind = models.CharField(max_length=16, choices=KINDS)
+    status = models.CharField(max_length=16, choices=STATUSES, default=QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    message = models.TextField(blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    report = models.FileField(upload_to="visrec/reports/", blank=True, default="")
+    celery_task_id = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["kind", "status"], name="taskrun_kind_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else (1.0 if self.status == self.DONE else 0.0)
