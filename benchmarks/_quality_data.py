@@ -102,7 +102,23 @@ def load_dataset(folder: Path) -> Dataset:
         items=np.asarray(items, dtype=np.int64),
         values=np.asarray(values, dtype=np.float64),
         timestamps=np.asarray(stamps, dtype=np.float64),
+        extra={"value_column": value_col},
     )
+
+
+def strengths(data: Dataset) -> np.ndarray:
+    """Interaction strength of every row for the models.
+
+    A ``value`` column counts as it is (floored at 1e-3). A ``rating`` column is an
+    opinion, not an amount: the lowest rating maps to a weak ``1 / (span + 1)`` and the
+    highest to 1, so a product a shopper rated badly still says what they looked at
+    but counts for little next to one they loved.
+    """
+    values = np.asarray(data.values, dtype=np.float64)
+    if data.extra.get("value_column") != "rating" or not len(values):
+        return np.clip(values, 1e-3, None)
+    low, high = float(values.min()), float(values.max())
+    return (values - low + 1.0) / (high - low + 1.0)
 
 
 # -- image vectors ---------------------------------------------------------------------

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from _common import DOCS, ROOT, machine, markdown_table, write_section
-from _quality_data import Dataset, image_vectors, load_dataset, parse_time
+from _quality_data import Dataset, image_vectors, load_dataset, parse_time, strengths
 
 log = logging.getLogger("visrec.bench.quality")
 
@@ -60,7 +60,7 @@ GRIDS: dict[str, list[dict]] = {
     "als": [{"factors": 64, "regularization": r, "alpha": a} for r in (0.01, 0.1) for a in (1.0, 10.0)],
     "bpr": [{"factors": 64, "learning_rate": lr} for lr in (0.01, 0.05)],
     "sgd_mf": [{}],
-    "image_cf": [{}, {"popularity_weight": 0.2}],
+    "image_cf": [{}, {"popularity_weight": 0.2, "whiten": 128}],
     "vbpr": [
         {"visual_factors": 32, "epochs": 8, "half_life_days": h, "cold_bias": c}
         for h in (0.0, 60.0)
@@ -156,7 +156,7 @@ def make_split(data: Dataset, train: np.ndarray, test: np.ndarray, categories, d
     from recommendations.ml.evaluation import interactions_matrix
 
     shape = (data.n_users, data.n_items)
-    strength = interactions_matrix(data.users, data.items, np.clip(data.values, 1e-3, None), shape, train)
+    strength = interactions_matrix(data.users, data.items, strengths(data), shape, train)
     stamps = interactions_matrix(data.users, data.items, data.timestamps, shape, train, aggregate="max")
     stamps = stamps.astype(np.float64).tocsr()
     now = float(data.timestamps[train].max()) if train.any() else None
@@ -233,6 +233,36 @@ def tune(name: str, grid: list[dict], run, val: Split, test: Split, n_bootstrap:
     metrics = measure(recs, test, n_bootstrap)
     log.info("%s: recall@50 %.4f ndcg@12 %.4f fit %.1fs", name, metrics["recall@50"], metrics["ndcg@12"], seconds)
     return Outcome(name, kind, metrics, seconds, best, tune_seconds, {"val_recall50": best_recall})
+
+
+def without_new_item_prior(cls, params: dict) -> tuple[type, dict] | None:
+    """The same model with every prior for items without interactions switched off (None if it has none).
+
+    That is ``cold_bias`` (VBPR, fusion), ``new_item_share`` (image_cf) and the new-item
+    share of the validated popularity prior (``recommendations.ml.blend``).
+    """
+    from recommendations.ml.blend import PriorBlended
+
+    defaults = _defaults(cls) or {}
+    changed = {k: 0.0 for k in ("cold_bias", "new_item_share") if k in defaults}
+    if not changed and not issubclass(cls, PriorBlended):
+        return None
+    if issubclass(cls, PriorBlended):
+        cls = type(f"{cls.__name__}NoNewItemPrior", (cls,), {"new_item_prior": False})
+    return cls, {**params, **changed}
+
+
+def ablation(outcome: Outcome, cls, features: np.ndarray, test: Split, n_bootstrap: int) -> Outcome | None:
+    """``outcome``'s model refitted with its chosen parameters but no new-item prior (a ``_noprior`` row)."""
+    variant = without_new_item_prior(cls, outcome.params)
+    if variant is None:
+        return None
+    recs, seconds = fit_and_rank(*variant, test, features)
+    metrics = measure(recs, test, n_bootstrap)
+    log.info(
+        "%s_noprior: recall@50 %.4f cold %.4f", outcome.name, metrics["recall@50"], _num(metrics["cold_recall@50"])
+    )
+    return Outcome(f"{outcome.name}_noprior", "ablation", metrics, seconds, variant[1])
 
 
 # -- peers -------------------------------------------------------------------------------
@@ -385,6 +415,16 @@ def report(args, data: Dataset, test: Split, val: Split, outcomes: list[Outcome]
         "any other parameter. Where every catalogued item sells at some time (as in hm), an item without a "
         "training interaction is sure to sell later, so this prior is worth more here than in a catalogue that "
         "also holds products that never sell.",
+        "- item_knn, user_knn, als, bpr, sgd_mf, visual_similarity, image_cf and the fusion models blend in a "
+        "popularity prior whose weight and recency (and a few of their own parameters left unset) each model "
+        "validates on the newest 20 % of its own training data at fit time (`recommendations/ml/blend.py`); that "
+        "prior also gives items without interactions a share, estimated from how much of the recent history went "
+        "to new items.",
+        "- Rows of kind `ablation` (`<model>_noprior`) are the model above refitted with the parameters it chose, "
+        "but with every prior for items without interactions switched off (`cold_bias`, image_cf's "
+        "`new_item_share`, the popularity prior's new-item share): what is left is what the images and the "
+        "interactions themselves do. They never count as `best`.",
+        f"- Interaction strength: {_strength_note(data)}",
         "",
         table(outcomes),
         "",
@@ -393,6 +433,15 @@ def report(args, data: Dataset, test: Split, val: Split, outcomes: list[Outcome]
         "```",
     ]
     return "\n".join(lines)
+
+
+def _strength_note(data: Dataset) -> str:
+    if data.extra.get("value_column") == "rating":
+        return (
+            "explicit ratings; the lowest rating counts as a weak 1/(span+1), the highest as 1 "
+            "(`_quality_data.strengths`); every test rating is a relevant item."
+        )
+    return "the `value` column as it is (1 when missing); repeated rows add up."
 
 
 def _torch_threads(n: int) -> None:
@@ -417,6 +466,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-peers", action="store_true", help="skip every peer (implicit and Cornac)")
     parser.add_argument("--models", help="comma-separated visrec model names (default: every registered one)")
     parser.add_argument("--no-tune", action="store_true", help="first grid entry only (quick runs)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the `_noprior` rows (no new-item prior)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench-cache")
     parser.add_argument("--out", type=Path, default=DOCS / "quality.md")
@@ -465,8 +515,11 @@ def main(argv: list[str] | None = None) -> str:
 
         try:
             outcomes.append(tune(name, grid, run, val, test, args.bootstrap, "visrec"))
+            if not args.no_ablation:
+                outcomes.append(ablation(outcomes[-1], models[name], features, test, args.bootstrap))
         except Exception as e:  # noqa: BLE001 (one broken model must not hide the others' results)
             log.error("%s failed and is left out of the report: %r", name, e)
+        outcomes = [o for o in outcomes if o is not None]
     if not args.no_peers:
         for which in ("als", "bpr"):
             grid = PEER_GRIDS[f"implicit_{which}"][: 1 if args.no_tune else None]

@@ -102,10 +102,18 @@ def log_prior(
 
 
 def log_popularity(
-    user_items: sp.csr_matrix, context: FitContext | None = None, half_life_days: float | None = None
+    user_items: sp.csr_matrix,
+    context: FitContext | None = None,
+    half_life_days: float | None = None,
+    new_items: bool = True,
 ) -> np.ndarray:
-    """:func:`log_prior` standardised over items (zeros when constant); no new-item share without timestamps."""
-    prior = log_prior(user_items, context, half_life_days, fallback_share=0.0).astype(np.float64)
+    """:func:`log_prior` standardised over items (zeros when constant).
+
+    The new-item share is estimated (none without timestamps); ``new_items=False``
+    gives items without interactions no share at all.
+    """
+    share = None if new_items else 0.0
+    prior = log_prior(user_items, context, half_life_days, share, fallback_share=0.0).astype(np.float64)
     std = prior.std()
     return ((prior - prior.mean()) / std if std > 0 else np.zeros_like(prior)).astype(np.float32)
 
@@ -187,6 +195,8 @@ class PriorBlended(Recommender):
     prior_weights: ClassVar[tuple[float, ...]] = PRIOR_WEIGHTS
     #: Cut-off of the validation Recall that picks the weight.
     validation_k: ClassVar[int] = 50
+    #: Whether the prior gives items without interactions (new products) a share.
+    new_item_prior: ClassVar[bool] = True
     #: Constructor parameters of the personal part chosen on the validation cut when
     #: given as ``None``: name -> candidates (the first is used when nothing validates).
     #: After ``fit`` the attributes hold the chosen values.
@@ -211,7 +221,7 @@ class PriorBlended(Recommender):
 
     def make_prior(self, user_items: sp.csr_matrix, context: FitContext | None, half_life: float | None) -> np.ndarray:
         """Per-item prior learned from the interactions (default: :func:`log_popularity`)."""
-        return log_popularity(user_items, context, half_life)
+        return log_popularity(user_items, context, half_life, self.new_item_prior)
 
     def half_lives(self) -> tuple[float | None, ...]:
         """Candidate half-lives of the prior, the first being the default (see :data:`PRIOR_HALF_LIVES`)."""

@@ -199,7 +199,7 @@ class BPR(_FactorModel):
             learning_rate=self.learning_rate,
             regularization=self.regularization,
             iterations=self.iterations,
-            num_threads=_threads(),
+            num_threads=1,  # Hogwild SGD across threads differs run to run; one thread repeats for a seed
             random_state=self.random_state,
         )
         model.fit(sp.csr_matrix(user_items, dtype=np.float32), show_progress=False)

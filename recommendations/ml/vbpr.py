@@ -33,7 +33,8 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from .base import FitContext, Recommender, register, top_n
+from .base import FitContext, register, top_n
+from .blend import PriorBlended
 from .pairwise import N_AGE_BUCKETS, apply_fold_in, fit_fold_in, history_means, positives, seed_torch, triples
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def as_features(item_features: np.ndarray | None, n_items: int) -> np.ndarray:
 
 
 @register
-class VBPR(Recommender):
+class VBPR(PriorBlended):
     """Visual BPR with numpy serving and a linear fold-in for new users.
 
     Parameters
@@ -80,6 +81,8 @@ class VBPR(Recommender):
         Learn the freshness bias (needs ``context.timestamps``; ignored without).
     seed : int
         Seed of the initialisation and of the sampling.
+    prior_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); ``None`` = validated at fit.
     """
 
     name = "vbpr"
@@ -98,7 +101,10 @@ class VBPR(Recommender):
         cold_bias: float = 0.0,
         freshness: bool = True,
         seed: int = 0,
+        prior_weight: float | None = None,
     ) -> None:
+        super().__init__()
+        self.prior_weight = prior_weight
         self.factors = int(factors)
         self.visual_factors = int(visual_factors)
         self.epochs = int(epochs)
@@ -114,13 +120,9 @@ class VBPR(Recommender):
         self.loss_history_: list[float] = []
 
     # -- training --------------------------------------------------------------------
-    def fit(
-        self,
-        user_items: sp.csr_matrix,
-        item_features: np.ndarray | None = None,
-        context: FitContext | None = None,
-        show_progress: bool = False,
-    ) -> VBPR:
+    def fit_personal(
+        self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
+    ) -> None:
         """Learn ``β, γ, θ, E, β'`` with BPR on the interactions and the image vectors."""
         import torch
 
@@ -155,14 +157,12 @@ class VBPR(Recommender):
                 optimiser.step()
                 total, count = total + loss.item() * len(u), count + len(u)
             self.loss_history_.append(total / max(count, 1))
-            if show_progress:
-                log.info("vbpr epoch %d/%d loss %.4f", epoch + 1, self.epochs, self.loss_history_[-1])
+            log.debug("vbpr epoch %d/%d loss %.4f", epoch + 1, self.epochs, self.loss_history_[-1])
         arrays = {name: p.detach().numpy().astype(np.float32) for name, p in params.items()}
         if not self.freshness:
             arrays["age_bias"][:] = 0.0
         self.item_age_bucket_ = pos.buckets_now(n_items)
         self._set_learned(arrays, features, user_items, pos.warm_items)
-        return self
 
     def _batch_loss(self, params: dict, feats, u, i, j, ai, aj):
         import torch.nn.functional as F
@@ -223,7 +223,7 @@ class VBPR(Recommender):
             gamma[new], theta[new] = folded[:, : self.factors], folded[:, self.factors :]
         return gamma, theta
 
-    def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+    def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """``β_i + β'·f_i + γ_u·γ_i + θ_u·(E f_i)`` for every item (numpy only)."""
         gamma, theta = self.user_vectors(np.atleast_1d(userids), user_items)
         return (gamma @ self.gamma_item_.T + theta @ self.visual_items_.T + self.item_bias_).astype(np.float32)
@@ -241,6 +241,7 @@ class VBPR(Recommender):
     def get_state(self) -> dict[str, np.ndarray]:
         """All learned arrays, with ``E f_i`` and ``β'·f_i`` precomputed (load needs no refit)."""
         return {
+            **super().get_state(),
             "beta": self.beta_,
             "gamma_user": self.gamma_user_,
             "gamma_item": self.gamma_item_,
@@ -258,6 +259,7 @@ class VBPR(Recommender):
 
     def set_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`get_state`'s arrays."""
+        super().set_state(state)
         self.beta_, self.E_, self.beta_visual_ = state["beta"], state["E"], state["beta_visual"]
         self.gamma_user_, self.gamma_item_ = state["gamma_user"], state["gamma_item"]
         self.theta_user_, self.fold_in_ = state["theta_user"], state["fold_in"]

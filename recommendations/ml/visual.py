@@ -304,7 +304,7 @@ class ImageCF(PriorBlended, _VisualBase):
         logger.debug("image_cf: %d taste vectors for %d users", len(self.tastes), user_items.shape[0])
 
     def make_prior(self, user_items: sp.csr_matrix, context: FitContext | None, half_life: float | None) -> np.ndarray:
-        return log_prior(user_items, context, half_life, self.new_item_share)
+        return log_prior(user_items, context, half_life, self.new_item_share if self.new_item_prior else 0.0)
 
     def half_lives(self) -> tuple[float | None, ...]:
         return (self.popularity_half_life_days,)

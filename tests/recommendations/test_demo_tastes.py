@@ -31,3 +31,36 @@ def test_visual_model_lists_fit_hidden_tastes(settings, tmp_path, kind):
     }
     share, chance = taste_recovery(lists, demo.tastes["users"], dict(Product.objects.values_list("pk", "attributes")))
     assert share > chance + 0.15, (share, chance)
+
+
+#: Popularity variants that rank everybody alike: compared with popularity in docs/benchmarks/demo.md, not here.
+POPULARITY_VARIANTS = {"popularity", "recent_popularity"}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small torch models train faster on one thread than on two busy cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_model_beats_popularity_on_the_demo(settings, tmp_path, one_torch_thread):
+    # given a small demo shop (hidden tastes drive most of what shoppers look at) and its image vectors
+    settings.VAR_DIR = tmp_path
+    settings.VISREC = {**settings.VISREC, "TRAIN_HOLDOUT_FRACTION": 0.2}
+    builder.build_demo(builder.DemoParams(products=240, users=160, seed=3))
+    embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    snapshot = build_snapshot()
+    # when every registered model is fitted on the older 80 % and ranks the newest 20 %
+    candidates = training.evaluate_models(snapshot, [(name, {}) for name in sorted(training.registry())])
+    # then each personal model's Recall@50 is at least popularity's
+    recall = {c.kind: c.metrics["recall@50"] for c in candidates}
+    assert set(recall) == set(training.registry())
+    behind = {
+        name: round(r, 4) for name, r in recall.items() if name not in POPULARITY_VARIANTS and r < recall["popularity"]
+    }
+    assert not behind, (recall["popularity"], behind)
