@@ -86,3 +86,31 @@ def test_ids_keep_leading_zeros_and_times_parse(tmp_path, quality):
     assert data.item_ids[0] == "00000"
     assert parse_time("2020-06-01") == parse_time("1590969600") == 1590969600.0
     assert data.values.min() >= 3.0  # read from the `rating` column
+
+
+def test_benchmark_runs_on_a_ratings_folder_with_the_awkward_cases(tmp_path, quality):
+    # given the demo shop as explicit 1-5 ratings with unix times, some items without an image,
+    # with a corrupt one, without metadata or missing from items.csv, and shoppers who rated once
+    import make_ratings_dataset
+    from _quality_data import load_dataset, strengths
+
+    dataset = tmp_path / "ratings"
+    make_ratings_dataset.build(dataset, n_products=80, n_users=40, seed=1)
+    data = load_dataset(dataset)
+    assert data.extra["value_column"] == "rating" and set(np.unique(data.values)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert data.timestamps.min() > 1e9  # unix seconds
+    weights = strengths(data)
+    assert weights[data.values == 1.0].max() == pytest.approx(0.2) and weights[data.values == 5.0].min() == 1.0
+    assert "" in data.image_paths  # no image, or not listed in items.csv
+    # when
+    out = tmp_path / "quality.md"
+    argv = ["--dataset", str(dataset), "--no-cornac", "--no-tune", "--bootstrap", "20", "--out", str(out)]
+    line = quality.main([*argv, "--cache-dir", str(tmp_path / "cache")])
+    # then every model and its no-new-item-prior twin is reported, on the per-user split by default
+    assert RESULT.match(line), line
+    text = out.read_text()
+    assert "each user's last 20%" in text and "explicit ratings" in text
+    for model in ("image_cf", "image_cf_noprior", "vbpr_noprior", "fusion_attention_noprior", "item_knn", "sgd_mf"):
+        assert f"| {model} |" in text
+    assert "| popularity_noprior |" not in text
+    assert "nan" not in line.split("peer=")[0]
