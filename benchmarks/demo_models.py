@@ -27,6 +27,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=150)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # small minibatches: one thread is faster on a busy 2-core machine
     data_dir = isolated_django("demo")
     try:
         rows = run(args)
