@@ -35,8 +35,10 @@ PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 PRIOR_HALF_LIVES = (None, 30.0, 120.0)
 #: Share of the training entries (the newest by time) that validates the weight.
 VALIDATION_FRACTION = 0.2
-#: At most this many validation users are scored (a random, seeded sample).
+#: At most this many validation users are scored (a random, seeded sample) ...
 MAX_VALIDATION_USERS = 5000
+#: ... and at most this many user x item scores held at once (about 200 MB of float32).
+MAX_VALIDATION_SCORES = 50_000_000
 
 
 #: Share of the prior given to new items when it cannot be estimated (no timestamps);
@@ -276,8 +278,9 @@ class PriorBlended(Recommender):
         users = np.flatnonzero((np.diff(held.indptr) > 0) & (np.diff(fit_part.indptr) > 0))
         if len(users) == 0:
             return best
-        if len(users) > MAX_VALIDATION_USERS:
-            users = np.sort(np.random.default_rng(0).choice(users, MAX_VALIDATION_USERS, replace=False))
+        limit = max(100, min(MAX_VALIDATION_USERS, MAX_VALIDATION_SCORES // max(user_items.shape[1], 1)))
+        if len(users) > limit:
+            users = np.sort(np.random.default_rng(0).choice(users, limit, replace=False))
         k = min(self.validation_k, user_items.shape[1])
         seen, wanted = fit_part[users], held[users]
         priors = {h: self.make_prior(fit_part, fit_context, h) for h in self.half_lives()}

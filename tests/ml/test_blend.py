@@ -1,0 +1,67 @@
+"""The validated popularity prior: standardising, the weight it learns, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommendations.ml.base import FitContext, Recommender
+from recommendations.ml.blend import blend, log_popularity, standardise_rows, validation_cut
+from recommendations.ml.knn import ItemKNN
+
+DAY = 86_400.0
+
+
+def _popularity_only(n_users: int = 200, n_items: int = 120, seed: int = 0):
+    """Shoppers pick items by a skewed global popularity alone: no taste to learn."""
+    rng = np.random.default_rng(seed)
+    weights = rng.pareto(1.5, n_items) + 0.05
+    rows, cols, times = [], [], []
+    for user in range(n_users):
+        items = rng.choice(n_items, size=12, replace=False, p=weights / weights.sum())
+        rows += [user] * len(items)
+        cols += items.tolist()
+        times += sorted(rng.uniform(0, 100 * DAY, len(items)))
+    shape = (n_users, n_items)
+    user_items = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+    return user_items, FitContext(timestamps=sp.csr_matrix((times, (rows, cols)), shape=shape))
+
+
+def test_standardise_rows_keeps_unrecommendable_items_out():
+    scores = np.array([[1.0, 2.0, 3.0, -np.inf], [5.0, 5.0, 5.0, 5.0]], dtype=np.float32)
+    out = standardise_rows(scores)
+    np.testing.assert_allclose(out[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-5)
+    assert out[0, 3] == -np.inf
+    np.testing.assert_array_equal(out[1], 0.0)  # constant row: no information
+    assert blend(scores, np.zeros(0, np.float32), 2.0) is scores
+
+
+def test_validation_cut_holds_out_the_newest_entries():
+    user_items, context = _popularity_only()
+    fit, held, fit_context = validation_cut(user_items, context, fraction=0.25)
+    assert fit.nnz + held.nnz == user_items.nnz and held.nnz == round(0.25 * user_items.nnz)
+    newest_fit = sp.csr_matrix(context.timestamps).multiply(fit != 0).max()
+    oldest_held = sp.csr_matrix(context.timestamps).multiply(held != 0).tocsr().data.min()
+    assert newest_fit <= oldest_held
+    assert fit_context.timestamps.nnz == fit.nnz
+
+
+def test_prior_weight_is_learned_where_popularity_is_all_there_is():
+    user_items, context = _popularity_only()
+    model = ItemKNN().fit(user_items, None, context)
+    assert model.weight >= 1.0
+    fixed = ItemKNN(prior_weight=0.0).fit(user_items, None, context)
+    assert fixed.weight == 0.0
+    prior = log_popularity(user_items, context)
+    assert abs(prior.mean()) < 1e-5 and abs(prior.std() - 1.0) < 1e-4
+
+
+def test_learned_weight_survives_save_and_load(tmp_path):
+    user_items, context = _popularity_only()
+    model = ItemKNN().fit(user_items, None, context)
+    loaded = Recommender.load(model.save(tmp_path / "knn.npz"))
+    assert loaded.weight == model.weight
+    users = np.arange(10)
+    np.testing.assert_array_equal(
+        loaded.recommend(users, user_items[users], N=5)[0], model.recommend(users, user_items[users], N=5)[0]
+    )
