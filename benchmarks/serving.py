@@ -485,8 +485,9 @@ PHASE_HEADERS = [
 
 
 def versions() -> str:
+    from importlib import metadata
+
     import django
-    import pgvector
     import psycopg
     from django.db import connection
 
@@ -498,7 +499,7 @@ def versions() -> str:
     ).stdout.strip()
     return (
         f"Python {platform.python_version()}, Django {django.get_version()}, {pg.split(' on ')[0]}, "
-        f"pgvector {vec} (python {pgvector.__version__ if hasattr(pgvector, '__version__') else 'n/a'}), "
+        f"pgvector {vec} (pgvector-python {metadata.version('pgvector')}), "
         f"psycopg {psycopg.__version__}, {gunicorn}"
     )
 
@@ -511,7 +512,9 @@ def write_doc(args, built, ef, chosen, sweep, exact, profile, results, steps, be
     raw_p95 = chosen["p95_ms"]
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, `benchmarks/serving.py --products {args.products}` "
-        f"(catalogue reused or built, see below). Machine: {machine()}; load average (1 min) "
+        f"({args.duration:g} s per latency phase at {args.rate:g} req/s, {args.step_duration:g} s per throughput "
+        "step). "
+        f"Machine: {machine()}; load average (1 min) "
         f"{load[0][0]:.2f} before, {load[1][0]:.2f} after (the machine is shared with other work).",
         f"Versions: {versions()}.",
         "",
