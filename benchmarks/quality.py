@@ -245,9 +245,10 @@ def without_new_item_prior(cls, params: dict) -> tuple[type, dict] | None:
 
     defaults = _defaults(cls) or {}
     changed = {k: 0.0 for k in ("cold_bias", "new_item_share") if k in defaults}
-    if not changed and not issubclass(cls, PriorBlended):
+    blended = issubclass(cls, PriorBlended) and cls.new_item_prior
+    if not changed and not blended:
         return None
-    if issubclass(cls, PriorBlended):
+    if blended:
         cls = type(f"{cls.__name__}NoNewItemPrior", (cls,), {"new_item_prior": False})
     return cls, {**params, **changed}
 
@@ -417,9 +418,9 @@ def report(args, data: Dataset, test: Split, val: Split, outcomes: list[Outcome]
         "also holds products that never sell.",
         "- item_knn, user_knn, als, bpr, sgd_mf, visual_similarity, image_cf and the fusion models blend in a "
         "popularity prior whose weight and recency (and a few of their own parameters left unset) each model "
-        "validates on the newest 20 % of its own training data at fit time (`recommendations/ml/blend.py`); that "
-        "prior also gives items without interactions a share, estimated from how much of the recent history went "
-        "to new items.",
+        "validates on the newest 20 % of its own training data at fit time (`recommendations/ml/blend.py`); for "
+        "the image-based ones that prior also gives items without interactions a share, estimated from how much of "
+        "the recent history went to new items.",
         "- Rows of kind `ablation` (`<model>_noprior`) are the model above refitted with the parameters it chose, "
         "but with every prior for items without interactions switched off (`cold_bias`, image_cf's "
         "`new_item_share`, the popularity prior's new-item share): what is left is what the images and the "

@@ -197,8 +197,10 @@ class PriorBlended(Recommender):
     prior_weights: ClassVar[tuple[float, ...]] = PRIOR_WEIGHTS
     #: Cut-off of the validation Recall that picks the weight.
     validation_k: ClassVar[int] = 50
-    #: Whether the prior gives items without interactions (new products) a share.
-    new_item_prior: ClassVar[bool] = True
+    #: Whether the prior gives items without interactions (new products) a share. Only
+    #: for models that can tell new items apart (by their image): to a collaborative
+    #: model every new item looks the same, and the share would go to arbitrary ones.
+    new_item_prior: ClassVar[bool] = False
     #: Constructor parameters of the personal part chosen on the validation cut when
     #: given as ``None``: name -> candidates (the first is used when nothing validates).
     #: After ``fit`` the attributes hold the chosen values.

@@ -167,6 +167,7 @@ class Fusion(PriorBlended):
     """
 
     name = "fusion"
+    new_item_prior = True
     default_mode: ClassVar[str] = "concat"
 
     def __init__(

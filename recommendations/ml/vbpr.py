@@ -86,6 +86,7 @@ class VBPR(PriorBlended):
     """
 
     name = "vbpr"
+    new_item_prior = True
 
     def __init__(
         self,

@@ -192,6 +192,7 @@ class VisualSimilarity(PriorBlended, _VisualBase):
     """
 
     name = "visual_similarity"
+    new_item_prior = True
 
     tuned_params = {"whiten": (128, 0)}
 
@@ -258,6 +259,7 @@ class ImageCF(PriorBlended, _VisualBase):
     """
 
     name = "image_cf"
+    new_item_prior = True
     weight_param = "popularity_weight"
     prior_weights = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
     tuned_params = {"whiten": (128, 0)}
