@@ -19,6 +19,7 @@ cached list never shows a product that went inactive or out of stock meanwhile.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
@@ -189,9 +190,44 @@ class LoadedModel:
     items: np.ndarray
     column: dict[int, int]
     row: dict[str, int]
+    neighbours: Any = None  # the model for ``similar_items`` (see ``_neighbour_model``)
+    neighbour_cols: np.ndarray | None = None  # its item columns in ``model``'s numbering (None: the same)
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
+
+    def similar_items(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's ``similar_items`` for item column ``col`` (columns in ``model``'s numbering)."""
+        if self.neighbour_cols is None:
+            ids, scores = (self.neighbours or self.model).similar_items(np.array([col]), N=n)
+            return ids[0], scores[0]
+        at = int(np.searchsorted(self.neighbour_cols, col))
+        if at >= len(self.neighbour_cols) or self.neighbour_cols[at] != col:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)  # a zero factor row: no neighbours
+        ids, scores = self.neighbours.similar_items(np.array([at]), N=n)
+        ids, scores = ids[0], scores[0]
+        return np.where(ids >= 0, self.neighbour_cols[np.maximum(ids, 0)], -1), scores
+
+
+def _neighbour_model(model) -> tuple[Any, np.ndarray | None]:
+    """A copy of a factor model that answers ``similar_items`` cheaply, with its item columns.
+
+    Factor models score item neighbours by the cosine of item factors over the whole
+    catalogue on every call. Items without interactions have all-zero factors and are
+    never neighbours; the copy keeps only the other rows, each scaled to unit length once
+    (cosine ignores a row's scale), so a call scores the items the model knows and the
+    answers are the model's own. Other models are served as they are.
+    """
+    from .ml.mf import _FactorModel
+
+    factors = getattr(model, "item_factors", None)
+    if not isinstance(model, _FactorModel) or not isinstance(factors, np.ndarray) or factors.ndim != 2:
+        return model, None
+    norms = np.linalg.norm(factors, axis=1)
+    cols = np.flatnonzero(norms >= 1e-12)
+    compact = copy.copy(model)
+    compact.item_factors = np.ascontiguousarray(factors[cols] / norms[cols, None], dtype=factors.dtype)
+    return compact, cols
 
 
 _models: dict[int, LoadedModel | None] = {}
@@ -221,12 +257,15 @@ def _load_model(version: ModelVersion) -> LoadedModel | None:
         logger.exception("cannot load the active model version", extra={"model_version": version.pk})
         return None
     items = np.asarray(loaded.items, dtype=np.int64)
+    neighbours, neighbour_cols = _neighbour_model(loaded.model)
     return LoadedModel(
         version_id=version.pk,
         model=loaded.model,
         items=items,
         column={int(pk): i for i, pk in enumerate(items)},
         row={str(key): i for i, key in enumerate(loaded.users)},
+        neighbours=neighbours,
+        neighbour_cols=neighbour_cols,
     )
 
 
@@ -480,10 +519,9 @@ def _model_neighbours(loaded: LoadedModel | None, pk: int, n: int) -> list[tuple
     if loaded is None or pk not in loaded.column:
         return []
     try:
-        ids, scores = loaded.model.similar_items(np.array([loaded.column[pk]]), N=n)
+        ids, scores = loaded.similar_items(loaded.column[pk], n)
     except NotImplementedError:
         return []
-    ids, scores = ids[0], scores[0]
     keep = (ids >= 0) & np.isfinite(scores)
     return list(zip(loaded.pks(ids[keep]), _normalised(scores[keep].astype(float)).tolist(), strict=True))
 
