@@ -163,18 +163,33 @@ class Active:
 _ACTIVE_SECONDS = 2.0
 
 
+_local_active: dict[str, tuple[float, Active]] = {}  # cache prefix -> (when read, versions), this process
+
+
 def active() -> Active:
-    """The active versions, read from the database at most every couple of seconds (cached)."""
+    """The active versions, read from the database at most every couple of seconds (cached).
+
+    Each process keeps its copy for ``_ACTIVE_SECONDS`` too (no cache round trip per
+    widget); an activation in this process forgets it at once (``forget_active``), one in
+    another process is seen within those seconds, as with the shared copy.
+    """
     key = _prefix() + "active"
+    now = time.monotonic()
+    local = _local_active.get(key)
+    if local is not None and now - local[0] < _ACTIVE_SECONDS:
+        return local[1]
     found = _cache_get_many([key]).get(key)
     if found is None:
         found = Active(EmbeddingModel.objects.active(), ModelVersion.objects.active())
         _cache_set(key, found, _ACTIVE_SECONDS)
+    _local_active.clear()  # one prefix in use per process (tests change it)
+    _local_active[key] = (now, found)
     return found
 
 
 def forget_active() -> None:
     """Make the next call re-read the active versions (after an activation)."""
+    _local_active.clear()
     try:
         cache.delete(_prefix() + "active")
     except Exception:
@@ -284,6 +299,26 @@ def _supports_iterative_scan(cursor) -> bool:
     return _iterative
 
 
+def _search_settings(cursor) -> list[tuple[str, str]]:
+    """``(name, value)`` of the settings an HNSW query runs under: ef_search, iterative scans, the time budget."""
+    pairs = [
+        ("hnsw.ef_search", str(int(visrec_settings.HNSW_EF_SEARCH))),
+        ("statement_timeout", f"{int(visrec_settings.WIDGET_TIME_BUDGET_MS)}ms"),
+    ]
+    mode = str(visrec_settings.HNSW_ITERATIVE_SCAN or "off")
+    if mode != "off" and _supports_iterative_scan(cursor):
+        pairs += [
+            ("hnsw.iterative_scan", mode),
+            ("hnsw.max_scan_tuples", str(int(visrec_settings.HNSW_MAX_SCAN_TUPLES))),
+        ]
+    return pairs
+
+
+def _set_locally(pairs: list[tuple[str, str]]) -> tuple[str, list[str]]:
+    """SQL (and its parameters) that sets ``pairs`` to the end of the transaction."""
+    return "SELECT " + ", ".join("set_config(%s, %s, true)" for _ in pairs), [v for pair in pairs for v in pair]
+
+
 @contextmanager
 def vector_search() -> Iterator[None]:
     """A transaction tuned for HNSW queries: ef_search, iterative scans and the time budget.
@@ -294,18 +329,31 @@ def vector_search() -> Iterator[None]:
     nested = connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
-            names = ["hnsw.ef_search", "statement_timeout"]
-            values = [str(int(visrec_settings.HNSW_EF_SEARCH)), f"{int(visrec_settings.WIDGET_TIME_BUDGET_MS)}ms"]
-            mode = str(visrec_settings.HNSW_ITERATIVE_SCAN or "off")
-            if mode != "off" and _supports_iterative_scan(cursor):
-                names += ["hnsw.iterative_scan", "hnsw.max_scan_tuples"]
-                values += [mode, str(int(visrec_settings.HNSW_MAX_SCAN_TUPLES))]
-            calls = ", ".join("set_config(%s, %s, true)" for _ in names)
-            cursor.execute(f"SELECT {calls}", [v for pair in zip(names, values, strict=True) for v in pair])
+            pairs = _search_settings(cursor)
+            cursor.execute(*_set_locally(pairs))
         yield
         if nested:
             with connection.cursor() as cursor:
-                cursor.execute("; ".join(f"RESET {name}" for name in names))
+                cursor.execute("; ".join(f"RESET {name}" for name, _ in pairs))
+
+
+def search_rows(query) -> list:
+    """The rows of a vector ``query`` (a queryset) run under the :func:`vector_search` settings.
+
+    Outside a transaction this is one round trip: the settings and the query go out
+    together in a psycopg pipeline, which PostgreSQL runs as one implicit transaction, so
+    the settings end with it. Inside a transaction the query runs in
+    :func:`vector_search` (a savepoint, so a query stopped by the time budget leaves the
+    caller's transaction usable).
+    """
+    if connection.in_atomic_block:
+        with vector_search():
+            return list(query)
+    with connection.cursor() as cursor:
+        pairs = _search_settings(cursor)
+        with connection.connection.pipeline():
+            cursor.execute(*_set_locally(pairs))
+            return list(query)
 
 
 def product_vector(product, model: EmbeddingModel):
@@ -363,8 +411,7 @@ def nearest_products(
     re-sorted here.
     """
     query = nearest_products_queryset(vector, model, exclude, category, rules)
-    with vector_search():
-        rows = list(query.values_list(F("image__product_id"), "distance")[:limit])
+    rows = search_rows(query.values_list(F("image__product_id"), "distance")[:limit])
     return sorted(((pk, 1.0 - float(d)) for pk, d in rows), key=lambda row: -row[1])
 
 
@@ -473,12 +520,26 @@ def _remember_popular(items: list[Recommendation]) -> None:
     _cache_set(_prefix() + "last-good-popular", (time.time(), items), 30 * 24 * 3600)
 
 
+_LAST_GOOD_CHECK = 60.0
+_last_good_checked: dict[str, float] = {}  # cache key -> when this process last found it fresh
+
+
 def remember_popular_if_stale() -> None:
-    """Refresh the last good popular list when it is missing or older than an hour (one cache read)."""
+    """Refresh the last good popular list when it is missing or older than an hour.
+
+    One cache read, at most once a minute per process (the widgets call this on every render).
+    """
     key = _prefix() + "last-good-popular"
+    now = time.monotonic()
+    if now - _last_good_checked.get(key, -_LAST_GOOD_CHECK) < _LAST_GOOD_CHECK:
+        return
     found = _cache_get_many([key]).get(key)
     if found is None or time.time() - found[0] > _LAST_GOOD_REFRESH:
         popular(_LAST_GOOD_SIZE)
+        found = _cache_get_many([key]).get(key)
+    if found is not None:
+        _last_good_checked.clear()
+        _last_good_checked[key] = now
 
 
 def fallback_list(widget: str, limit: int, exclude=()) -> RecommendationList:
