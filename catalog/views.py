@@ -8,6 +8,7 @@ fall back on their own (see ``recommendations.templatetags.visrec``).
 from __future__ import annotations
 
 import logging
+import time
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
@@ -18,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from recommendations import serving, tracking
+from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
 
 from . import services
@@ -41,14 +43,31 @@ def _cache_call(method: str, *args):
         return None
 
 
+NAV_LOCAL_SECONDS = 30.0
+PAGE_COPY_SECONDS = 60.0
+_nav_local: dict[str, tuple[float, list[Category]]] = {}  # cache namespace -> (when read, categories)
+_page_copies: dict[int, float] = {}  # product pk -> when this process last stored its cached copy
+
+
 def nav_categories() -> list[Category]:
-    """Top-level categories for the header; the last good list while the database is down."""
+    """Top-level categories for the header; the last good list while the database is down.
+
+    Read at most every ``NAV_LOCAL_SECONDS`` per process (every page shows them), and the
+    last good copy is written to the cache when they are read.
+    """
+    scope = str(visrec_settings.CACHE_PREFIX)
+    now = time.monotonic()
+    local = _nav_local.get(scope)
+    if local is not None and now - local[0] < NAV_LOCAL_SECONDS:
+        return local[1]
     try:
         found = list(Category.objects.filter(parent__isnull=True))
     except DatabaseError:
         logger.warning("categories unavailable; using the cached navigation", exc_info=True)
         return _cache_call("get", NAV_KEY) or []
     _cache_call("set", NAV_KEY, found, PAGE_CACHE_SECONDS)
+    _nav_local.clear()
+    _nav_local[scope] = (now, found)
     return found
 
 
@@ -86,7 +105,12 @@ def _product_for_page(pk: int) -> Product | None:
         logger.warning("product unavailable; serving the cached copy", exc_info=True, extra={"product_id": pk})
         return _cache_call("get", key)
     list(product.images.all())  # evaluate the prefetch so the cached copy needs no query
-    _cache_call("set", key, product, PAGE_CACHE_SECONDS)
+    now = time.monotonic()
+    if now - _page_copies.get(pk, -PAGE_COPY_SECONDS) >= PAGE_COPY_SECONDS:  # refreshed at most every minute
+        _cache_call("set", key, product, PAGE_CACHE_SECONDS)
+        if len(_page_copies) > 10_000:
+            _page_copies.clear()
+        _page_copies[pk] = now
     return product
 
 

@@ -714,17 +714,25 @@ def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n:
 
 
 def for_you(
-    *, user=None, session_key: str | None = None, limit: int = 12, category=None, rules: Rules | None = None
+    *,
+    user=None,
+    session_key: str | None = None,
+    limit: int = 12,
+    category=None,
+    rules: Rules | None = None,
+    events: History | None = None,
 ) -> RecommendationList:
     """Recommendations for a signed-in user or an anonymous session.
 
     Blends the active model's scores (when it knows the shopper) with the session's
     live taste; cold shoppers get what is trending in ``category`` (the page's
-    category, a context hint, not a filter), then overall, then popular.
+    category, a context hint, not a filter), then overall, then popular. ``events``:
+    the shopper's :func:`history` when the caller has already read it.
     """
     rules = rules_for("for-you", rules)
     act = active()
-    events = history(user, session_key)
+    if events is None:
+        events = history(user, session_key)
     user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
     shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
     depth = overfetch(limit, rules) + 8
@@ -753,9 +761,15 @@ def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Ru
     return ranked, source
 
 
-def recently_viewed(*, user=None, session_key: str | None = None, limit: int = 8, exclude=()) -> RecommendationList:
-    """The shopper's recently viewed (or clicked, carted, bought) active products, newest first."""
-    events = history(user, session_key)
+def recently_viewed(
+    *, user=None, session_key: str | None = None, limit: int = 8, exclude=(), events: History | None = None
+) -> RecommendationList:
+    """The shopper's recently viewed (or clicked, carted, bought) active products, newest first.
+
+    ``events``: the shopper's :func:`history` when the caller has already read it.
+    """
+    if events is None:
+        events = history(user, session_key)
     ids = [pk for pk in events.product_ids if pk not in set(exclude)]
     Product = get_product_model()
     by_id = Product.objects.active().filter(pk__in=ids).prefetch_related("images").in_bulk()

@@ -50,6 +50,17 @@ def shopper(request) -> tuple[object | None, str | None]:
     return user, session_key
 
 
+def shopper_history(request, user, session_key) -> serving.History:
+    """The shopper's latest events, read once per request (the page's widgets share them)."""
+    who = (getattr(user, "pk", None), session_key)
+    memo = getattr(request, "_visrec_history", None)
+    if memo is None or memo[0] != who:
+        memo = (who, serving.history(user, session_key))
+        if request is not None:
+            request._visrec_history = memo
+    return memo[1]
+
+
 def _ids(value) -> list[int] | None:
     """Product/category ids from an object, an id, a list of either, or "1,2,3"."""
     if value is None or value == "":
@@ -187,7 +198,14 @@ def for_you(context, request=None, limit: int | None = None, category=None, **op
     rec_list = _safely(
         "for-you",
         n,
-        lambda: serving.for_you(user=user, session_key=session_key, limit=n, category=category, rules=rules),
+        lambda: serving.for_you(
+            user=user,
+            session_key=session_key,
+            limit=n,
+            category=category,
+            rules=rules,
+            events=shopper_history(request, user, session_key),
+        ),
         lambda: serving.popular(n, exclude=exclude),
         exclude=exclude,
     )
@@ -205,7 +223,13 @@ def recently_viewed(context, request=None, limit: int | None = None, exclude=Non
     rec_list = _safely(
         "recently-viewed",
         n,
-        lambda: serving.recently_viewed(user=user, session_key=session_key, limit=n, exclude=skip),
+        lambda: serving.recently_viewed(
+            user=user,
+            session_key=session_key,
+            limit=n,
+            exclude=skip,
+            events=shopper_history(request, user, session_key),
+        ),
         lambda: [],
         exclude=skip,
     )
