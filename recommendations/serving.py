@@ -41,6 +41,7 @@ from pgvector.django import CosineDistance, HalfVectorField
 
 from catalog.models import Interaction
 
+from . import experiments
 from .conf import get_product_model, visrec_settings
 from .data import shopper_key
 from .ml.images import ImageRejected, load_image
@@ -246,6 +247,7 @@ def _neighbour_model(model) -> tuple[Any, np.ndarray | None]:
 
 
 _models: dict[int, LoadedModel | None] = {}
+_MODELS_KEPT = 3
 _models_lock = threading.Lock()
 
 
@@ -257,7 +259,8 @@ def loaded_model(version: ModelVersion | None) -> LoadedModel | None:
         return _models[version.pk]
     with _models_lock:
         if version.pk not in _models:
-            _models.clear()  # keep one version in memory
+            while len(_models) >= _MODELS_KEPT:  # the active version and an experiment's arms
+                _models.pop(next(iter(_models)))
             _models[version.pk] = _load_model(version)
     return _models[version.pk]
 
@@ -610,28 +613,38 @@ def similar_items(
     popular products of its category. Raises ``DatabaseError`` only if even that fails.
     """
     rules = rules_for("similar-items", rules)
-    act = active()
+    act, arm = _experiment_arm("similar-items", user, session_key)
     depth = overfetch(limit, rules) + 8  # spare candidates for products excluded later
-    key = _key("similar", product.pk, depth, rules.cache_key(), act.key)
+    key = _key("similar", product.pk, depth, rules.cache_key(), act.key, arm.key)
     pv_key = product_version_key(product.pk)
     hit = _cache_get_many([key, pv_key])
     pv = hit.get(pv_key, "")
     if key in hit and hit[key][0] == pv:
         _, ranked, source = hit[key]
     else:
-        ranked, source = _similar_ranked(product, depth, rules, act)
+        ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"])
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
         _cache_set(key, (pv, ranked, source), timeout)
-    return _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
+    found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
+    found.arm = arm.label
+    return found
 
 
-def _similar_ranked(product, depth: int, rules: Rules, act: Active) -> tuple[Ranked, str]:
+def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active, experiments.Arm]:
+    """The active versions and blend settings of this shopper's experiment arm (the defaults outside one)."""
+    act, arm = active(), experiments.arm_for(widget, user, session_key)
+    if arm.version is not None and arm.version.pk != act.version_id:
+        act = Active(act.embedding, arm.version)
+    return act, arm
+
+
+def _similar_ranked(product, depth: int, rules: Rules, act: Active, blend: dict) -> tuple[Ranked, str]:
     visual: list[tuple[int, float]] = []
     if act.embedding is not None:
         anchor = anchor_vector(product.pk, act.embedding)
         visual = nearest_products(anchor, act.embedding, depth, exclude=[product.pk], rules=rules)
     model = _model_neighbours(loaded_model(act.version), product.pk, depth)
-    ranked = _blend({"visual": visual, "model": model}, dict(visrec_settings.SIMILAR_BLEND))
+    ranked = _blend({"visual": visual, "model": model}, dict(blend))
     source = "visual" if visual else "model" if model else "popular"
     if len(ranked) < depth:
         category = getattr(product, "category_id", None)
@@ -730,30 +743,32 @@ def for_you(
     the shopper's :func:`history` when the caller has already read it.
     """
     rules = rules_for("for-you", rules)
-    act = active()
+    act, arm = _experiment_arm("for-you", user, session_key)
     if events is None:
         events = history(user, session_key)
     user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
     shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
     depth = overfetch(limit, rules) + 8
     cat_id = getattr(category, "pk", category)
-    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key)
+    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key)
     found = _cache_get_many([key]).get(key)
     if found is None:
-        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act)
+        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, arm.settings["FOR_YOU_BLEND"])
         _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
     ranked, source = found
-    return _finish("for-you", ranked, limit, rules, act, source, shopper=(user, session_key))
+    found = _finish("for-you", ranked, limit, rules, act, source, shopper=(user, session_key))
+    found.arm = arm.label
+    return found
 
 
-def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active):
+def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active, blend: dict):
     model = _model_for_shopper(loaded_model(act.version), shopper, events, depth) if shopper else []
     session: list[tuple[int, float]] = []
     if act.embedding is not None and events.events:
         taste = session_taste(events, act.embedding)
         if taste is not None:
             session = nearest_products(taste, act.embedding, depth, exclude=events.product_ids, rules=rules)
-    ranked = _blend({"model": model, "session": session}, dict(visrec_settings.FOR_YOU_BLEND))
+    ranked = _blend({"model": model, "session": session}, dict(blend))
     source = "model+session" if model and session else "model" if model else "session" if session else ""
     if len(ranked) < depth:
         ranked = _fill(ranked, depth, cat_id, set(events.product_ids), rules)
