@@ -87,6 +87,9 @@ if os.environ.get("DATABASE_URL"):
 else:
     DATABASES = {"default": dbserver.embedded_database(VAR_DIR / "pgdata")}
 DATABASES["default"].setdefault("OPTIONS", {})
+# Serving: keep connections between requests (no connect per request); check a reused one first.
+DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 60
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_TEST_DATABASE", "test_visrec")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
