@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef, Subquery, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
@@ -384,6 +384,15 @@ def anchor_vector(product_id: int, model: EmbeddingModel) -> Subquery:
     )
 
 
+def _vector_text(vector) -> str:
+    """A query vector as pgvector text with 5 significant digits.
+
+    The index compares ``halfvec`` values (about 3 significant digits), so this loses
+    nothing, and it is half the text of Python's shortest round-trip floats, built faster.
+    """
+    return "[" + ",".join(map("{:.5g}".format, np.asarray(vector, dtype=np.float64).ravel().tolist())) + "]"
+
+
 def nearest_products_queryset(
     vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None, rules: Rules | None = None
 ):
@@ -398,6 +407,8 @@ def nearest_products_queryset(
     )
     if exclude:
         query = query.exclude(image__product_id__in=list(exclude))
+    if not isinstance(vector, Subquery):
+        vector = Value(_vector_text(vector))
     distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
     query = query.annotate(distance=distance)
     if isinstance(vector, Subquery):  # an anchor without a vector gives NULL distances: no neighbours
@@ -430,7 +441,7 @@ def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper
     shopper already bought (per the rules) as a ``NOT EXISTS``. Returns ``(items, pins)``.
     """
     Product = get_product_model()
-    pins = [pk for pk in rules.pinned if pk not in exclude] if pinned else []
+    pins = [pk for pk in rules.pins() if pk not in exclude] if pinned else []
     wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
     if not wanted:
         return [], []
@@ -450,7 +461,8 @@ def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list
 
 
 def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=()):
-    items, pins = _load(ranked, rules, exclude, shopper=shopper or (None, None))
+    items, pins = _load(rules.lift(ranked), rules, exclude, shopper=shopper or (None, None))
+    items = rules.order(items)  # the admin's boosts and good matches
     return RecommendationList(widget, arrange(items, limit, rules, pins), act.version_id, act.embedding_version, source)
 
 
@@ -496,7 +508,7 @@ def _ranked_ids(kind: str, category=None, at_least: int = 0) -> list[tuple[int, 
 
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
     """Best sellers (weighted interactions), optionally within a category; a list of Recommendation."""
-    rules = rules or Rules(exclude_interacted_kinds=())
+    rules = rules_for("popular", rules or Rules(exclude_interacted_kinds=()), category=category)
     exclude = set(exclude or ())
     ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category, limit + len(exclude))]
     items, _ = _load(ranked, rules, exclude, pinned=False)
@@ -605,26 +617,35 @@ def _blend(sources: dict[str, list[tuple[int, float]]], weights: dict[str, float
 
 
 def similar_items(
-    product, limit: int = 8, *, rules: Rules | None = None, user=None, session_key: str | None = None
+    product,
+    limit: int = 8,
+    *,
+    rules: Rules | None = None,
+    user=None,
+    session_key: str | None = None,
+    cached: bool = True,
 ) -> RecommendationList:
     """Products that look like ``product``, blended with the active model's item neighbours.
 
-    Rules apply (inactive and out-of-stock never shown); a product without a vector gets
-    popular products of its category. Raises ``DatabaseError`` only if even that fails.
+    Rules apply (inactive and out-of-stock never shown; the admin's rules scoped to this
+    product's page; its "not similar" neighbours hidden, good matches first); a product
+    without a vector gets popular products of its category. ``cached=False`` computes
+    afresh (the admin preview). Raises ``DatabaseError`` only if even that fails.
     """
-    rules = rules_for("similar-items", rules)
+    rules = rules_for("similar-items", rules, anchor=product)
     act, arm = _experiment_arm("similar-items", user, session_key)
     depth = overfetch(limit, rules) + 8  # spare candidates for products excluded later
     key = _key("similar", product.pk, depth, rules.cache_key(), act.key, arm.key)
     pv_key = product_version_key(product.pk)
-    hit = _cache_get_many([key, pv_key])
+    hit = _cache_get_many([key, pv_key]) if cached else {}
     pv = hit.get(pv_key, "")
     if key in hit and hit[key][0] == pv:
         _, ranked, source = hit[key]
     else:
         ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"])
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
-        _cache_set(key, (pv, ranked, source), timeout)
+        if cached:
+            _cache_set(key, (pv, ranked, source), timeout)
     found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
     found.arm = arm.label
     return found
@@ -742,7 +763,7 @@ def for_you(
     category, a context hint, not a filter), then overall, then popular. ``events``:
     the shopper's :func:`history` when the caller has already read it.
     """
-    rules = rules_for("for-you", rules)
+    rules = rules_for("for-you", rules, category=category)
     act, arm = _experiment_arm("for-you", user, session_key)
     if events is None:
         events = history(user, session_key)
@@ -825,7 +846,7 @@ def search_by_image(image, *, limit: int = 12, category=None, rules: Rules | Non
     Raises :data:`InvalidImage` with a clear message for empty, corrupt, hostile or
     oversized files (``MAX_IMAGE_BYTES``, ``MAX_IMAGE_PIXELS``).
     """
-    rules = rules_for("search-by-photo", rules)
+    rules = rules_for("search-by-photo", rules, category=category)
     act = active()
     if act.embedding is None:
         load_image(_read_image(image), int(visrec_settings.MAX_IMAGE_PIXELS))  # still report a bad file
