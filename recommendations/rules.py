@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import threading
+import time
+import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from django.db.models import Q
 
 from .conf import visrec_settings
+
+logger = logging.getLogger(__name__)
 
 # Setting key -> Rules field.
 _KEYS = {
@@ -45,6 +52,9 @@ class Rules:
         Diversity: at most this many products of one category.
     pinned, blocked : tuple of int
         Product ids shown first (when recommendable) / never shown.
+    merch : Merch
+        The shop owner's rules from the admin (and similar-items judgements) for this
+        list, set by :func:`rules_for`; combined with the fields above.
     """
 
     exclude_interacted_kinds: tuple[str, ...] = ("purchase",)
@@ -53,23 +63,68 @@ class Rules:
     max_per_category: int | None = None
     pinned: tuple[int, ...] = ()
     blocked: tuple[int, ...] = ()
+    merch: Merch = field(default_factory=lambda: Merch())
 
     def product_q(self, prefix: str = "") -> Q:
         """SQL filter of the products this list may show (``prefix``: path to the product)."""
         q = Q(**{f"{prefix}is_active": True, f"{prefix}stock__gt": 0})
         if self.only_categories:
             q &= Q(**{f"{prefix}category_id__in": self.only_categories})
-        if self.exclude_categories:
-            excluded = Q(**{f"{prefix}category_id__in": self.exclude_categories})
+        exclude_categories = (*self.exclude_categories, *self.merch.exclude_categories)
+        if exclude_categories:
+            excluded = Q(**{f"{prefix}category_id__in": exclude_categories})
             q &= Q(**{f"{prefix}category_id__isnull": True}) | ~excluded
-        if self.blocked:
-            q &= ~Q(**{f"{prefix}pk__in": self.blocked})
+        blocked = (*self.blocked, *self.merch.blocked)
+        if blocked:
+            q &= ~Q(**{f"{prefix}pk__in": blocked})
         return q
 
     def cache_key(self) -> str:
         """A short stable digest (part of cached lists' keys)."""
-        raw = json.dumps([getattr(self, f.name) for f in fields(self)], default=list)
+        raw = json.dumps(
+            [getattr(self, f.name) for f in fields(self)], default=lambda v: astuple(v) if is_dataclass(v) else list(v)
+        )
         return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+    def pins(self) -> tuple[int, ...]:
+        """Product ids shown first: the admin's pins (by position), then the settings' pins."""
+        return tuple(dict.fromkeys((*self.merch.pinned, *self.pinned)))
+
+    def lift(self, ranked: list[tuple[int, float, str]]) -> list[tuple[int, float, str]]:
+        """``ranked`` (``(pk, score, reason)``) with the anchor's good matches first, added if missing."""
+        lifted = self.merch.lifted
+        if not lifted:
+            return ranked
+        top = max((s for _, s, r in ranked if r not in _FILL_REASONS), default=1.0)
+        rest = [row for row in ranked if row[0] not in set(lifted)]
+        return [(pk, top, "visual") for pk in lifted] + rest
+
+    def order(self, items: list[Any]) -> list[Any]:
+        """Boosts applied (score × multiplier) and each run of same-scale items re-sorted; good matches first.
+
+        Filler items (trending/popular, scored on another scale) keep their place after the
+        candidates they fill up.
+        """
+        if not self.merch.boosts and not self.merch.lifted:
+            return items
+        boosted = [self._boosted(item) for item in items]
+        lifted = [item for item in boosted if item.product.pk in set(self.merch.lifted)]
+        runs: list[list[Any]] = []
+        for item in boosted:
+            if item.product.pk in set(self.merch.lifted):
+                continue
+            if runs and _scale(runs[-1][-1]) == _scale(item):
+                runs[-1].append(item)
+            else:
+                runs.append([item])
+        return lifted + [item for run in runs for item in sorted(run, key=lambda i: -i.score)]
+
+    def _boosted(self, item: Any) -> Any:
+        factor = 1.0
+        for target, pk, multiplier in self.merch.boosts:
+            if pk == (item.product.pk if target == "p" else getattr(item.product, "category_id", None)):
+                factor *= multiplier
+        return item if factor == 1.0 else replace(item, score=item.score * factor)
 
     def with_category(self, category) -> Rules:
         """These rules restricted to ``category`` (a Category, an id, or None for no change)."""
@@ -93,11 +148,13 @@ def _coerce(name: str, value: Any) -> Any:
     return _ids(value)
 
 
-def rules_for(widget: str, rules: Rules | None = None, **overrides: Any) -> Rules:
+def rules_for(widget: str, rules: Rules | None = None, *, anchor=None, category=None, **overrides: Any) -> Rules:
     """The rules of ``widget``: settings defaults, the widget's overrides, then ``rules``/``overrides``.
 
     ``overrides`` use the field names of :class:`Rules` (``max_per_category=2``,
-    ``pinned=[3, 4]``); ``None`` values are ignored.
+    ``pinned=[3, 4]``); ``None`` values are ignored. The admin's rules in force for the
+    widget (scoped by the ``anchor`` product and the list's ``category``) are set as
+    ``merch`` (replacing any earlier ones, so calling this twice is harmless).
     """
     if rules is None:
         merged = {**dict(visrec_settings.RULES), **dict((visrec_settings.WIDGET_RULES or {}).get(widget, {}))}
@@ -109,7 +166,14 @@ def rules_for(widget: str, rules: Rules | None = None, **overrides: Any) -> Rule
     if unknown:
         raise ValueError(f"unknown rule(s) {', '.join(sorted(unknown))}")
     given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}
-    return replace(rules, **given) if given else rules
+    return replace(rules, **given, merch=merch_for(widget, anchor, category))
+
+
+_FILL_REASONS = frozenset({"trending", "popular"})
+
+
+def _scale(item: Any) -> str:
+    return item.reason if item.reason in _FILL_REASONS else ""
 
 
 def arrange(ranked: Sequence[Any], limit: int, rules: Rules, pinned: Sequence[Any] = ()) -> list[Any]:
@@ -137,3 +201,196 @@ def arrange(ranked: Sequence[Any], limit: int, rules: Rules, pinned: Sequence[An
 def overfetch(limit: int, rules: Rules) -> int:
     """How many ranked candidates to fetch so that diversity still leaves ``limit``."""
     return limit * 4 if rules.max_per_category is not None else limit
+
+
+# -- the shop owner's rules (admin) and similar-items judgements ---------------------------
+#
+# Loaded once per process and kept: each process re-reads a version stamp from the cache at
+# most every ``_MERCH_SECONDS`` and reloads only when a saved rule or judgement bumped it
+# (signals), so serving costs no query per request. Dates are checked at apply time, so a
+# boost starting at midnight needs no reload.
+
+_MERCH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Merch:
+    """The admin's rules (and judgements) that apply to one list.
+
+    ``boosts``: ``(("p" or "c", id, multiplier), ...)``; ``lifted``: good matches of the
+    anchor product, shown right after the pins; ``blocked`` includes the anchor's
+    "not similar" neighbours.
+    """
+
+    pinned: tuple[int, ...] = ()
+    blocked: tuple[int, ...] = ()
+    exclude_categories: tuple[int, ...] = ()
+    boosts: tuple[tuple[str, int, float], ...] = ()
+    lifted: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class _RuleRow:
+    kind: str
+    product_id: int | None
+    category_id: int | None
+    widget: str
+    scope_product_id: int | None
+    scope_category_id: int | None
+    multiplier: float
+    position: int
+    starts_at: Any
+    ends_at: Any
+
+    def in_force(self, now) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (self.ends_at is None or self.ends_at > now)
+
+    def applies(self, widget: str, anchor: int | None, categories: set[int]) -> bool:
+        if self.widget and self.widget != widget:
+            return False
+        if self.scope_product_id is not None and self.scope_product_id != anchor:
+            return False
+        return self.scope_category_id is None or self.scope_category_id in categories
+
+
+@dataclass
+class MerchData:
+    """Every active rule and judgement, as loaded by one process."""
+
+    version: str = ""
+    rules: list[_RuleRow] = field(default_factory=list)
+    hidden: dict[int, set[int]] = field(default_factory=dict)  # product -> "not similar" neighbours (both ways)
+    good: dict[int, list[int]] = field(default_factory=dict)  # product -> "good match" neighbours, newest first
+
+
+_ROW_FIELDS = [f.name for f in fields(_RuleRow)]
+
+
+def rule_row(rule) -> _RuleRow:
+    """A :class:`~recommendations.models.Rule` (saved or not) as serving keeps it."""
+    return _RuleRow(**{name: getattr(rule, name) for name in _ROW_FIELDS})
+
+
+def load_merch(version: str = "") -> MerchData:
+    """Active rules (not yet ended) and all judgements, from the database (two queries)."""
+    from django.utils import timezone
+
+    from .models import Rule, SimilarityJudgement
+
+    rows = Rule.objects.filter(is_active=True).exclude(ends_at__lte=timezone.now()).order_by("position", "pk")
+    data = MerchData(version, [_RuleRow(*r) for r in rows.values_list(*_ROW_FIELDS)])
+    judged = SimilarityJudgement.objects.order_by("-created_at", "-pk")
+    for product, neighbour, verdict in judged.values_list("product_id", "neighbour_id", "verdict"):
+        if verdict == SimilarityJudgement.NOT_SIMILAR:
+            data.hidden.setdefault(product, set()).add(neighbour)
+            data.hidden.setdefault(neighbour, set()).add(product)
+        else:
+            data.good.setdefault(product, []).append(neighbour)
+    return data
+
+
+_local_merch: dict[str, tuple[float, MerchData]] = {}  # cache prefix -> (when checked, data)
+_merch_lock = threading.Lock()
+_override = threading.local()
+
+
+def _version_key() -> str:
+    return str(visrec_settings.CACHE_PREFIX) + "merch-version"
+
+
+def merch_data() -> MerchData:
+    """The rules and judgements of this process, reloaded when another process bumped the version."""
+    override = getattr(_override, "data", None)
+    if override is not None:
+        return override
+    key = _version_key()
+    now = time.monotonic()
+    local = _local_merch.get(key)
+    if local is not None and now - local[0] < _MERCH_SECONDS:
+        return local[1]
+    with _merch_lock:
+        version = _read_version(key)
+        if local is None or local[1].version != version or not version:
+            local = (now, load_merch(version))
+        else:
+            local = (now, local[1])
+        _local_merch.clear()  # one prefix in use per process (tests change it)
+        _local_merch[key] = local
+    return local[1]
+
+
+def _read_version(key: str) -> str:
+    from django.core.cache import cache
+
+    try:
+        version = cache.get(key)
+        if version is None:
+            version = uuid.uuid4().hex[:12]
+            cache.add(key, version, None)
+            version = cache.get(key) or ""
+        return str(version)
+    except Exception:
+        logger.warning("visrec cache unavailable (rules version)", exc_info=True)
+        return ""  # reload every few seconds instead
+
+
+def bump_merch_version(**kwargs) -> None:
+    """A rule or judgement changed: every process reloads within ``_MERCH_SECONDS`` (this one at once)."""
+    from django.core.cache import cache
+
+    _local_merch.clear()
+    try:
+        cache.set(_version_key(), uuid.uuid4().hex[:12], None)
+    except Exception:
+        logger.warning("visrec cache unavailable (rules version)", exc_info=True)
+
+
+@contextmanager
+def previewing(rules: Iterable[Any]):
+    """Serve with exactly ``rules`` (Rule instances, saved or not) in this thread, e.g. an admin preview."""
+    current = merch_data()
+    _override.data = MerchData("preview", [rule_row(r) for r in rules], current.hidden, current.good)
+    try:
+        yield
+    finally:
+        _override.data = None
+
+
+def merch_for(widget: str, anchor=None, category=None) -> Merch:
+    """The admin's rules in force for ``widget`` (and judgements, for an anchor's similar items).
+
+    ``anchor``: the product whose page shows the list (its category counts as the list's
+    category); ``category``: the category the list is shown for.
+    """
+    from django.utils import timezone
+
+    data = merch_data()
+    anchor_id = getattr(anchor, "pk", anchor)
+    cats = {int(c) for c in (getattr(anchor, "category_id", None), getattr(category, "pk", category)) if c is not None}
+    now = timezone.now()
+    out: dict[str, list] = {"pin": [], "block": [], "exclude_category": [], "boost": []}
+    for row in data.rules:
+        if not row.in_force(now) or not row.applies(widget, anchor_id, cats) or row.kind not in out:
+            continue
+        if row.kind == "boost":
+            target = ("p", row.product_id) if row.product_id else ("c", row.category_id)
+            out["boost"].append((*target, float(row.multiplier)))
+        elif row.kind == "exclude_category":
+            out["exclude_category"].append(row.category_id)
+        else:
+            out[row.kind].append(row.product_id)
+    hidden: set[int] = set()
+    lifted: tuple[int, ...] = ()
+    if widget == "similar-items" and anchor_id is not None:
+        hidden = data.hidden.get(anchor_id, set())
+        lifted = tuple(pk for pk in dict.fromkeys(data.good.get(anchor_id, ())) if pk not in hidden)
+    return Merch(
+        pinned=_ids(pk for pk in dict.fromkeys(out["pin"]) if pk is not None),
+        blocked=tuple(sorted({pk for pk in out["block"] if pk is not None} | hidden)),
+        exclude_categories=tuple(sorted({c for c in out["exclude_category"] if c is not None})),
+        boosts=tuple(b for b in out["boost"] if b[1] is not None and b[2] > 0),
+        lifted=lifted,
+    )

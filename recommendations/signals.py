@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save
 
 from .conf import get_image_model, get_product_model, visrec_settings
-from .models import EmbeddingModel, ModelVersion
+from .models import EmbeddingModel, ModelVersion, Rule, SimilarityJudgement
 
 
 def _queue_pending_image(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
@@ -38,3 +38,15 @@ for _signal in (post_save, post_delete):
     _signal.connect(_bump_product, sender=get_image_model(), dispatch_uid=f"visrec_bump_image_{_signal}")
     _signal.connect(_forget_active, sender=EmbeddingModel, dispatch_uid=f"visrec_forget_embedding_{_signal}")
     _signal.connect(_forget_active, sender=ModelVersion, dispatch_uid=f"visrec_forget_version_{_signal}")
+
+
+def _bump_merch(sender, instance, **kwargs) -> None:
+    """A rule or similar-items judgement changed: every process reloads them within seconds."""
+    from .rules import bump_merch_version
+
+    bump_merch_version()
+
+
+for _signal in (post_save, post_delete):
+    for _model in (Rule, SimilarityJudgement):
+        _signal.connect(_bump_merch, sender=_model, dispatch_uid=f"visrec_bump_merch_{_model.__name__}_{_signal}")

@@ -1,0 +1,177 @@
+"""The shop owner's rules and judgements in serving: pins, blocks, boosts, exclusions, dates, scopes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from recommendations import rules as rules_mod
+from recommendations import serving
+from recommendations.models import Rule, SimilarityJudgement
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(vector_catalog):
+    products, _ = vector_catalog(n=120, in_stock_share=1.0)
+    return products
+
+
+def _ids(rec_list) -> list[int]:
+    return [r.product.pk for r in rec_list]
+
+
+def test_pin_comes_first_in_position_order_and_only_in_its_scope(shop):
+    anchor, other = shop[0], shop[1]
+    before = _ids(serving.similar_items(anchor, 8))
+    far = [p for p in shop if p.pk not in before and p.pk not in (anchor.pk, other.pk)]
+    Rule.objects.create(kind=Rule.PIN, product=far[0], position=2, widget="similar-items")
+    Rule.objects.create(kind=Rule.PIN, product=far[1], position=1, widget="similar-items", scope_product=anchor)
+    after = serving.similar_items(anchor, 8)
+    assert _ids(after)[:2] == [far[1].pk, far[0].pk]
+    assert after[0].reason == "pinned" and _ids(after)[2:] == before[:6]
+    # the anchor-scoped pin stays on the anchor's page; the widget-wide pin shows elsewhere too
+    elsewhere = _ids(serving.similar_items(other, 8))
+    assert elsewhere[0] == far[0].pk and far[1].pk not in elsewhere
+    # a pin for another widget does not touch similar items
+    Rule.objects.create(kind=Rule.PIN, product=far[2], widget="for-you")
+    assert far[2].pk not in _ids(serving.similar_items(anchor, 8))
+
+
+def test_pin_of_an_unrecommendable_product_is_not_shown(shop):
+    anchor, gone = shop[0], shop[5]
+    gone.stock = 0
+    gone.save()
+    Rule.objects.create(kind=Rule.PIN, product=gone)
+    assert gone.pk not in _ids(serving.similar_items(anchor, 8))
+
+
+def test_block_is_an_sql_filter_and_the_list_stays_full(shop):
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
+    after = _ids(serving.similar_items(anchor, 8))
+    assert before[0] not in after and len(after) == 8 and after[:7] == before[1:]
+    assert "NOT" in str(
+        serving.nearest_products_queryset(
+            serving.anchor_vector(anchor.pk, serving.active().embedding),
+            serving.active().embedding,
+            rules=rules_mod.rules_for("similar-items", anchor=anchor),
+        ).query
+    )
+
+
+def test_category_exclusion_scoped_by_category(shop):
+    anchor = shop[0]
+    cats = sorted({p.category_id for p in shop})
+    Rule.objects.create(kind=Rule.EXCLUDE_CATEGORY, category_id=cats[1], scope_category_id=anchor.category_id)
+    items = serving.similar_items(anchor, 10)
+    assert len(items) == 10 and cats[1] not in {r.product.category_id for r in items}
+    other = next(p for p in shop if p.category_id != anchor.category_id)
+    assert cats[1] in {r.product.category_id for r in serving.similar_items(other, 20)}
+
+
+def test_boost_multiplies_scores_before_the_final_sort_within_its_dates(shop):
+    anchor = shop[0]
+    before = serving.similar_items(anchor, 8)
+    last = before[7]
+    rule = Rule.objects.create(kind=Rule.BOOST, product=last.product, multiplier=10.0)
+    after = serving.similar_items(anchor, 8)
+    assert after[0].product.pk == last.product.pk
+    assert after[0].score == pytest.approx(last.score * 10.0)
+    rule.starts_at = timezone.now() + timedelta(days=1)
+    rule.save()
+    assert _ids(serving.similar_items(anchor, 8)) == _ids(before)
+    rule.starts_at, rule.ends_at = timezone.now() - timedelta(days=2), timezone.now() - timedelta(days=1)
+    rule.save()
+    assert _ids(serving.similar_items(anchor, 8)) == _ids(before)
+
+
+def test_category_boost_below_one_sinks_a_category(shop):
+    anchor = shop[0]
+    before = serving.similar_items(anchor, 8)
+    sunk = before[0].product.category_id
+    Rule.objects.create(kind=Rule.BOOST, category_id=sunk, multiplier=0.01)
+    after = serving.similar_items(anchor, 8)
+    cats = [r.product.category_id for r in after]
+    first_sunk = cats.index(sunk) if sunk in cats else len(cats)
+    assert all(c == sunk for c in cats[first_sunk:])
+
+
+def test_inactive_rule_is_ignored(shop):
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0], is_active=False)
+    assert _ids(serving.similar_items(anchor, 8)) == before
+
+
+def test_settings_rules_combine_with_db_rules(shop, settings):
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    settings.VISREC = {**settings.VISREC, "RULES": {"BLOCKED": [before[0]]}}
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[1])
+    after = _ids(serving.similar_items(anchor, 8))
+    assert before[0] not in after and before[1] not in after and after[:6] == before[2:]
+
+
+def test_rules_apply_to_for_you_and_popular(shop):
+    pinned = shop[7]
+    Rule.objects.create(kind=Rule.PIN, product=pinned, widget="for-you")
+    assert serving.for_you(session_key="s1", limit=5)[0].product.pk == pinned.pk
+    top = serving.popular(5)
+    Rule.objects.create(kind=Rule.BLOCK, product=top[0].product)
+    assert top[0].product.pk not in [r.product.pk for r in serving.popular(5)]
+
+
+def test_steady_state_costs_no_rule_query(shop, django_assert_num_queries):
+    anchor = shop[0]
+    Rule.objects.create(kind=Rule.BOOST, product=shop[3], multiplier=2.0)
+    serving.similar_items(anchor, 8)
+    with django_assert_num_queries(2) as ctx:  # the cached list: its products and their images
+        serving.similar_items(anchor, 8)
+    assert not any("recommendations_rule" in q["sql"] for q in ctx.captured_queries)
+
+
+def test_a_saved_rule_reaches_another_process_through_the_version(shop):
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    rules_mod.merch_data()
+    stale = dict(rules_mod._local_merch)
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
+    # another process still holds the old data but its check interval has passed
+    key, (_, data) = next(iter(stale.items()))
+    rules_mod._local_merch.clear()
+    rules_mod._local_merch[key] = (-1e9, data)
+    assert before[0] not in _ids(serving.similar_items(anchor, 8))
+
+
+def test_not_similar_hides_the_pair_both_ways_at_once(shop, django_user_model):
+    a = shop[0]
+    before = _ids(serving.similar_items(a, 8))
+    b = next(p for p in shop if p.pk == before[0])
+    SimilarityJudgement.objects.create(product=a, neighbour=b, verdict=SimilarityJudgement.NOT_SIMILAR)
+    assert b.pk not in _ids(serving.similar_items(a, 8))
+    assert a.pk not in _ids(serving.similar_items(b, 30))
+    # other lists are untouched
+    assert b.pk in _ids(serving.similar_items(shop[1], 200))
+
+
+def test_good_match_is_lifted_to_the_top_even_from_outside_the_top_k(shop):
+    a = shop[0]
+    before = _ids(serving.similar_items(a, 8))
+    far = next(p for p in reversed(shop) if p.pk not in before and p.pk != a.pk)
+    SimilarityJudgement.objects.create(product=a, neighbour=far, verdict=SimilarityJudgement.GOOD)
+    after = serving.similar_items(a, 8)
+    assert _ids(after)[0] == far.pk and after[0].reason == "visual"
+    assert _ids(after)[1:] == before[:7]
+
+
+def test_similar_items_uncached_for_the_admin_computes_afresh(shop, django_assert_max_num_queries):
+    a = shop[0]
+    serving.similar_items(a, 8)
+    with django_assert_max_num_queries(10) as ctx:
+        serving.similar_items(a, 8, cached=False)
+    assert any("<=>" in q["sql"] for q in ctx.captured_queries)
