@@ -9,9 +9,13 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
-from .conf import visrec_settings
+from . import taskruns
+from .conf import get_image_model, visrec_settings
+from .models import TaskRun
 
 logger = logging.getLogger(__name__)
+
+_RETRIED = (DatabaseError, InterfaceError, OSError)
 
 
 @shared_task(
@@ -19,25 +23,67 @@ logger = logging.getLogger(__name__)
     queue="embeddings",
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(DatabaseError, InterfaceError, OSError),
+    autoretry_for=_RETRIED,
     retry_backoff=True,
     retry_backoff_max=300,
     max_retries=8,
 )
-def embed_images(self, image_ids: list[int], force: bool = False) -> dict:
-    """Embed a batch of images; idempotent, so a redelivered batch does no harm."""
+def embed_images(self, image_ids: list[int], force: bool = False, run_id: int | None = None, chunks: int = 1) -> dict:
+    """Embed a batch of images; idempotent, so a redelivered batch does no harm.
+
+    ``run_id``: the :class:`~recommendations.models.TaskRun` this batch is one of
+    ``chunks`` batches of; its progress and counts are added there.
+    """
     from .embedding import embed_images as run
 
     if not image_ids:
         logger.info("embed_images: nothing to do")
+        taskruns.chunk_finished(run_id, {}, chunks)
         return {"embedded": 0}
+    reported = 0
 
     def progress(done: int, total: int) -> None:
+        nonlocal reported
+        taskruns.advance(run_id, done - reported)
+        reported = done
         if not self.request.is_eager:
             self.update_state(state="PROGRESS", meta={"done": done, "total": total})
 
-    report = run(image_ids, force=force, progress=progress)
-    return {"embedded": report.embedded, "reused": report.reused, "failed": report.failed, "skipped": report.skipped}
+    try:
+        report = run(image_ids, force=force, progress=progress)
+    except Exception as e:
+        if not isinstance(e, _RETRIED) or self.request.retries >= self.max_retries:
+            taskruns.failed(run_id, f"a batch of {len(image_ids)} images failed: {type(e).__name__}: {e}")
+        raise
+    counts = {"embedded": report.embedded, "reused": report.reused, "failed": report.failed, "skipped": report.skipped}
+    taskruns.chunk_finished(run_id, counts, chunks)
+    return counts
+
+
+def queue_embedding_run(image_ids: list[int], run_id: int) -> int:
+    """Queue ``image_ids`` in chunks, all reporting to TaskRun ``run_id``; returns the number of chunks."""
+    chunk = max(int(visrec_settings.EMBED_TASK_CHUNK), 1)
+    batches = [image_ids[start : start + chunk] for start in range(0, len(image_ids), chunk)] or [[]]
+    for batch in batches:
+        embed_images.delay(batch, run_id=run_id, chunks=len(batches))
+    return len(batches)
+
+
+@shared_task(bind=True, queue="embeddings", acks_late=True)
+def reembed_missing_and_failed(self, run_id: int) -> dict:
+    """The admin's "Re-embed missing/failed": every image without a current vector, failed ones included."""
+    from .embedding import current_embedding_model
+    from .models import TaskRun
+
+    if not TaskRun.objects.filter(pk=run_id, status=TaskRun.QUEUED).exists():
+        logger.info("reembed: run already started or gone", extra={"run": run_id})
+        return {"queued": 0}
+    model = current_embedding_model()
+    Image = get_image_model()
+    ids = list(Image.objects.exclude(embeddings__model=model).order_by("pk").values_list("pk", flat=True))
+    taskruns.started(run_id, total=len(ids), task_id=self.request.id or "", message=f"{len(ids)} images to embed")
+    queue_embedding_run(ids, run_id)
+    return {"queued": len(ids)}
 
 
 @shared_task(queue="embeddings", acks_late=True)
@@ -53,24 +99,47 @@ def embed_missing(stale_after_seconds: int = 600) -> dict:
 
     cutoff = timezone.now() - datetime.timedelta(seconds=stale_after_seconds)
     ids = list(images_missing(current_embedding_model()).filter(updated_at__lt=cutoff).values_list("pk", flat=True))
-    chunk = max(int(visrec_settings.EMBED_TASK_CHUNK), 1)
-    for start in range(0, len(ids), chunk):
-        embed_images.delay(ids[start : start + chunk])
+    if ids:  # a sweep that finds nothing leaves no run behind
+        run = taskruns.create(TaskRun.EMBED, params={"images": "missing"}, total=len(ids))
+        taskruns.started(run.pk, message=f"{len(ids)} images without a vector")
+        queue_embedding_run(ids, run.pk)
     logger.info("embed_missing queued images", extra={"count": len(ids)})
     return {"queued": len(ids)}
 
 
 @shared_task(bind=True, queue="training", acks_late=True, time_limit=6 * 3600)
-def train_models(self, models: list[str] | None = None) -> dict:
-    """Nightly (beat) and on-demand retraining; progress is reported per model."""
-    from .training import train
+def train_models(self, models: list[str] | None = None, run_id: int | None = None) -> dict:
+    """Nightly (beat) and on-demand retraining; progress is reported per model.
+
+    ``run_id``: the admin's TaskRun; a scheduled run records one of its own.
+    """
+    from .training import TrainingError, train
+
+    if run_id is None:
+        run_id = taskruns.create(TaskRun.TRAIN, params={"models": models}).pk
+    elif not TaskRun.objects.filter(pk=run_id, status=TaskRun.QUEUED).exists():
+        logger.info("train_models: run already started or gone", extra={"run": run_id})
+        return {}
+    taskruns.started(run_id, task_id=self.request.id or "", message="reading interactions")
 
     def progress(kind: str, done: int, total: int) -> None:
+        taskruns.progress(run_id, done, total + 1, f"evaluating {kind} ({done + 1} of {total})")
         if not self.request.is_eager:
             self.update_state(state="PROGRESS", meta={"model": kind, "done": done, "total": total})
 
-    version = train(models, progress=progress)
-    return {"version": version.pk, "kind": version.kind, "active": version.is_active}
+    try:
+        version = train(models, progress=progress)
+    except TrainingError as e:
+        taskruns.failed(run_id, str(e))
+        logger.warning("training did not run: %s", e)
+        return {"error": str(e)}
+    except Exception as e:
+        taskruns.failed(run_id, f"{type(e).__name__}: {e}")
+        raise
+    result = {"version": version.pk, "kind": version.kind, "active": version.is_active}
+    state = "activated" if version.is_active else "kept the active version (not better)"
+    taskruns.finished(run_id, result, f"trained {version.kind} v{version.pk}; {state}")
+    return result
 
 
 @worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")

@@ -32,7 +32,7 @@ def test_sweep_requeues_only_stale_images(product_with_image, monkeypatch):
     fresh = product_with_image().images.get()
     ProductImage.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     sent = []
-    monkeypatch.setattr(tasks.embed_images, "delay", lambda ids: sent.append(ids))
+    monkeypatch.setattr(tasks.embed_images, "delay", lambda ids, **run: sent.append(ids))
     assert tasks.embed_missing.apply().get() == {"queued": 1}
     assert sent == [[stale.pk]] and fresh.pk not in sent[0]
 
