@@ -20,6 +20,7 @@ import atexit
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from datetime import datetime
@@ -35,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 _SALT = "visrec.click"
 _BATCH = 500
+_LINGER_SECONDS = 0.02  # gather rows this long before an insert
+_IDLE_SECONDS = 2.0  # close the writer's connection after this long without rows
 
 
 class InvalidClickToken(ValueError):
@@ -93,19 +96,24 @@ class _Writer:
 
     def _run(self) -> None:
         while True:
-            rows = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                connection.close()  # never hold a connection while idle
+                first = self._queue.get()
+            rows = [first]
+            deadline = time.monotonic() + _LINGER_SECONDS  # a page's widgets arrive together: one insert
             while len(rows) < _BATCH:
                 try:
-                    rows.append(self._queue.get_nowait())
+                    rows.append(self._queue.get(timeout=max(deadline - time.monotonic(), 0.0)))
                 except queue.Empty:
                     break
             try:
-                close_old_connections()
+                close_old_connections()  # reused while busy (a connection per batch costs a server process)
                 _write(rows)
             finally:
                 for _ in rows:
                     self._queue.task_done()
-                connection.close()  # never hold a connection while idle
 
     def flush(self) -> None:
         """Block until every queued impression is written (tests, shutdown)."""
