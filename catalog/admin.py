@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.urls import path
 from django.utils.html import format_html
 
 from . import services
@@ -16,6 +17,14 @@ def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
     return format_html(
         '<img src="{}" width="{}" height="{}" style="object-fit:cover" alt="">', image.file.url, size, size
     )
+
+
+def _requeue(model_admin, request, images) -> None:
+    """Queue ``images`` for embedding again (pending, error cleared), logged per product."""
+    from recommendations.health import requeue_images
+
+    n = requeue_images(request.user, images)
+    model_admin.message_user(request, f"Queued {n} image(s) for embedding.", messages.SUCCESS)
 
 
 @admin.register(Category)
@@ -51,9 +60,36 @@ class ProductAdmin(admin.ModelAdmin):
     search_fields = ["sku", "title", "description"]
     list_select_related = ["category"]
     inlines = [ProductImageInline]
+    actions = ["reembed", "retry_failed"]
+    change_form_template = "admin/catalog/product/change_form.html"
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("images")
+
+    def get_urls(self):
+        from recommendations.admin_merch import judge_view
+
+        judge = path("<path:object_id>/judge/", self.admin_site.admin_view(judge_view), name="catalog_product_judge")
+        return [judge, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from recommendations.admin_merch import similar_preview
+
+        product = self.get_object(request, object_id)
+        if product is not None:
+            extra_context = {**(extra_context or {}), **similar_preview(request, product)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_reembed_permission(self, request) -> bool:
+        return request.user.has_perm("recommendations.add_taskrun")
+
+    @admin.action(description="Re-embed the images of selected products", permissions=["reembed"])
+    def reembed(self, request, queryset) -> None:
+        _requeue(self, request, ProductImage.objects.filter(product__in=queryset))
+
+    @admin.action(description="Retry failed images of selected products", permissions=["reembed"])
+    def retry_failed(self, request, queryset) -> None:
+        _requeue(self, request, ProductImage.objects.filter(product__in=queryset, status=ProductImage.Status.FAILED))
 
     def save_formset(self, request, form, formset, change: bool) -> None:
         if formset.model is ProductImage:
@@ -85,14 +121,12 @@ class ProductImageAdmin(admin.ModelAdmin):
     def thumbnail(self, obj: ProductImage) -> str:
         return _thumbnail(obj)
 
-    @admin.action(description="Re-embed selected images")
-    def reembed(self, request, queryset) -> None:
-        from recommendations.tasks import enqueue_embedding
+    def has_reembed_permission(self, request) -> bool:
+        return request.user.has_perm("recommendations.add_taskrun")
 
-        ids = list(queryset.values_list("pk", flat=True))
-        queryset.update(status=ProductImage.Status.PENDING, error="")
-        enqueue_embedding(ids)
-        self.message_user(request, f"Queued {len(ids)} images for embedding.", messages.SUCCESS)
+    @admin.action(description="Re-embed selected images", permissions=["reembed"])
+    def reembed(self, request, queryset) -> None:
+        _requeue(self, request, queryset)
 
     def save_model(self, request, obj: ProductImage, form, change: bool) -> None:
         if "file" in form.changed_data:

@@ -25,3 +25,6 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+from . import admin_merch  # noqa: E402, F401  (rules, judgements, catalogue health)

@@ -175,3 +175,177 @@ def test_similar_items_uncached_for_the_admin_computes_afresh(shop, django_asser
     with django_assert_max_num_queries(10) as ctx:
         serving.similar_items(a, 8, cached=False)
     assert any("<=>" in q["sql"] for q in ctx.captured_queries)
+
+
+# -- admin: rule form, preview, product page preview and judgements ---------------------------
+
+
+def _rule_post(**fields) -> dict:
+    data = {"kind": "pin", "widget": "", "multiplier": "1.0", "position": "0", "is_active": "on", "note": ""}
+    data.update({k: "" if v is None else str(v) for k, v in fields.items()})
+    return data
+
+
+@pytest.mark.parametrize(
+    "fields, field, message",
+    [
+        ({"kind": "pin"}, "product", "needs a product"),
+        ({"kind": "block"}, "product", "needs a product"),
+        ({"kind": "exclude_category"}, "category", "needs a category"),
+        ({"kind": "boost", "multiplier": "0"}, None, "product or a category"),
+        ({"kind": "boost", "multiplier": "-1", "product": "P"}, "multiplier", "greater than 0"),
+        (
+            {"kind": "block", "product": "P", "starts_at": "2026-01-02 00:00", "ends_at": "2026-01-01 00:00"},
+            "ends_at",
+            "after the start",
+        ),
+        ({"kind": "block", "product": "P", "widget": "nope"}, "widget", "Unknown widget"),
+    ],
+)
+def test_rule_form_validation(shop, fields, field, message):
+    from recommendations.admin_merch import RuleForm
+
+    data = _rule_post(**{k: shop[0].pk if v == "P" else v for k, v in fields.items()})
+    data["starts_at"], data["ends_at"] = fields.get("starts_at", ""), fields.get("ends_at", "")
+    form = RuleForm(data)
+    assert not form.is_valid()
+    errors = form.errors.get(field or "__all__", [])
+    assert any(message in e for e in errors), form.errors
+
+
+def test_rule_admin_adds_a_rule_with_a_log_entry_and_serving_applies_it(shop, client, staff_user):
+    from django.contrib.admin.models import LogEntry
+
+    user = staff_user("recommendations.add_rule", "recommendations.change_rule", "recommendations.view_rule")
+    client.force_login(user)
+    anchor = shop[0]
+    blocked = serving.similar_items(anchor, 8)[0].product
+    response = client.post("/admin/recommendations/rule/add/", _rule_post(kind="block", product=blocked.pk))
+    assert response.status_code == 302, response.content[:2000]
+    rule = Rule.objects.get()
+    assert rule.created_by == user
+    assert LogEntry.objects.filter(object_id=str(rule.pk), user=user).exists()
+    assert blocked.pk not in _ids(serving.similar_items(anchor, 8))
+
+
+def test_rule_admin_refuses_staff_without_permission(shop, client, staff_user):
+    client.force_login(staff_user("recommendations.view_rule"))
+    response = client.post("/admin/recommendations/rule/add/", _rule_post(kind="block", product=shop[0].pk))
+    assert response.status_code == 403 and not Rule.objects.exists()
+    response = client.post("/admin/recommendations/rule/preview/", _rule_post(kind="block", product=shop[0].pk))
+    assert response.status_code == 403
+
+
+def test_rule_preview_shows_before_and_after_without_saving(shop, client, staff_user):
+    client.force_login(staff_user("recommendations.add_rule"))
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    far = next(p for p in shop if p.pk not in before and p.pk != anchor.pk)
+    data = _rule_post(kind="pin", product=far.pk, widget="similar-items", preview_product=anchor.pk)
+    response = client.post("/admin/recommendations/rule/preview/", data)
+    assert response.status_code == 200
+    rows = response.context["rows"]
+    assert [b.product.pk for b, _ in rows] == before
+    assert [a.product.pk for _, a in rows] == [far.pk, *before[:7]]
+    assert far.pk in response.context["changed"] and b"rule-preview-table" in response.content
+    assert not Rule.objects.exists()
+    # invalid rule: a clear 400 with the form's errors
+    bad = client.post("/admin/recommendations/rule/preview/", _rule_post(kind="pin", preview_product=anchor.pk))
+    assert bad.status_code == 400 and b"needs a product" in bad.content
+
+
+def test_rule_preview_of_a_saved_rule_compares_with_it_switched_off(shop, client, staff_user):
+    client.force_login(staff_user("recommendations.change_rule"))
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    rule = Rule.objects.create(kind=Rule.BLOCK, product_id=before[0], widget="similar-items")
+    response = client.get(f"/admin/recommendations/rule/{rule.pk}/preview/?preview_product={anchor.pk}")
+    assert response.status_code == 200
+    rows = response.context["rows"]
+    assert [b.product.pk for b, _ in rows] == before
+    assert before[0] not in [a.product.pk for _, a in rows if a]
+
+
+def test_product_admin_shows_what_shoppers_see_with_judgement_buttons(shop, client, staff_user):
+    Rule.objects.create(kind=Rule.PIN, product=shop[9])
+    client.force_login(staff_user("catalog.change_product", "recommendations.add_similarityjudgement"))
+    anchor = shop[0]
+    response = client.get(f"/admin/catalog/product/{anchor.pk}/change/")
+    assert response.status_code == 200
+    shown = [r.product.pk for r, _ in response.context["similar_rows"]]
+    assert shown == _ids(serving.similar_items(anchor, 8)) and shown[0] == shop[9].pk
+    html = response.content.decode()
+    assert 'id="similar-items-preview"' in html and 'value="not_similar"' in html and "csrfmiddlewaretoken" in html
+
+
+def test_judgement_buttons_apply_at_once_and_are_logged(shop, client, staff_user):
+    from django.contrib.admin.models import LogEntry
+
+    user = staff_user("catalog.change_product", "recommendations.add_similarityjudgement")
+    client.force_login(user)
+    anchor = shop[0]
+    neighbour = serving.similar_items(anchor, 8)[0].product
+    url = f"/admin/catalog/product/{anchor.pk}/judge/"
+    response = client.post(url, {"neighbour": neighbour.pk, "verdict": "not_similar"})
+    assert response.status_code == 302
+    judgement = SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour)
+    assert judgement.verdict == "not_similar" and judgement.created_by == user
+    assert neighbour.pk not in _ids(serving.similar_items(anchor, 8))
+    assert LogEntry.objects.filter(object_id=str(anchor.pk), user=user, change_message__contains="Not similar").exists()
+    page = client.get(f"/admin/catalog/product/{anchor.pk}/change/")
+    assert neighbour.pk not in [r.product.pk for r, _ in page.context["similar_rows"]]
+    # changing one's mind: good match replaces the verdict and lifts it to the top
+    client.post(url, {"neighbour": neighbour.pk, "verdict": "good"})
+    assert SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour).verdict == "good"
+    assert _ids(serving.similar_items(anchor, 8))[0] == neighbour.pk
+
+
+@pytest.mark.parametrize(
+    "post",
+    [
+        {"neighbour": "x", "verdict": "good"},
+        {"neighbour": "SELF", "verdict": "good"},
+        {"neighbour": "N", "verdict": "meh"},
+    ],
+)
+def test_bad_judgements_are_refused_without_a_500(shop, client, staff_user, post):
+    client.force_login(staff_user("catalog.change_product", "recommendations.add_similarityjudgement"))
+    post = {k: {"SELF": shop[0].pk, "N": shop[1].pk}.get(v, v) for k, v in post.items()}
+    response = client.post(f"/admin/catalog/product/{shop[0].pk}/judge/", post)
+    assert response.status_code == 302 and not SimilarityJudgement.objects.exists()
+
+
+def test_judging_needs_the_permission_and_a_post(shop, client, staff_user):
+    client.force_login(staff_user("catalog.change_product"))
+    url = f"/admin/catalog/product/{shop[0].pk}/judge/"
+    assert client.post(url, {"neighbour": shop[1].pk, "verdict": "good"}).status_code == 403
+    page = client.get(f"/admin/catalog/product/{shop[0].pk}/change/")
+    assert 'value="not_similar"' not in page.content.decode()
+    client.force_login(staff_user("recommendations.add_similarityjudgement", username="other"))
+    assert client.get(url).status_code == 405
+    assert not SimilarityJudgement.objects.exists()
+
+
+def test_bulk_reembed_and_retry_failed_need_the_task_permission(
+    shop, client, staff_user, django_capture_on_commit_callbacks
+):
+    from django.contrib.admin.models import LogEntry
+
+    from catalog.models import ProductImage
+
+    image = ProductImage.objects.get(product=shop[2])
+    image.status, image.error = ProductImage.Status.FAILED, "cannot identify image file"
+    image.save()
+    data = {"action": "retry_failed", "_selected_action": [shop[2].pk, shop[3].pk]}
+    client.force_login(staff_user("catalog.change_product", "catalog.view_product"))
+    client.post("/admin/catalog/product/", data)
+    image.refresh_from_db()
+    assert image.status == ProductImage.Status.FAILED
+    user = staff_user("catalog.change_product", "catalog.view_product", "recommendations.add_taskrun", username="boss")
+    client.force_login(user)
+    with django_capture_on_commit_callbacks() as callbacks:
+        client.post("/admin/catalog/product/", data)
+    image.refresh_from_db()
+    assert image.status == ProductImage.Status.PENDING and image.error == "" and len(callbacks) == 1
+    assert ProductImage.objects.get(product=shop[3]).status == ProductImage.Status.READY  # only failed ones
+    assert LogEntry.objects.filter(object_id=str(shop[2].pk), user=user).exists()

@@ -1,0 +1,269 @@
+"""The cockpit's merchandising: rules with a before/after preview, similar-items judgements, catalogue health.
+
+URL names for the admin index (engineer G): ``admin:recommendations_rule_changelist``
+(rules), ``admin:visrec_health`` (catalogue visual health). The product page's
+similar-items preview and judgement buttons live in ``catalog/admin.py``.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from . import health, serving
+from .audit import ADDITION, CHANGE, log_change
+from .conf import get_image_model, get_product_model
+from .models import Rule, SimilarityJudgement
+from .rules import previewing
+
+PREVIEW_LIMIT = 8
+WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
+
+
+class RuleForm(forms.ModelForm):
+    """A rule with what its kind needs: a product to pin/block, a category to exclude, a sensible boost."""
+
+    class Meta:
+        model = Rule
+        exclude = ["created_by"]
+
+    def clean(self):
+        data = super().clean()
+        kind, product, category = data.get("kind"), data.get("product"), data.get("category")
+        if kind in (Rule.PIN, Rule.BLOCK) and product is None:
+            self.add_error("product", "A pin or block needs a product.")
+        if kind == Rule.EXCLUDE_CATEGORY and category is None:
+            self.add_error("category", "A category exclusion needs a category.")
+        if kind == Rule.BOOST:
+            if (product is None) == (category is None):
+                self.add_error(None, "A boost needs a product or a category (one of them).")
+            multiplier = data.get("multiplier")
+            if multiplier is not None and not multiplier > 0:
+                self.add_error("multiplier", "The multiplier must be greater than 0.")
+        starts, ends = data.get("starts_at"), data.get("ends_at")
+        if starts and ends and ends <= starts:
+            self.add_error("ends_at", "The end must be after the start.")
+        widget = data.get("widget")
+        if widget and widget not in WIDGETS:
+            self.add_error("widget", f"Unknown widget; one of: {', '.join(WIDGETS)} (or blank for all).")
+        return data
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    form = RuleForm
+    list_display = ["__str__", "kind", "widget", "scope_product", "scope_category", "multiplier", "position"]
+    list_display += ["starts_at", "ends_at", "is_active"]
+    list_filter = ["kind", "is_active", "widget"]
+    raw_id_fields = ["product", "scope_product"]
+    search_fields = ["product__sku", "product__title", "category__name", "note"]
+    change_form_template = "admin/recommendations/rule/change_form.html"
+
+    def save_model(self, request, obj: Rule, form, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)  # the admin writes its own log entry
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(self.preview_view), name="recommendations_rule_preview"),
+            path("<path:object_id>/preview/", view(self.preview_view), name="recommendations_rule_preview"),
+            path("health/", view(health_view), name="visrec_health"),
+            path("health/retry/", view(retry_failed_view), name="visrec_health_retry"),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request, object_id=None):
+        """The scoped widget's list before and after the rule in the form (POST, not saved) or as saved (GET)."""
+        obj = self.get_object(request, object_id) if object_id else None
+        allowed = self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        if not allowed or (object_id and obj is None):
+            raise PermissionDenied
+        form = self.get_form(request, obj)(request.POST or None, instance=obj)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "original": obj, "form": form}
+        context["title"] = f"Preview of {obj or 'a new rule'}"
+        source = request.POST if request.method == "POST" else request.GET
+        if request.method == "POST" and not form.is_valid():
+            return TemplateResponse(request, "admin/recommendations/rule/preview.html", context, status=400)
+        rule = form.save(commit=False) if request.method == "POST" else obj
+        if rule is None:
+            raise PermissionDenied
+        try:
+            context.update(rule_preview(rule, source.get("preview_product"), source.get("preview_category")))
+        except ValueError as e:
+            context["problem"] = str(e)
+            return TemplateResponse(request, "admin/recommendations/rule/preview.html", context, status=400)
+        return TemplateResponse(request, "admin/recommendations/rule/preview.html", context)
+
+
+def _scope(rule: Rule, product_id, category_id):
+    Product = get_product_model()
+    from catalog.models import Category
+
+    product, category = rule.scope_product, rule.scope_category
+    try:
+        if product_id:
+            product = Product.objects.get(pk=int(product_id))
+        if category_id:
+            category = Category.objects.get(pk=int(category_id))
+    except (ValueError, Product.DoesNotExist, Category.DoesNotExist):
+        raise ValueError("No such product or category to preview with.") from None
+    return product, category
+
+
+def preview_list(widget: str, product, category, limit: int = PREVIEW_LIMIT) -> serving.RecommendationList:
+    """What ``widget`` shows now (computed afresh) on ``product``'s page or for ``category``."""
+    if widget == "similar-items":
+        return serving.similar_items(product, limit, cached=False)
+    if widget == "popular":
+        return serving.RecommendationList("popular", serving.popular(limit, category), None, None, "popular")
+    return serving.for_you(limit=limit, category=category)
+
+
+def rule_preview(rule: Rule, product_id=None, category_id=None) -> dict:
+    """``before``/``after`` lists of the rule's widget, with the other rules in force; nothing is saved."""
+    product, category = _scope(rule, product_id, category_id)
+    widget = rule.widget or ("similar-items" if product is not None else "for-you")
+    if widget == "similar-items" and product is None:
+        raise ValueError("Choose a product to preview its similar items.")
+    if widget == "search-by-photo":
+        raise ValueError("Search by photo needs a photo; preview this rule on another widget.")
+    others = [r for r in Rule.objects.filter(is_active=True) if r.pk != rule.pk]
+    with previewing(others):
+        before = preview_list(widget, product, category)
+    with previewing([*others, rule] if rule.is_active else others):
+        after = preview_list(widget, product, category)
+    changed = {r.product.pk for r in after} ^ {r.product.pk for r in before}
+    rows = [
+        (b, a)
+        for b, a in zip(_padded(before.items), _padded(after.items), strict=True)
+        if b is not None or a is not None
+    ]
+    return {"widget": widget, "product": product, "category": category, "rows": rows, "changed": changed}
+
+
+def _padded(items: list, n: int = PREVIEW_LIMIT) -> list:
+    return list(items[:n]) + [None] * (n - len(items[:n]))
+
+
+# -- similar-items judgements (buttons on the product admin page) ---------------------------
+
+
+def judge(user, product, neighbour, verdict: str) -> SimilarityJudgement:
+    """Store the owner's verdict on a neighbour (replacing an earlier one) and write the admin log."""
+    judgement, created = SimilarityJudgement.objects.update_or_create(
+        product=product, neighbour=neighbour, defaults={"verdict": verdict, "created_by": user}
+    )
+    label = dict(SimilarityJudgement.VERDICTS)[verdict]
+    log_change(user, product, f"Similar items: {neighbour} judged “{label}”.", ADDITION if created else CHANGE)
+    return judgement
+
+
+@require_POST
+def judge_view(request, object_id):
+    """POST ``neighbour`` and ``verdict`` (good / not_similar): the judgement applies to serving at once."""
+    if not request.user.has_perm("recommendations.add_similarityjudgement"):
+        raise PermissionDenied
+    Product = get_product_model()
+    product = Product.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+    neighbour_id = request.POST.get("neighbour", "")
+    neighbour = Product.objects.filter(pk=neighbour_id).first() if neighbour_id.isdigit() else None
+    verdict = request.POST.get("verdict", "")
+    url = reverse("admin:catalog_product_change", args=[object_id]) if product else reverse("admin:index")
+    if (
+        product is None
+        or neighbour is None
+        or neighbour.pk == product.pk
+        or verdict not in dict(SimilarityJudgement.VERDICTS)
+    ):
+        messages.error(request, "Unknown product, neighbour or verdict: nothing was judged.")
+        return HttpResponseRedirect(url)
+    judge(request.user, product, neighbour, verdict)
+    messages.success(request, f"“{neighbour}” marked {dict(SimilarityJudgement.VERDICTS)[verdict].lower()}.")
+    return HttpResponseRedirect(url + "#similar-items-preview")
+
+
+def similar_preview(request, product) -> dict:
+    """Context of the product page's similar-items preview: exactly what shoppers see, with judgements."""
+    try:
+        rec_list = serving.similar_items(product, PREVIEW_LIMIT, cached=False)
+    except Exception as e:  # the preview must never break the product page
+        return {"similar_error": f"The similar items cannot be computed now ({type(e).__name__})."}
+    verdicts = dict(
+        SimilarityJudgement.objects.filter(product=product, neighbour__in=rec_list.product_ids).values_list(
+            "neighbour_id", "verdict"
+        )
+    )
+    judged = SimilarityJudgement.objects.filter(product=product).select_related("neighbour").order_by("-created_at")
+    return {
+        "similar_list": rec_list,
+        "similar_rows": [(r, verdicts.get(r.product.pk, "")) for r in rec_list],
+        "similar_judged": judged[:50],
+        "can_judge": request.user.has_perm("recommendations.add_similarityjudgement"),
+    }
+
+
+# -- catalogue visual health -----------------------------------------------------------------
+
+PAGE_SIZE = 25
+
+
+def _page(request, name: str, items):
+    """One page of ``items`` (``?name=n``) with links to its neighbours that keep the other lists' pages."""
+    page = Paginator(items, PAGE_SIZE).get_page(request.GET.get(name))
+    for attr, has, number in (("prev_qs", page.has_previous, -1), ("next_qs", page.has_next, 1)):
+        query = request.GET.copy()
+        query[name] = page.number + number
+        setattr(page, attr, query.urlencode() if has() else "")
+    return page
+
+
+def health_view(request):
+    """Near-duplicates, failed images, products without vectors, never-recommended products, coverage."""
+    if not request.user.has_perm("catalog.view_product"):
+        raise PermissionDenied
+    refresh = request.method == "POST" and request.POST.get("refresh") == "1"
+    if refresh and not request.user.has_perm("recommendations.add_taskrun"):
+        raise PermissionDenied
+    model = serving.active().embedding
+    when, pairs, looked = health.near_duplicates(model, refresh=refresh)
+    images = get_image_model().objects.in_bulk({i for p in pairs for i in p[:2]})
+    near = [(images[a], images[b], d) for a, b, d in pairs if a in images and b in images]
+    shas = _page(request, "dup", health.duplicate_shas())
+    shown = health.shown_product_ids(refresh=refresh)
+    context = {
+        **admin.site.each_context(request),
+        "title": "Catalogue visual health",
+        "embedding_model": model,
+        "near": _page(request, "near", near),
+        "near_computed_at": when,
+        "near_looked_at": looked,
+        "near_threshold": health.NEAR_DUPLICATE_DISTANCE,
+        "duplicates": shas,
+        "duplicate_rows": list(health.images_with_sha(shas.object_list).items()),
+        "failed": _page(request, "failed", health.failed_images()),
+        "no_vector": _page(request, "novec", health.products_without_vector(model)),
+        "never": _page(request, "never", health.never_recommended(shown)),
+        "coverage": health.coverage_by_category(shown),
+        "can_retry": request.user.has_perm("recommendations.add_taskrun"),
+    }
+    return TemplateResponse(request, "admin/visrec/health.html", context)
+
+
+@require_POST
+def retry_failed_view(request):
+    """Queue failed images (all, or the ``image`` ids posted) for embedding again."""
+    if not request.user.has_perm("recommendations.add_taskrun"):
+        raise PermissionDenied
+    failed = health.failed_images()
+    ids = [int(i) for i in request.POST.getlist("image") if i.isdigit()]
+    queued = health.requeue_images(request.user, failed.filter(pk__in=ids) if ids else failed)
+    messages.success(request, f"Queued {queued} failed image(s) for embedding again.")
+    return HttpResponseRedirect(reverse("admin:visrec_health"))
