@@ -27,4 +27,8 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
         return False
 
 
-from . import admin_merch  # noqa: E402, F401  (rules, judgements, catalogue health)
+# The cockpit's admin modules register their admins and pages on import.
+from . import (  # noqa: E402
+    admin_dashboard,  # noqa: F401  (dashboard, model versions, experiments)
+    admin_merch,  # noqa: F401  (rules, judgements, catalogue health)
+)

@@ -40,6 +40,7 @@ from .models import Experiment, ModelVersion
 logger = logging.getLogger(__name__)
 
 CONTROL, TREATMENT = "control", "treatment"
+WINNERS = (CONTROL, TREATMENT)
 #: Widgets an experiment can change (the ones that use a model or blend settings).
 WIDGETS = ("similar-items", "for-you")
 #: Blend settings an arm may override, and the widget each belongs to.
