@@ -610,7 +610,12 @@ def write_doc(args, built, ef, chosen, sweep, exact, profile, results, steps, be
         lines.append(
             f"- `{name}`: p50 {info['p50_ms']:.1f} ms, p95 {info['p95_ms']:.1f} ms per call; of which SQL "
             f"p50 {info['sql_p50_ms']:.1f} ms ({info['queries']:.1f} queries per call), the vector query p50 "
-            f"{info['vector_p50_ms']:.1f} ms."
+            + (
+                f"{info['vector_p50_ms']:.1f} ms."
+                if info["vector_sql"]
+                else "not measured: it does not go through Django's query log (e.g. a psycopg pipeline), so "
+                "neither its time nor its plan is in these figures."
+            )
         )
         lines += ["", "Most own time (cProfile over the 30 calls, seconds):", "", "```", info["hot_spots"], "```"]
         if info["vector_sql"]:
