@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from catalog.models import Interaction
 
 from .conf import get_product_model, visrec_settings
-from .models import EmbeddingModel, ImageEmbedding
+from .models import EmbeddingModel, ImageEmbedding, SimilarityJudgement
 
 
 def shopper_key(user_id: int | None, session_key: str) -> str:
@@ -33,6 +33,8 @@ class Snapshot:
     values: np.ndarray  # weighted strength
     times: np.ndarray  # unix seconds
     item_features: np.ndarray | None
+    judged_pairs: np.ndarray | None = None  # (m, 2) item columns (anchor, neighbour) the owner judged
+    judged_labels: np.ndarray | None = None  # (m,) 1 good match, -1 not similar
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -88,7 +90,29 @@ def build_snapshot(embedding_model: EmbeddingModel | None = None) -> Snapshot:
         values=np.array(values, dtype=np.float32),
         times=np.array(times, dtype=np.float64),
         item_features=item_vectors(items, embedding_model or EmbeddingModel.objects.active()),
+        **dict(zip(("judged_pairs", "judged_labels"), judgement_pairs(items), strict=True)),
     )
+
+
+def judgement_pairs(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The owner's similar-items judgements as item columns: ``(pairs (m, 2), labels (m,))``.
+
+    Good matches are positive pairs (label 1), "not similar" negative ones (-1) in both
+    directions (serving hides those both ways); pairs with an inactive product are left out.
+    """
+    column = {int(pk): i for i, pk in enumerate(items)}
+    rows: dict[tuple[int, int], int] = {}
+    judged = SimilarityJudgement.objects.values_list("product_id", "neighbour_id", "verdict").order_by("created_at")
+    for product, neighbour, verdict in judged:
+        if product not in column or neighbour not in column:
+            continue
+        a, b = column[product], column[neighbour]
+        if verdict == SimilarityJudgement.GOOD:
+            rows[(a, b)] = 1
+        else:
+            rows[(a, b)] = rows[(b, a)] = -1
+    pairs = np.array(list(rows), dtype=np.int64).reshape(-1, 2)
+    return pairs, np.array(list(rows.values()), dtype=np.int8)
 
 
 def item_vectors(items: np.ndarray, model: EmbeddingModel | None) -> np.ndarray | None:

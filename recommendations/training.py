@@ -23,7 +23,7 @@ from django.utils import timezone
 from .conf import visrec_settings
 from .data import Snapshot, build_snapshot
 from .ml.base import REGISTRY, FitContext, Recommender
-from .ml.evaluation import evaluate, fraction_split
+from .ml.evaluation import cosine_neighbours, evaluate, fraction_split, judgement_agreement
 from .models import EmbeddingModel, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,33 @@ def evaluate_models(
             progress(kind, n, len(configs))
         model, seconds = fit_model(kind, params, snapshot, train)
         metrics = evaluate(model, train_matrix, test_matrix, k_list=(12, 50), n_bootstrap=200)
+        metrics |= judged_metrics(model, snapshot)
         metrics = {k: _finite(v) for k, v in metrics.items()} | {"fit_seconds": seconds}
         out.append(Candidate(kind, model.get_params(), metrics, seconds))
         logger.info("evaluated %s", kind, extra={"kind": kind, "metrics": _headline(metrics)})
+    return out
+
+
+JUDGED_K = 8  # the similar-items list size the owner judged
+
+
+def judged_metrics(model: Recommender, snapshot: Snapshot) -> dict[str, float]:
+    """Agreement of the model's item neighbours (and of plain visual similarity) with the owner's judgements.
+
+    The judgements are the positive/negative pairs of the snapshot; models without
+    item-to-item similarity report only the visual baseline.
+    """
+    if snapshot.judged_pairs is None or not len(snapshot.judged_pairs):
+        return {}
+    pairs, labels = snapshot.judged_pairs, snapshot.judged_labels
+    out: dict[str, float] = {}
+    if snapshot.item_features is not None:
+        visual = judgement_agreement(cosine_neighbours(snapshot.item_features), pairs, labels, JUDGED_K)
+        out |= {f"visual_{k}": v for k, v in visual.items() if k != "judged_pairs"}
+    try:
+        out |= judgement_agreement(model.similar_items, pairs, labels, JUDGED_K)
+    except NotImplementedError:
+        out["judged_pairs"] = float(len(pairs))
     return out
 
 

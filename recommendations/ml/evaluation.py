@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -504,3 +504,71 @@ def evaluate(
     rec_ids = recommend_all(model, users, train, max(k_list), batch_size)
     logger.debug("evaluated %s on %d users", getattr(model, "name", model), len(users))
     return metrics_from_recommendations(rec_ids, rel[users], train, k_list, n_bootstrap, seed)
+
+
+# -- the shop owner's similar-items judgements ---------------------------------------------
+
+
+def judgement_agreement(
+    similar_items: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    pairs: np.ndarray,
+    labels: np.ndarray,
+    k: int = 8,
+) -> dict[str, float]:
+    """How far item-to-item neighbours agree with the owner's judgements.
+
+    Parameters
+    ----------
+    similar_items : callable
+        ``similar_items(itemids, N) -> (ids, scores)``, e.g. a fitted model's method.
+    pairs : numpy.ndarray
+        ``(m, 2)`` item indices ``(anchor, neighbour)``.
+    labels : numpy.ndarray
+        ``(m,)``: ``1`` good match, ``-1`` not similar.
+    k : int
+        Size of the neighbour list shown.
+
+    Returns
+    -------
+    dict
+        ``judged_good_in_top@k`` (share of good pairs whose neighbour is in the anchor's
+        top ``k``), ``judged_bad_excluded@k`` (share of not-similar pairs whose neighbour
+        is not), ``judgement_agreement@k`` (share of all judged pairs the list agrees
+        with) and ``judged_pairs``; NaN where there is nothing to average.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    labels = np.asarray(labels)
+    out = {f"judged_good_in_top@{k}": np.nan, f"judged_bad_excluded@{k}": np.nan, f"judgement_agreement@{k}": np.nan}
+    out["judged_pairs"] = float(len(pairs))
+    if not len(pairs):
+        return out
+    anchors, row = np.unique(pairs[:, 0], return_inverse=True)
+    ids, _ = similar_items(anchors, k)
+    ids = np.asarray(ids)[:, :k]
+    in_top = (ids[row] == pairs[:, 1, None]).any(axis=1)
+    agrees = np.where(labels > 0, in_top, ~in_top)
+    good, bad = labels > 0, labels <= 0
+    if good.any():
+        out[f"judged_good_in_top@{k}"] = float(in_top[good].mean())
+    if bad.any():
+        out[f"judged_bad_excluded@{k}"] = float((~in_top[bad]).mean())
+    out[f"judgement_agreement@{k}"] = float(agrees.mean())
+    return out
+
+
+def cosine_neighbours(features: np.ndarray) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """``similar_items`` over item feature rows by cosine (the item itself and zero rows excluded)."""
+    norms = np.linalg.norm(features, axis=1)
+    unit = np.divide(features, norms[:, None], out=np.zeros_like(features, dtype=np.float32), where=norms[:, None] > 0)
+
+    def similar(itemids: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = unit[itemids] @ unit.T
+        scores[np.arange(len(itemids)), itemids] = -np.inf
+        scores[:, norms == 0] = -np.inf
+        n = min(n, scores.shape[1])
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        ids = np.take_along_axis(top, order, axis=1)
+        return ids, np.take_along_axis(scores, ids, axis=1)
+
+    return similar

@@ -349,3 +349,88 @@ def test_bulk_reembed_and_retry_failed_need_the_task_permission(
     assert image.status == ProductImage.Status.PENDING and image.error == "" and len(callbacks) == 1
     assert ProductImage.objects.get(product=shop[3]).status == ProductImage.Status.READY  # only failed ones
     assert LogEntry.objects.filter(object_id=str(shop[2].pk), user=user).exists()
+
+
+# -- judgements in the training snapshot and the evaluation ------------------------------------
+
+
+def test_judgement_agreement_by_hand():
+    import numpy as np
+
+    from recommendations.ml.evaluation import judgement_agreement
+
+    neighbours = {0: [1, 2], 3: [4, 5]}
+
+    def similar(itemids, n):
+        ids = np.array([neighbours[int(i)][:n] for i in itemids])
+        return ids, np.ones_like(ids, dtype=float)
+
+    pairs = np.array([[0, 1], [0, 7], [3, 5], [3, 4], [0, 9]])
+    labels = np.array([1, 1, -1, 1, -1])  # good in, good out, bad in, good in, bad out
+    got = judgement_agreement(similar, pairs, labels, k=2)
+    assert got["judged_good_in_top@2"] == pytest.approx(2 / 3)
+    assert got["judged_bad_excluded@2"] == pytest.approx(1 / 2)
+    assert got["judgement_agreement@2"] == pytest.approx(3 / 5)
+    assert got["judged_pairs"] == 5
+    # with k=1 only the first neighbour counts: the bad (3, 5) is now excluded
+    assert judgement_agreement(similar, pairs, labels, k=1)["judged_bad_excluded@1"] == 1.0
+    empty = judgement_agreement(similar, np.empty((0, 2)), np.empty(0), k=2)
+    assert np.isnan(empty["judgement_agreement@2"]) and empty["judged_pairs"] == 0
+
+
+def test_cosine_neighbours_excludes_the_item_and_empty_rows():
+    import numpy as np
+
+    from recommendations.ml.evaluation import cosine_neighbours
+
+    features = np.array([[1, 0], [0.9, 0.1], [0, 1], [0, 0]], dtype=np.float32)
+    ids, scores = cosine_neighbours(features)(np.array([0, 2]), 2)
+    assert ids.tolist() == [[1, 2], [1, 0]]
+    assert scores[0, 0] > scores[0, 1]
+
+
+def test_snapshot_exposes_judgements_as_pairs(shop):
+    from recommendations.data import build_snapshot
+
+    a, b, c, gone = shop[0], shop[1], shop[2], shop[3]
+    gone.is_active = False
+    gone.save()
+    SimilarityJudgement.objects.create(product=a, neighbour=b, verdict=SimilarityJudgement.GOOD)
+    SimilarityJudgement.objects.create(product=a, neighbour=c, verdict=SimilarityJudgement.NOT_SIMILAR)
+    SimilarityJudgement.objects.create(product=a, neighbour=gone, verdict=SimilarityJudgement.NOT_SIMILAR)
+    snapshot = build_snapshot()
+    col = {int(pk): i for i, pk in enumerate(snapshot.items)}
+    got = {(int(x), int(y)): int(v) for (x, y), v in zip(snapshot.judged_pairs, snapshot.judged_labels, strict=True)}
+    assert got == {(col[a.pk], col[b.pk]): 1, (col[a.pk], col[c.pk]): -1, (col[c.pk], col[a.pk]): -1}
+
+
+def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_path):
+    import numpy as np
+    from django.utils import timezone
+
+    from catalog.models import Interaction
+    from recommendations import training
+
+    settings.VISREC = {**settings.VISREC, "CACHE_DIR": str(tmp_path), "TRAIN_HOLDOUT_FRACTION": 0.25}
+    rng = np.random.default_rng(1)
+    now = timezone.now()
+    Interaction.objects.bulk_create(
+        Interaction(
+            session_key=f"s{u}",
+            product=shop[int(p)],
+            kind="purchase",
+            created_at=now - timedelta(days=float(rng.uniform(0, 60))),
+        )
+        for u in range(40)
+        for p in rng.choice(30, 4, replace=False)
+    )
+    anchor = shop[0]
+    visual = [r.product for r in serving.similar_items(anchor, 8)]
+    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[0], verdict=SimilarityJudgement.GOOD)
+    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[1], verdict=SimilarityJudgement.NOT_SIMILAR)
+    version = training.train(["item_knn"])
+    m = version.metrics
+    assert m["judged_pairs"] == 3 and 0 <= m["judgement_agreement@8"] <= 1
+    # plain visual similarity has the good pair in its top 8 and the bad one too (the owner disagrees)
+    assert m["visual_judged_good_in_top@8"] == 1.0
+    assert m["visual_judged_bad_excluded@8"] < 1.0
