@@ -12,6 +12,7 @@ what it did to the admin log (:func:`recommendations.audit.log_change`).
 
 from __future__ import annotations
 
+import copy
 import json
 
 from django import forms
@@ -284,11 +285,15 @@ class ExperimentForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if not self.errors:
-            try:
-                experiments.validate(self.instance.__class__(**{k: v for k, v in data.items()}))
-            except experiments.ExperimentError as e:
-                raise forms.ValidationError(str(e)) from e
+        if self.errors or self.instance.status != Experiment.DRAFT:  # a started experiment's arms are read-only
+            return data
+        candidate = copy.copy(self.instance)
+        for name, value in data.items():
+            setattr(candidate, name, value)
+        try:
+            experiments.validate(candidate)
+        except experiments.ExperimentError as e:
+            raise forms.ValidationError(str(e)) from e
         return data
 
 

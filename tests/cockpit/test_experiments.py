@@ -252,3 +252,13 @@ def test_admin_form_refuses_mixed_arms(admin_client):
     response = admin_client.post(reverse("admin:recommendations_experiment_add"), data)
     assert response.status_code == 200 and b"not both" in response.content
     assert not Experiment.objects.exists()
+
+
+def test_a_started_experiment_is_read_only_in_the_admin_and_shows_its_arms(admin_client):
+    experiment = running(name="ro", treatment_percent=20)
+    url = reverse("admin:recommendations_experiment_change", args=[experiment.pk])
+    assert admin_client.post(url, {"treatment_percent": 90, "_save": "Save"}).status_code == 302
+    experiment.refresh_from_db()
+    assert experiment.treatment_percent == 20 and experiment.status == Experiment.RUNNING
+    page = admin_client.get(url).content.decode()
+    assert "ro:control" in page and "Not enough data to compare CTR yet." in page
