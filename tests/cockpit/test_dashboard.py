@@ -14,6 +14,7 @@ from django.utils import timezone
 from catalog.models import Interaction
 from recommendations import charts, online_metrics, tasks, training
 from recommendations.models import Click, Impression, ModelVersion, TaskRun
+from tests.browser.conftest import browser, page  # noqa: F401  (Playwright fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -154,8 +155,8 @@ def test_activation_and_rollback_need_permission_and_are_logged(client, staff_us
 
     client.force_login(staff_user("recommendations.view_modelversion", "recommendations.change_modelversion"))
     assert client.get(url).status_code == 405
-    page = client.get(reverse("admin:visrec_dashboard")).content.decode()
-    assert f"Roll back to v{old.pk}" in page
+    html = client.get(reverse("admin:visrec_dashboard")).content.decode()
+    assert f"Roll back to v{old.pk}" in html
     assert client.post(url).status_code == 302
     assert ModelVersion.objects.active() == old
     entry = LogEntry.objects.get(object_id=str(old.pk))
@@ -223,3 +224,23 @@ def test_the_sweep_records_a_run_only_when_it_finds_work(product_with_image, set
     assert tasks.embed_missing.apply().get() == {"queued": 1}
     run = TaskRun.objects.get()
     assert (run.status, run.params["trigger"], run.result["embedded"]) == ("done", "schedule", 1)
+
+
+# -- live progress in a browser (Debian's chromium; skipped without it, see tests/browser) ------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_updates_live_in_the_browser(page, admin_user, client):  # noqa: F811
+    run = TaskRun.objects.create(kind=TaskRun.TRAIN, status=TaskRun.RUNNING, done=1, total=4, message="evaluating als")
+    client.force_login(admin_user)
+    page.context.add_cookies([{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": page.base_url}])
+    page.goto(page.base_url + reverse("admin:visrec_dashboard"))
+    row = page.locator(f'#visrec-tasks tr[data-run="{run.pk}"]')
+    assert row.locator(".visrec-count").inner_text() == "1 / 4"
+
+    TaskRun.objects.filter(pk=run.pk).update(done=4, status=TaskRun.DONE, message="trained als v3")
+
+    row.locator(".visrec-status", has_text="done").wait_for(timeout=10_000)  # polled, no reload
+    assert row.locator(".visrec-count").inner_text() == "4 / 4"
+    assert row.locator(".visrec-message").inner_text() == "trained als v3"
+    assert page.evaluate(f"document.querySelector('tr[data-run=\"{run.pk}\"] progress').value") == 1
