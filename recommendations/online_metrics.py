@@ -145,8 +145,3 @@ def per_arm(labels: list[str], since: datetime.datetime | None = None) -> dict[s
         if row["arm"] in out:
             out[row["arm"]].clicks, out[row["arm"]].conversions = row["clicks"], row["conversions"]
     return out
-
-
-def totals_by(by: str, days: int = 30) -> dict[str, Counts]:
-    """Window totals per widget or model version (the tables under the charts)."""
-    return daily(by, days).totals()
