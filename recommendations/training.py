@@ -64,7 +64,9 @@ def artifacts_dir() -> Path:
 
 
 def _context(snapshot: Snapshot, mask: np.ndarray | None) -> FitContext:
-    return FitContext(timestamps=snapshot.timestamps(mask))
+    return FitContext(
+        timestamps=snapshot.timestamps(mask), judged_pairs=snapshot.judged_pairs, judged_labels=snapshot.judged_labels
+    )
 
 
 def fit_model(kind: str, params: dict, snapshot: Snapshot, mask: np.ndarray | None) -> tuple[Recommender, float]:

@@ -46,11 +46,16 @@ class FitContext:
         ``(n_items,)`` int category index per item (-1 = none).
     now : float, optional
         Reference time (unix seconds) for recency weighting; default: max timestamp.
+    judged_pairs, judged_labels : numpy.ndarray, optional
+        ``(m, 2)`` item pairs the shop owner judged and ``(m,)`` labels (1 good match,
+        -1 not similar); visual models learn a re-weighting of image vectors from them.
     """
 
     timestamps: sp.csr_matrix | None = None
     item_categories: np.ndarray | None = None
     now: float | None = None
+    judged_pairs: np.ndarray | None = None
+    judged_labels: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from .base import FitContext, Ids, Recommender, Scores, register, top_n
 from .blend import PriorBlended, log_prior
+from .judged import learn_pair_weights, reweight
 from .popularity import DAY
 
 logger = logging.getLogger(__name__)
@@ -143,12 +144,18 @@ class _VisualBase(Recommender):
         self.features = np.zeros((0, 0), dtype=np.float32)
         self.has_image = np.zeros(0, dtype=bool)
 
-    def _set_features(self, item_features: np.ndarray | None, n_items: int) -> None:
+    def _set_features(self, item_features: np.ndarray | None, n_items: int, context: FitContext | None = None) -> None:
         if item_features is None:
             raise ValueError(f"{type(self).__name__} needs item_features (image vectors)")
         if len(item_features) != n_items:
             raise ValueError("item_features must have one row per item column of user_items")
         self.features, self.has_image = prepare_features(item_features, self.center, self.whiten)
+        pairs = getattr(context, "judged_pairs", None)
+        if pairs is not None and len(pairs):  # the owner's judgements re-weight the dimensions
+            weights = learn_pair_weights(self.features, pairs, context.judged_labels)
+            features = reweight(self.features, weights)
+            norms = np.linalg.norm(features, axis=1, keepdims=True)
+            self.features = np.divide(features, norms, out=np.zeros_like(features), where=norms > 1e-12)
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
         itemids = np.atleast_1d(np.asarray(itemids))
@@ -205,7 +212,7 @@ class VisualSimilarity(PriorBlended, _VisualBase):
     def fit_personal(
         self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
     ) -> None:
-        self._set_features(item_features, user_items.shape[1])
+        self._set_features(item_features, user_items.shape[1], context)
 
     def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         profiles = np.asarray(sp.csr_matrix(user_items, dtype=np.float32) @ self.features)
@@ -300,7 +307,7 @@ class ImageCF(PriorBlended, _VisualBase):
     def fit_personal(
         self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
     ) -> None:
-        self._set_features(item_features, user_items.shape[1])
+        self._set_features(item_features, user_items.shape[1], context)
         weights = history_weights(user_items, context, self.half_life_days)
         self.tastes, self.taste_mass, self.taste_indptr = self._tastes(weights)
         logger.debug("image_cf: %d taste vectors for %d users", len(self.tastes), user_items.shape[0])

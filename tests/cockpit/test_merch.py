@@ -434,3 +434,58 @@ def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_
     # plain visual similarity has the good pair in its top 8 and the bad one too (the owner disagrees)
     assert m["visual_judged_good_in_top@8"] == 1.0
     assert m["visual_judged_bad_excluded@8"] < 1.0
+
+
+def _judged_world(seed: int = 0):
+    """200 items whose cosine is dominated by 'background' dims; the owner judges by the 'style' dims."""
+    import numpy as np
+
+    from recommendations.ml.evaluation import cosine_neighbours
+
+    rng = np.random.default_rng(seed)
+    style, background = rng.normal(size=(200, 4)), rng.normal(size=(200, 12)) * 1.5
+    features = np.hstack([style, background]).astype(np.float32)
+    by_look, _ = cosine_neighbours(features)(np.arange(200), 8)
+    by_style, _ = cosine_neighbours(style.astype(np.float32))(np.arange(200), 8)
+    pairs, labels = [], []
+    for a in range(0, 120, 2):
+        pairs.append((a, int(by_style[a, 0])))
+        labels.append(1)
+        if by_look[a, 0] not in by_style[a]:
+            pairs.append((a, int(by_look[a, 0])))
+            labels.append(-1)
+    return features, np.array(pairs), np.array(labels)
+
+
+def test_learned_reweighting_agrees_with_held_out_judgements():
+    import numpy as np
+
+    from recommendations.ml.evaluation import cosine_neighbours, judgement_agreement
+    from recommendations.ml.judged import learn_pair_weights, reweight
+
+    features, pairs, labels = _judged_world()
+    train = np.arange(len(pairs)) < len(pairs) * 2 // 3  # held-out pairs are other anchors
+    weights = learn_pair_weights(features, pairs[train], labels[train])
+    assert weights[:4].min() > weights[4:].max()  # the owner's dimensions gain weight
+    before = judgement_agreement(cosine_neighbours(features), pairs[~train], labels[~train], 8)
+    after = judgement_agreement(cosine_neighbours(reweight(features, weights)), pairs[~train], labels[~train], 8)
+    assert after["judgement_agreement@8"] > before["judgement_agreement@8"] + 0.5
+    assert np.array_equal(learn_pair_weights(features, np.empty((0, 2)), np.empty(0)), np.ones(16))
+
+
+def test_visual_model_trained_with_judgements_serves_reweighted_neighbours():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommendations.ml.base import FitContext
+    from recommendations.ml.evaluation import judgement_agreement
+    from recommendations.ml.visual import VisualSimilarity
+
+    features, pairs, labels = _judged_world(seed=1)
+    user_items = sp.csr_matrix(np.eye(200, dtype=np.float32)[:50])
+    plain = VisualSimilarity(center=False, whiten=0, prior_weight=0.0)
+    plain.fit(user_items, features)
+    judged = VisualSimilarity(center=False, whiten=0, prior_weight=0.0)
+    judged.fit(user_items, features, FitContext(judged_pairs=pairs, judged_labels=labels))
+    agree = [judgement_agreement(m.similar_items, pairs, labels, 8)["judgement_agreement@8"] for m in (plain, judged)]
+    assert agree[1] > agree[0] + 0.5
