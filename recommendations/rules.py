@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
+from django.db import DatabaseError
 from django.db.models import Q
 
 from .conf import visrec_settings
@@ -314,7 +315,11 @@ def merch_data() -> MerchData:
     with _merch_lock:
         version = _read_version(key)
         if local is None or local[1].version != version or not version:
-            local = (now, load_merch(version))
+            try:
+                local = (now, load_merch(version))
+            except DatabaseError:  # keep serving with what this process had; retry in a few seconds
+                logger.warning("visrec rules cannot be loaded", exc_info=True)
+                local = (now, local[1] if local is not None else MerchData())
         else:
             local = (now, local[1])
         _local_merch.clear()  # one prefix in use per process (tests change it)

@@ -489,3 +489,51 @@ def test_visual_model_trained_with_judgements_serves_reweighted_neighbours():
     judged.fit(user_items, features, FitContext(judged_pairs=pairs, judged_labels=labels))
     agree = [judgement_agreement(m.similar_items, pairs, labels, 8)["judgement_agreement@8"] for m in (plain, judged)]
     assert agree[1] > agree[0] + 0.5
+
+
+# -- the API and the shop page ---------------------------------------------------------------
+
+
+def test_api_similar_items_show_pins_first_and_never_blocked(shop, client):
+    anchor = shop[0]
+    before = [i["id"] for i in client.get(f"/api/v1/products/{anchor.pk}/similar/?limit=6").json()["results"]]
+    far = next(p for p in shop if p.pk not in before and p.pk != anchor.pk)
+    Rule.objects.create(kind=Rule.PIN, product=far, scope_product=anchor)
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
+    body = client.get(f"/api/v1/products/{anchor.pk}/similar/?limit=6").json()
+    ids = [i["id"] for i in body["results"]]
+    assert ids[0] == far.pk and body["results"][0]["reason"] == "pinned"
+    assert before[0] not in ids and ids[1:] == before[1:6]
+
+
+def test_shop_page_shows_the_pin_first_and_drops_a_not_similar_neighbour(shop, client):
+    from tests.serving.conftest import widget_ids
+
+    anchor = shop[0]
+    before = widget_ids(client.get(f"/product/{anchor.pk}/").content.decode(), "similar-items")
+    assert before
+    SimilarityJudgement.objects.create(product=anchor, neighbour_id=before[0], verdict=SimilarityJudgement.NOT_SIMILAR)
+    far = next(p for p in shop if p.pk not in before and p.pk != anchor.pk)
+    Rule.objects.create(kind=Rule.PIN, product=far, widget="similar-items")
+    after = widget_ids(client.get(f"/product/{anchor.pk}/").content.decode(), "similar-items")
+    assert after[0] == far.pk and before[0] not in after
+
+
+def test_rules_survive_a_database_error_while_reloading(shop, monkeypatch):
+    from django.db import DatabaseError
+
+    anchor = shop[0]
+    before = _ids(serving.similar_items(anchor, 8))
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
+    assert before[0] not in _ids(serving.similar_items(anchor, 8))
+
+    def down(version=""):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(rules_mod, "load_merch", down)
+    rules_mod.bump_merch_version()
+    assert rules_mod.merch_data().rules == []  # nothing loaded yet in this process: no rules, no error
+    key, (_, data) = next(iter(rules_mod._local_merch.items()))
+    monkeypatch.undo()
+    rules_mod._local_merch[key] = (-1e9, data)
+    assert before[0] not in _ids(serving.similar_items(anchor, 8))  # reloaded once the database answers
