@@ -31,4 +31,5 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 from . import (  # noqa: E402
     admin_dashboard,  # noqa: F401  (dashboard, model versions, experiments)
     admin_merch,  # noqa: F401  (rules, judgements, catalogue health)
+    admin_tasks,  # noqa: F401  (task runs, bulk import)
 )
