@@ -105,7 +105,13 @@ class ProductAdmin(admin.ModelAdmin):
     @admin.display(description="embedding")
     def embedding_status(self, obj: Product) -> str:
         image = obj.primary_image
-        return image.get_status_display() if image else "no image"
+        if image is None:
+            return "no image"
+        if image.status == ProductImage.Status.FAILED and image.error:
+            return format_html(
+                '{} <small title="{}">({})</small>', image.get_status_display(), image.error, image.error[:60]
+            )
+        return image.get_status_display()
 
 
 @admin.register(ProductImage)

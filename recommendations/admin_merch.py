@@ -237,7 +237,8 @@ def health_view(request):
     images = get_image_model().objects.in_bulk({i for p in pairs for i in p[:2]})
     near = [(images[a], images[b], d) for a, b, d in pairs if a in images and b in images]
     shas = _page(request, "dup", health.duplicate_shas())
-    shown = health.shown_product_ids(refresh=refresh)
+    never = _page(request, "never", health.never_recommended_ids(refresh=refresh))
+    products = get_product_model().objects.select_related("category").in_bulk(list(never.object_list))
     context = {
         **admin.site.each_context(request),
         "title": "Catalogue visual health",
@@ -250,8 +251,9 @@ def health_view(request):
         "duplicate_rows": list(health.images_with_sha(shas.object_list).items()),
         "failed": _page(request, "failed", health.failed_images()),
         "no_vector": _page(request, "novec", health.products_without_vector(model)),
-        "never": _page(request, "never", health.never_recommended(shown)),
-        "coverage": health.coverage_by_category(shown),
+        "never": never,
+        "never_products": [products[pk] for pk in never.object_list if pk in products],
+        "coverage": health.coverage(refresh=refresh),
         "can_retry": request.user.has_perm("recommendations.add_taskrun"),
     }
     return TemplateResponse(request, "admin/visrec/health.html", context)

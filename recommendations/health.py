@@ -133,15 +133,20 @@ def shown_product_ids(days: int = 30, refresh: bool = False) -> set[int]:
     return _cached(f"shown:{days}", compute, refresh)[1]
 
 
-def never_recommended(shown: set[int]):
-    """Active products in none of the ``shown`` ids."""
-    return (
-        get_product_model()
-        .objects.filter(is_active=True)
-        .exclude(pk__in=list(shown))
-        .select_related("category")
-        .order_by("pk")
-    )
+def never_recommended_ids(days: int = 30, refresh: bool = False) -> list[int]:
+    """Active products in no impression of the last ``days`` days, by id (cached, so pages are cheap)."""
+
+    def compute() -> list[int]:
+        shown = shown_product_ids(days, refresh)
+        active = get_product_model().objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
+        return [pk for pk in active.iterator(chunk_size=10_000) if pk not in shown]
+
+    return _cached(f"never:{days}", compute, refresh)[1]
+
+
+def coverage(days: int = 30, refresh: bool = False) -> list[Coverage]:
+    """:func:`coverage_by_category` of the last ``days`` days (cached)."""
+    return _cached(f"coverage:{days}", lambda: coverage_by_category(shown_product_ids(days, refresh)), refresh)[1]
 
 
 @dataclass(frozen=True)

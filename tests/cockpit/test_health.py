@@ -62,7 +62,8 @@ def test_health_page_lists_every_problem(sick_shop, admin_client):
     assert "cannot identify image" in response.content.decode()
     assert [p.pk for p in ctx["no_vector"]] == [products[20].pk]
     assert ctx["never"].paginator.count == 50  # 60 products, 10 shown in the last 30 days
-    assert products[30].pk in [p.pk for p in ctx["never"].paginator.object_list]
+    assert products[30].pk in ctx["never"].paginator.object_list
+    assert [p.pk for p in ctx["never_products"]] == list(ctx["never"].object_list)
     assert {c.category: (c.products, c.shown) for c in ctx["coverage"]} == {
         "C0": (15, 3),
         "C1": (15, 3),
@@ -106,3 +107,11 @@ def test_health_needs_view_permission_and_retry_needs_the_task_permission(sick_s
     image = ProductImage.objects.get(product=products[20])
     assert image.status == ProductImage.Status.PENDING and image.error == ""
     assert LogEntry.objects.filter(user=boss, object_id=str(products[20].pk)).exists()
+
+
+def test_health_page_without_an_embedding_version_or_data(admin_client, product_factory):
+    product = product_factory()
+    response = admin_client.get(URL)
+    assert response.status_code == 200
+    assert [p.pk for p in response.context["no_vector"]] == [product.pk]
+    assert list(response.context["near"]) == []

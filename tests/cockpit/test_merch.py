@@ -537,3 +537,21 @@ def test_rules_survive_a_database_error_while_reloading(shop, monkeypatch):
     monkeypatch.undo()
     rules_mod._local_merch[key] = (-1e9, data)
     assert before[0] not in _ids(serving.similar_items(anchor, 8))  # reloaded once the database answers
+
+
+def test_rule_pages_render_with_the_preview_controls(shop, admin_client):
+    add = admin_client.get("/admin/recommendations/rule/add/")
+    assert add.status_code == 200 and 'name="preview_product"' in add.content.decode()
+    rule = Rule.objects.create(kind=Rule.BLOCK, product=shop[1], scope_product=shop[0])
+    change = admin_client.get(f"/admin/recommendations/rule/{rule.pk}/change/").content.decode()
+    assert f"/admin/recommendations/rule/{rule.pk}/preview/" in change and f'value="{shop[0].pk}"' in change
+    assert admin_client.get("/admin/recommendations/rule/").status_code == 200
+    assert admin_client.get("/admin/recommendations/rule/999999/preview/").status_code in (302, 403, 404)
+
+
+def test_product_list_shows_failure_reasons(shop, admin_client):
+    from catalog.models import ProductImage
+
+    ProductImage.objects.filter(product=shop[0]).update(status=ProductImage.Status.FAILED, error="truncated JPEG")
+    page = admin_client.get("/admin/catalog/product/?q=V3-00000").content.decode()
+    assert "truncated JPEG" in page and "Failed" in page
