@@ -1,0 +1,108 @@
+"""Serving stays cheap per call: model neighbours over known items, one round trip per vector query, a lean page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.db.models.expressions import RawSQL
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import Product
+from recommendations import serving
+from recommendations.ml.mf import ALS
+
+
+def _factor_model(items: int = 60, factors: int = 6, zero=(3, 17, 40)) -> ALS:
+    model = ALS(factors=factors)
+    rng = np.random.default_rng(4)
+    model.item_factors = rng.standard_normal((items, factors)).astype(np.float32) * rng.uniform(0.1, 5.0, (items, 1))
+    model.item_factors[list(zero)] = 0.0  # items nobody interacted with
+    model.user_factors = np.zeros((0, factors), dtype=np.float32)
+    return model
+
+
+def test_factor_model_neighbours_are_the_models_own_over_the_items_it_knows():
+    # given: a factor model whose items 3, 17 and 40 have no interactions (zero factors)
+    model = _factor_model()
+    neighbours, cols = serving._neighbour_model(model)
+    loaded = serving.LoadedModel(1, model, np.arange(60), {}, {}, neighbours, cols)
+    assert len(cols) == 57 and model.item_factors.shape == (60, 6)  # the model itself is untouched
+    for col in range(60):
+        # when
+        ids, scores = loaded.similar_items(col, 10)
+        # then: the model's answer (ids and cosines), or none for an item without factors
+        if col in (3, 17, 40):
+            assert len(ids) == 0
+            continue
+        want_ids, want_scores = model.similar_items(np.array([col]), N=10)
+        assert ids.tolist() == want_ids[0].tolist()
+        np.testing.assert_allclose(scores, want_scores[0], atol=1e-5)
+        assert not {3, 17, 40, col} & set(ids.tolist())
+
+
+def _settings_seen():
+    """A query that reports the HNSW settings it runs under."""
+    return Product.objects.annotate(
+        ef=RawSQL("current_setting('hnsw.ef_search', true)", []),
+        budget=RawSQL("current_setting('statement_timeout')", []),
+    ).values_list("ef", "budget")[:1]
+
+
+def _current(name: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s, true)", [name])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_vector_query_outside_a_transaction_is_one_round_trip_and_its_settings_end_with_it(settings):
+    Product.objects.create(sku="P-1", title="One")
+    settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": 77, "WIDGET_TIME_BUDGET_MS": 150}
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as captured:
+        rows = serving.search_rows(_settings_seen())
+    assert rows == [("77", "150ms")]
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 2 and "set_config" in sql[0]  # settings + query, sent together (no BEGIN/COMMIT)
+    assert _current("hnsw.ef_search") in (None, "", "40") and _current("statement_timeout") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_time_budget_stops_a_slow_vector_query_and_the_connection_stays_usable(settings):
+    Product.objects.create(sku="P-1", title="One")
+    settings.VISREC = {**settings.VISREC, "WIDGET_TIME_BUDGET_MS": 50}
+    slow = Product.objects.annotate(nap=RawSQL("pg_sleep(1)", [])).values_list("pk", "nap")[:1]
+    with pytest.raises(DatabaseError):
+        serving.search_rows(slow)
+    assert Product.objects.count() == 1 and _current("statement_timeout") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_a_stopped_vector_query_leaves_the_transaction_usable(settings):
+    settings.VISREC = {**settings.VISREC, "WIDGET_TIME_BUDGET_MS": 50, "HNSW_EF_SEARCH": 77}
+    with transaction.atomic():
+        Product.objects.create(sku="P-1", title="One")
+        assert serving.search_rows(_settings_seen()) == [("77", "50ms")]
+        slow = Product.objects.annotate(nap=RawSQL("pg_sleep(1)", [])).values_list("pk", "nap")[:1]
+        with pytest.raises(DatabaseError):
+            serving.search_rows(slow)
+        assert Product.objects.count() == 1 and _current("statement_timeout") == "0"
+
+
+@pytest.mark.django_db
+def test_product_page_reads_the_shoppers_history_once_and_stays_under_a_query_cap(client, small_catalog):
+    anchor, twin = small_catalog["anchor"], small_catalog["twin"]
+    client.get(f"/product/{twin.pk}/")  # a session with a viewed product; warms per-process state
+    with CaptureQueriesContext(connection) as captured:
+        response = client.get(f"/product/{anchor.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-visrec-widget="similar-items"' in html and 'data-visrec-widget="recently-viewed"' in html
+    sql = [q["sql"] for q in captured.captured_queries]
+    history = [s for s in sql if s.startswith('SELECT "catalog_interaction"."id" AS "pk"')]
+    assert len(history) == 1, history  # for_you and recently_viewed share it
+    work = [
+        s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE", "RESET")) and "recommendations_impression" not in s
+    ]
+    assert len(work) <= 20, "\n".join(work)  # (impressions are written inline in tests, asynchronously in the shop)
