@@ -56,13 +56,6 @@ def images_with_sha(shas) -> dict[str, list]:
     return groups
 
 
-@dataclass(frozen=True)
-class NearDuplicate:
-    first: object  # ProductImage
-    second: object
-    distance: float
-
-
 def near_duplicates(
     model: EmbeddingModel | None, threshold: float = NEAR_DUPLICATE_DISTANCE, refresh: bool = False
 ) -> tuple[object, list[tuple[int, int, float]], int]:

@@ -163,7 +163,7 @@ def rules_for(widget: str, rules: Rules | None = None, *, anchor=None, category=
         if unknown:
             raise ValueError(f"unknown VISREC rule(s) {', '.join(sorted(unknown))}")
         rules = Rules(**{_KEYS[k]: _coerce(_KEYS[k], v) for k, v in merged.items()})
-    unknown = set(overrides) - {f.name for f in fields(Rules)}
+    unknown = set(overrides) - {f.name for f in fields(Rules) if f.name != "merch"}
     if unknown:
         raise ValueError(f"unknown rule(s) {', '.join(sorted(unknown))}")
     given = {k: _coerce(k, v) for k, v in overrides.items() if v is not None}

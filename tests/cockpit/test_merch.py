@@ -555,3 +555,8 @@ def test_product_list_shows_failure_reasons(shop, admin_client):
     ProductImage.objects.filter(product=shop[0]).update(status=ProductImage.Status.FAILED, error="truncated JPEG")
     page = admin_client.get("/admin/catalog/product/?q=V3-00000").content.decode()
     assert "truncated JPEG" in page and "Failed" in page
+
+
+def test_merch_is_not_a_per_call_override(shop):
+    with pytest.raises(ValueError, match="unknown rule"):
+        rules_mod.rules_for("similar-items", merch=rules_mod.Merch(blocked=(1,)))
