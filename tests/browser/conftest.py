@@ -50,11 +50,24 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, live_server, settings):
+def new_page(browser, live_server, settings):
+    """``new_page()``: a page in a fresh browser context (its own cookies: another visitor)."""
     settings.ROOT_URLCONF = "tests.browser.urls"
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.base_url = live_server.url
-    yield page
-    context.close()
+    contexts = []
+
+    def open_page():
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        page = context.new_page()
+        page.base_url = live_server.url
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
