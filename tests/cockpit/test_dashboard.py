@@ -14,7 +14,7 @@ from django.utils import timezone
 from catalog.models import Interaction
 from recommendations import charts, online_metrics, tasks, training
 from recommendations.models import Click, Impression, ModelVersion, TaskRun
-from tests.browser.conftest import browser, page  # noqa: F401  (Playwright fixtures)
+from tests.browser.conftest import browser, new_page, page  # noqa: F401  (Playwright fixtures)
 
 pytestmark = pytest.mark.django_db
 
