@@ -182,9 +182,10 @@ def import_products(run_id: int) -> dict | None:
     taskruns.started(run.pk, task_id=getattr(import_products.request, "id", "") or "", message="unpacking")
     try:
         result = _run(run)
-    except ImportConfigError as e:
-        taskruns.failed(run.pk, str(e))
-        log_change(run.created_by, run, f"Import #{run.pk} failed: {e}")
+    except (ImportConfigError, UnicodeDecodeError) as e:
+        reason = str(e) if isinstance(e, ImportConfigError) else not_utf8(e)
+        taskruns.failed(run.pk, reason)
+        log_change(run.created_by, run, f"Import #{run.pk} failed: {reason}")
         return None
     except Exception as e:  # a crash must end the run, not leave it "running"
         logger.exception("import run %s crashed", run.pk)
@@ -196,6 +197,14 @@ def import_products(run_id: int) -> dict | None:
     taskruns.finished(run.pk, result, message)
     log_change(run.created_by, run, f"Import #{run.pk} finished: {message}")
     return result
+
+
+def not_utf8(error: UnicodeDecodeError) -> str:
+    """The run's message for a CSV that is not UTF-8 (rows before the bad byte were imported)."""
+    return (
+        f"the products file is not UTF-8 (byte {error.start} of a read chunk cannot be decoded); "
+        "save it as 'CSV UTF-8' and import it again (rows already imported are matched by SKU)"
+    )
 
 
 def _run(run: TaskRun) -> dict:

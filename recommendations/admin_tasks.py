@@ -96,6 +96,10 @@ class TaskRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        busy = obj is not None and obj.status in (TaskRun.QUEUED, TaskRun.RUNNING)
+        return not busy and super().has_delete_permission(request, obj)
+
     @admin.display(description="progress")
     def progress_display(self, obj: TaskRun) -> str:
         return f"{obj.done} / {obj.total}" if obj.total else "–"

@@ -236,3 +236,23 @@ def test_bulk_import_in_the_browser(page, owner, shots, tmp_path):
     report = Path(download.value.path()).read_text()
     assert "price 'abc' is not a number" in report and "../x.png: refused" in report
     assert Product.objects.get(sku="B1").images.get().status == ProductImage.Status.READY
+
+
+def test_a_run_page_follows_progress_without_reloading(page, owner):
+    from recommendations.models import TaskRun
+
+    run = TaskRun.objects.create(kind=TaskRun.IMPORT, status=TaskRun.RUNNING, done=1, total=4, message="row 1")
+    log_in(page)
+    page.goto(f"{page.base_url}/admin/recommendations/taskrun/{run.pk}/change/")
+    box = page.locator("#visrec-run")
+    assert box.locator(".visrec-count").inner_text() == "1 / 4"
+    page.evaluate("window.visrecMarker = 1")  # gone if the page reloads
+    TaskRun.objects.filter(pk=run.pk).update(done=3, message="row 3")
+    page.wait_for_function("document.querySelector('#visrec-run .visrec-count').textContent === '3 / 4'")
+    TaskRun.objects.filter(pk=run.pk).update(status=TaskRun.DONE, done=4, message="4 created")
+    page.wait_for_function("document.querySelector('#visrec-run').dataset.status === 'done'")
+    assert (
+        box.locator(".visrec-status").inner_text() == "Done"
+        and box.locator(".visrec-message").inner_text() == "4 created"
+    )
+    assert page.evaluate("window.visrecMarker") == 1

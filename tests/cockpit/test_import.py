@@ -152,6 +152,50 @@ def test_an_unusable_file_fails_the_run_with_its_reason(client, staff_user, djan
     assert LogEntry.objects.filter(change_message__startswith=f"Import #{run.pk} failed").exists()
 
 
+def test_a_csv_that_is_not_utf8_fails_the_run_with_advice(client, staff_user, django_capture_on_commit_callbacks):
+    client.force_login(staff_user(*PERMS))
+    latin1 = "sku,title\nA1,Caf\u00e9\n".encode("latin-1")
+    _start(client, {"products": SimpleUploadedFile("p.csv", latin1)}, django_capture_on_commit_callbacks)
+    run = TaskRun.objects.get()
+    assert run.status == TaskRun.FAILED and "not UTF-8" in run.message
+
+
+def test_progress_is_written_as_rows_go(client, staff_user, django_capture_on_commit_callbacks, monkeypatch):
+    from catalog import tasks
+
+    seen = []
+    real = tasks.taskruns.progress
+
+    def spy(run_id, done, total=None, message=None):
+        real(run_id, done, total, message)
+        run = TaskRun.objects.get(pk=run_id)
+        seen.append((run.status, run.done, run.total))
+
+    monkeypatch.setattr(tasks, "PROGRESS_EVERY_S", 0)
+    monkeypatch.setattr(tasks.taskruns, "progress", spy)
+    client.force_login(staff_user(*PERMS))
+    rows = "".join(f"S{i},Item {i}\n" for i in range(5))
+    _start(
+        client,
+        {"products": SimpleUploadedFile("p.csv", f"sku,title\n{rows}".encode())},
+        django_capture_on_commit_callbacks,
+    )
+    assert [done for _, done, _ in seen] == [0, 1, 2, 3, 4, 5, 5]
+    assert {status for status, _, _ in seen} == {TaskRun.RUNNING} and {t for _, _, t in seen} == {5}
+    assert TaskRun.objects.get().status == TaskRun.DONE
+
+
+def test_a_running_run_cannot_be_deleted(client, staff_user):
+    run = TaskRun.objects.create(kind=TaskRun.IMPORT, status=TaskRun.RUNNING)
+    client.force_login(staff_user("recommendations.view_taskrun", "recommendations.delete_taskrun"))
+    assert (
+        client.post(reverse("admin:recommendations_taskrun_delete", args=[run.pk]), {"post": "yes"}).status_code == 403
+    )
+    TaskRun.objects.filter(pk=run.pk).update(status=TaskRun.DONE)
+    client.post(reverse("admin:recommendations_taskrun_delete", args=[run.pk]), {"post": "yes"})
+    assert not TaskRun.objects.exists()
+
+
 def test_a_missing_sku_column_fails_the_run(client, staff_user, django_capture_on_commit_callbacks):
     client.force_login(staff_user(*PERMS))
     _start(client, {"products": SimpleUploadedFile("p.csv", b"name\nX\n")}, django_capture_on_commit_callbacks)
