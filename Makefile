@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/vector_quality.py --dataset $(HM)
 	$(PY) benchmarks/quality.py --dataset $(HM)
 	$(PY) benchmarks/demo_models.py
+	$(PY) benchmarks/serving.py --products 200000
 
 db-stop:
 	@test ! -x $(PY) || $(PY) -c "from pathlib import Path; from visrec_shop import dbserver; dbserver.stop(Path('var/pgdata'))"
