@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 
 
 class ProductQuerySet(models.QuerySet):
@@ -20,6 +20,16 @@ class ProductQuerySet(models.QuerySet):
     def with_primary_image(self) -> ProductQuerySet:
         """Prefetch the images so templates need no extra query per product."""
         return self.prefetch_related("images")
+
+    def with_primary_file(self) -> ProductQuerySet:
+        """Annotate the primary image's file name (one query for lists; see ``Product.primary_image``).
+
+        Loads only what a product card shows (description and attributes are deferred).
+        """
+        from .models import PRIMARY_FILE, ProductImage
+
+        primary = ProductImage.objects.filter(product=OuterRef("pk")).order_by("-is_primary", "position", "pk")
+        return self.defer("description", "attributes").annotate(**{PRIMARY_FILE: Subquery(primary.values("file")[:1])})
 
     def popular(self, since=None) -> ProductQuerySet:
         """Order by weighted interaction count (purchases count most), most popular first."""

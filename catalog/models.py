@@ -7,8 +7,9 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.urls import reverse
 from django.utils import timezone
+
+from recommendations.urlcache import reverse_one
 
 from .managers import InteractionQuerySet, ProductImageQuerySet, ProductQuerySet
 
@@ -28,7 +29,11 @@ class Category(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("shop:category", kwargs={"slug": self.slug})
+        return reverse_one("shop:category", "slug", self.slug)
+
+
+#: Attribute ``ProductQuerySet.with_primary_file`` stores the primary image's file name in.
+PRIMARY_FILE = "visrec_primary_file"
 
 
 class Product(models.Model):
@@ -58,11 +63,18 @@ class Product(models.Model):
         return f"{self.title} ({self.sku})"
 
     def get_absolute_url(self) -> str:
-        return reverse("shop:product", kwargs={"pk": self.pk})
+        return reverse_one("shop:product", "pk", self.pk)
 
     @property
     def primary_image(self) -> ProductImage | None:
-        """The image shown in lists (uses prefetched images when available)."""
+        """The image shown in lists.
+
+        Uses the file annotated by ``ProductQuerySet.with_primary_file`` when present (no
+        query: an unsaved image carrying only the file), else the prefetched images.
+        """
+        if PRIMARY_FILE in self.__dict__:
+            name = self.__dict__[PRIMARY_FILE]
+            return ProductImage(product_id=self.pk, file=name, is_primary=True) if name else None
         images = list(self.images.all())
         for image in images:
             if image.is_primary:

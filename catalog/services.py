@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .models import EventBatch, Interaction, Product, ProductImage
@@ -65,8 +65,19 @@ def mark_new_file(image: ProductImage) -> None:
     image.status, image.error = ProductImage.Status.PENDING, ""
 
 
+#: Kinds recorded with asynchronous commit (see :func:`record_interaction`).
+BROWSING_KINDS = frozenset({"view", "click"})
+
+
 def record_interaction(product: Product, kind: str, *, user=None, session_key: str = "", **fields) -> Interaction:
-    """Record one shopper action (validated against the model's choices)."""
+    """Record one shopper action (validated against the model's choices).
+
+    ``product`` and ``user`` are saved instances, so their foreign keys need no existence
+    query. Browsing events (views, clicks) commit asynchronously (``synchronous_commit``
+    off for that one transaction): the page does not wait for the disk, and a database
+    crash can lose at most the last fraction of a second of them. Carts, purchases and
+    ratings commit durably.
+    """
     interaction = Interaction(
         product=product,
         kind=kind,
@@ -74,8 +85,14 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
         session_key=session_key or "",
         **fields,
     )
-    interaction.full_clean()
-    interaction.save()
+    interaction.full_clean(exclude=["product", "user"])
+    if product.pk is None:
+        raise ValueError("record_interaction needs a saved product")
+    with transaction.atomic():
+        if kind in BROWSING_KINDS and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        interaction.save()
     return interaction
 
 

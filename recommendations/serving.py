@@ -35,6 +35,7 @@ import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Subquery, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
@@ -207,7 +208,10 @@ class LoadedModel:
     column: dict[int, int]
     row: dict[str, int]
     neighbours: Any = None  # the model for ``similar_items`` (see ``_neighbour_model``)
-    neighbour_cols: np.ndarray | None = None  # its item columns in ``model``'s numbering (None: the same)
+    # its item columns in ``model``'s numbering (None: the same); for a factor model the items with
+    # a non-zero factor row, which are also the only ones ``for_you`` scores (a zero row carries no
+    # taste: such items reach a shopper through the session taste, trending and popular lists)
+    neighbour_cols: np.ndarray | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
@@ -407,11 +411,12 @@ def nearest_products_queryset(
     )
     if exclude:
         query = query.exclude(image__product_id__in=list(exclude))
-    if not isinstance(vector, Subquery):
+    sql_vector = hasattr(vector, "resolve_expression")  # an anchor's or a taste's vector, computed in the query
+    if not sql_vector:
         vector = Value(_vector_text(vector))
     distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
     query = query.annotate(distance=distance)
-    if isinstance(vector, Subquery):  # an anchor without a vector gives NULL distances: no neighbours
+    if sql_vector:  # an anchor without a vector gives NULL distances: no neighbours
         query = query.filter(distance__isnull=False)
     return query.order_by("distance")
 
@@ -434,10 +439,15 @@ def nearest_products(
 Ranked = list[tuple[int, float, str]]  # (product pk, score, reason)
 
 
+def _cards(qs):
+    """``qs`` loading what a product card shows in one query (a custom product model: its images prefetched)."""
+    return qs.with_primary_file() if hasattr(qs, "with_primary_file") else qs.prefetch_related("images")
+
+
 def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
     """Products of ``ranked`` (and the rules' pins) that pass the rules, in order.
 
-    One query (plus the images' prefetch): the rules' filters, and the products the
+    One query (the primary image's file annotated): the rules' filters, and the products the
     shopper already bought (per the rules) as a ``NOT EXISTS``. Returns ``(items, pins)``.
     """
     Product = get_product_model()
@@ -449,7 +459,7 @@ def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper
     seen = _already_interacted(rules, *shopper)
     if seen is not None:
         qs = qs.exclude(Exists(seen.filter(product_id=OuterRef("pk"))))
-    by_id = qs.prefetch_related("images").in_bulk()
+    by_id = _cards(qs).in_bulk()
     items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
     pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
     return items, pinned_items
@@ -707,22 +717,52 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
     return History(list(qs.values_list("pk", "product_id", "kind", "created_at")[:n]))
 
 
-def session_taste(events: History, model: EmbeddingModel) -> np.ndarray | None:
-    """The shopper's live taste: image vectors of recent events, weighted by kind and recency."""
-    if not events.events:
-        return None
-    rows = ImageEmbedding.objects.filter(model=model, image__is_primary=True, image__product_id__in=events.product_ids)
-    vectors = {pk: np.asarray(v, dtype=np.float32) for pk, v in rows.values_list("image__product_id", "vector")}
-    if not vectors:
-        return None
+def _taste_weights(events: History) -> dict[int, float]:
+    """Weight of each product in the shopper's taste: the event kinds' weights, halved every half-life."""
     weights = dict(visrec_settings.TASTE_WEIGHTS)
     half_life = max(float(visrec_settings.TASTE_HALF_LIFE_SECONDS), 1.0)
     now = timezone.now()
-    taste = np.zeros(model.dimensions, dtype=np.float32)
+    out: dict[int, float] = {}
     for _, pk, kind, created in events.events:
-        if pk in vectors:
-            age = max((now - created).total_seconds(), 0.0)
-            taste += weights.get(kind, 1.0) * 0.5 ** (age / half_life) * vectors[pk]
+        age = max((now - created).total_seconds(), 0.0)
+        out[pk] = out.get(pk, 0.0) + float(weights.get(kind, 1.0)) * 0.5 ** (age / half_life)
+    return out
+
+
+def taste_expression(events: History, model: EmbeddingModel) -> RawSQL | None:
+    """SQL for the shopper's live taste: the weighted sum of the primary image vectors of recent events.
+
+    Computed inside PostgreSQL (``vector * array_fill(weight)`` summed), so the vectors
+    never travel to Python and back; the HNSW query takes it as an init-plan parameter,
+    as it would a literal. Cosine distance ignores the sum's length. NULL when none of the
+    products has a vector (the neighbour query then finds nothing). None without events.
+    """
+    weights = _taste_weights(events)
+    if not weights:
+        return None
+    image_model = ImageEmbedding._meta.get_field("image").related_model
+    sql = (
+        f"(SELECT sum(e.vector::vector * array_fill(w.weight, ARRAY[%s])::vector)::halfvec "
+        f"FROM unnest(%s::bigint[], %s::real[]) AS w(product_id, weight) "
+        f"JOIN {image_model._meta.db_table} i ON i.product_id = w.product_id AND i.is_primary "
+        f"JOIN {ImageEmbedding._meta.db_table} e ON e.image_id = i.id AND e.model_id = %s)"
+    )
+    params = (int(model.dimensions), list(weights), list(weights.values()), model.pk)
+    return RawSQL(sql, params, output_field=HalfVectorField(dimensions=model.dimensions))
+
+
+def session_taste(events: History, model: EmbeddingModel) -> np.ndarray | None:
+    """The shopper's live taste as a unit vector (the value of :func:`taste_expression`), or None."""
+    expression = taste_expression(events, model)
+    if expression is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {expression.sql}", expression.params)
+        row = cursor.fetchone()
+    if row is None or row[0] is None:
+        return None
+    value = HalfVectorField().from_db_value(row[0], None, None)
+    taste = np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
     norm = float(np.linalg.norm(taste))
     return taste / norm if norm > 0 else None
 
@@ -738,7 +778,7 @@ def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n:
         shape=(1, len(loaded.items)),
     )
     row.sum_duplicates()
-    ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n)
+    ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n, items=loaded.neighbour_cols)
     ids, scores = ids[0], scores[0]
     keep = (ids >= 0) & np.isfinite(scores)
     scores = scores[keep].astype(float)
@@ -786,7 +826,7 @@ def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Ru
     model = _model_for_shopper(loaded_model(act.version), shopper, events, depth) if shopper else []
     session: list[tuple[int, float]] = []
     if act.embedding is not None and events.events:
-        taste = session_taste(events, act.embedding)
+        taste = taste_expression(events, act.embedding)
         if taste is not None:
             session = nearest_products(taste, act.embedding, depth, exclude=events.product_ids, rules=rules)
     ranked = _blend({"model": model, "session": session}, dict(blend))
@@ -808,7 +848,7 @@ def recently_viewed(
         events = history(user, session_key)
     ids = [pk for pk in events.product_ids if pk not in set(exclude)]
     Product = get_product_model()
-    by_id = Product.objects.active().filter(pk__in=ids).prefetch_related("images").in_bulk()
+    by_id = _cards(Product.objects.active().filter(pk__in=ids)).in_bulk()
     items = [Recommendation(by_id[pk], 1.0, "recently-viewed") for pk in ids if pk in by_id][:limit]
     return RecommendationList("recently-viewed", items, None, None, "recently-viewed" if items else "empty")
 

@@ -99,15 +99,25 @@ class Recommender(ABC):
         userids = np.atleast_1d(np.asarray(userids))
         if user_items.shape[0] != len(userids):
             raise ValueError("user_items must have one row per requested user (pass full_matrix[userids])")
-        scores = self.score(userids, user_items).astype(np.float32, copy=True)
+        if items is None:
+            scores = self.score(userids, user_items).astype(np.float32, copy=True)
+            if filter_already_liked_items:
+                rows, cols = user_items.nonzero()
+                scores[rows, cols] = -np.inf
+            return top_n(scores, N)
+        items = np.unique(np.asarray(items, dtype=np.int64))
+        scores = self.score_items(userids, user_items, items).astype(np.float32, copy=True)
         if filter_already_liked_items:
-            rows, cols = user_items.nonzero()
-            scores[rows, cols] = -np.inf
-        if items is not None:
-            mask = np.full(scores.shape[1], True)
-            mask[np.asarray(items)] = False
-            scores[:, mask] = -np.inf
-        return top_n(scores, N)
+            liked = sp.csr_matrix(user_items)
+            for row in range(len(userids)):
+                cols = liked.indices[liked.indptr[row] : liked.indptr[row + 1]]
+                scores[row, np.isin(items, cols)] = -np.inf
+        ids, out = top_n(scores, N)
+        return np.where(ids >= 0, items[np.maximum(ids, 0)], -1), out
+
+    def score_items(self, userids: np.ndarray, user_items: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """``score(userids, user_items)[:, items]``; models that can score a subset cheaper override it."""
+        return self.score(userids, user_items)[:, np.asarray(items)]
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
         """Items most similar to each of ``itemids`` (the item itself excluded)."""

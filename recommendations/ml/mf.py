@@ -63,6 +63,38 @@ class _FactorModel(PriorBlended):
     def personal_scores(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         return self._user_vectors(userids, user_items) @ self.item_factors.T
 
+    def score_items(self, userids: np.ndarray, user_items: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
+        """``score(...)[:, items]`` computed for ``items`` only.
+
+        The prior blend standardises each row over every item; its mean and spread come
+        from the factors' column sums and Gram matrix (kept per fitted model), so scoring a
+        few thousand items of a large catalogue gives the same values without the rest.
+        """
+        if type(self).combine is not PriorBlended.combine:
+            return super().score_items(userids, user_items, items)
+        items = np.asarray(items, dtype=np.int64)
+        users = self._user_vectors(userids, user_items)
+        personal = users @ self.item_factors[items].T
+        if not self.weight or self.prior.size == 0:
+            return personal
+        sums, gram = self._moments()
+        n = max(len(self.item_factors), 1)
+        users64 = users.astype(np.float64)
+        mean = users64 @ sums / n
+        var = np.maximum(np.einsum("ij,jk,ik->i", users64, gram, users64) / n - mean**2, 0.0)
+        std = np.sqrt(var)[:, None]
+        z = np.where(std > 1e-12, (personal - mean[:, None]) / np.maximum(std, 1e-12), 0.0)
+        return (z + np.float32(self.weight) * self.prior[items][None, :]).astype(np.float32)
+
+    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Column sums and Gram matrix of the item factors (float64), computed once per fitted factors."""
+        cached = getattr(self, "_moments_cache", None)
+        if cached is None or cached[0] is not self.item_factors:
+            factors = self.item_factors.astype(np.float64)
+            cached = (self.item_factors, factors.sum(axis=0), factors.T @ factors)
+            self._moments_cache = cached
+        return cached[1], cached[2]
+
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
         return _cosine_top_n(self.item_factors, np.atleast_1d(np.asarray(itemids)), N)
 

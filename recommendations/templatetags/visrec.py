@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 from django import template
 from django.template.loader import render_to_string
-from django.urls import reverse
 
 from .. import serving, tracking
 from ..conf import visrec_settings
 from ..rules import rules_for
+from ..urlcache import reverse_one
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -151,7 +151,7 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
 
 
 def click_url(token: str) -> str:
-    return reverse("shop:recommendation-click", kwargs={"token": token})
+    return reverse_one("shop:recommendation-click", "token", token)
 
 
 def _limit(value, default: int) -> int:

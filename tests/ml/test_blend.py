@@ -65,3 +65,33 @@ def test_learned_weight_survives_save_and_load(tmp_path):
     np.testing.assert_array_equal(
         loaded.recommend(users, user_items[users], N=5)[0], model.recommend(users, user_items[users], N=5)[0]
     )
+
+
+def test_factor_models_score_a_subset_exactly_as_the_whole_catalogue():
+    """Serving scores only the items a factor model knows; the values must be the full scores'."""
+    from recommendations.ml.mf import ALS, BPR
+
+    user_items, context = _popularity_only(n_users=150, n_items=300, seed=4)
+    user_items = user_items.tolil()
+    user_items[:, 250:] = 0  # 50 items nobody touched: zero factor rows
+    user_items = user_items.tocsr()
+    user_items.eliminate_zeros()
+    for model in (ALS(factors=8, iterations=5, prior_weight=2.0), BPR(factors=8, iterations=20, prior_weight=1.0)):
+        model.fit(user_items, context=context)
+        assert model.weight > 0
+        users = np.array([0, 7, 42])
+        rows = user_items[users]
+        subset = np.array([3, 17, 100, 249, 260])
+        np.testing.assert_allclose(
+            model.score_items(users, rows, subset), model.score(users, rows)[:, subset], rtol=1e-4, atol=1e-4
+        )
+        known = np.flatnonzero(np.linalg.norm(model.item_factors, axis=1) > 0)
+        fast_ids, fast_scores = model.recommend(users, rows, N=10, items=known)
+        full = model.score(users, rows)
+        full[rows.nonzero()] = -np.inf
+        unknown = np.setdiff1d(np.arange(user_items.shape[1]), known)
+        full[:, unknown] = -np.inf
+        for r in range(len(users)):
+            np.testing.assert_allclose(fast_scores[r], np.sort(full[r])[::-1][:10], rtol=1e-4, atol=1e-4)
+            assert not set(fast_ids[r]) & set(rows[r].indices)  # already liked: filtered
+            assert set(fast_ids[r]) <= set(known)

@@ -69,6 +69,45 @@ def test_click_tokens_are_signed_and_counted_once(small_catalog):
         tracking.record_click("not-a-token")
 
 
+def test_click_tokens_expire_survive_key_rotation_and_reject_any_altered_byte(settings, monkeypatch):
+    impression = str(uuid.uuid4())
+    token = tracking.click_token(impression, 123_456, 3, widget="for-you", model_version_id=5)
+    assert re.fullmatch(r"[-\w]+", token) and len(token) < 100  # URL-safe, short
+    assert tracking.read_click_token(token) == {
+        "impression_id": impression,
+        "product_id": 123_456,
+        "position": 3,
+        "widget": "for-you",
+        "model_version_id": 5,
+    }
+    raw = bytearray(tracking.base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    for at in range(len(raw)):  # every single flipped bit of the body or the tag is refused
+        altered = bytearray(raw)
+        altered[at] ^= 0x01
+        text = tracking.base64.urlsafe_b64encode(bytes(altered)).rstrip(b"=").decode()
+        with pytest.raises(tracking.InvalidClickToken):
+            tracking.read_click_token(text)
+    old_secret = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-secret-" * 4, [old_secret]
+    assert tracking.read_click_token(token)["product_id"] == 123_456  # rotated: still valid
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(tracking.InvalidClickToken):
+        tracking.read_click_token(token)
+    settings.SECRET_KEY = old_secret
+    later = tracking.time.time() + settings.VISREC.get("CLICK_TOKEN_MAX_AGE", 7 * 24 * 3600) + 5
+    monkeypatch.setattr(tracking.time, "time", lambda: later)
+    with pytest.raises(tracking.InvalidClickToken, match="expired"):
+        tracking.read_click_token(token)
+
+
+def test_click_tokens_of_the_earlier_signed_format_are_still_read():
+    impression = str(uuid.uuid4())
+    legacy = tracking.signing.dumps([impression, 42, 1, "similar-items", None], salt=tracking._SALT, compress=True)
+    assert tracking.read_click_token(legacy)["product_id"] == 42
+    with pytest.raises(tracking.InvalidClickToken):
+        tracking.read_click_token(legacy[:-3] + "abc")
+
+
 @pytest.mark.django_db
 def test_ctr_per_widget_and_model_version(small_catalog):
     twin, since = small_catalog["twin"], timezone.now()
