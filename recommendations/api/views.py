@@ -40,9 +40,9 @@ from .serializers import (
     PopularPageSerializer,
     PopularParamsSerializer,
     RecommendationListSerializer,
-    RecommendedProductSerializer,
     SearchByImageSerializer,
     SimilarListSerializer,
+    listed_items_data,
 )
 from .shoppers import is_server_client, poster_scope, subject
 
@@ -126,7 +126,7 @@ def listing(request, rec_list, *, user=None, session: str | None = None, **extra
         "embedding_version": rec_list.embedding_version,
         **extra,
         "count": len(items),
-        "results": RecommendedProductSerializer(items, many=True, context={"request": request}).data,
+        "results": listed_items_data(items, request),
     }
 
 

@@ -55,3 +55,27 @@ def test_docs_pages_use_only_local_assets(client, url):
         if ref.startswith("/static/"):
             assert client.get(ref).status_code == 200, ref
     assert "/api/schema/" in html
+
+
+def test_listed_items_are_built_exactly_as_the_documented_serializer_renders_them(product_factory, product_with_image):
+    """The API builds list items without DRF's per-field machinery; the serializer documents them."""
+    from decimal import Decimal
+
+    from rest_framework.test import APIRequestFactory
+
+    from catalog.models import Product
+    from recommendations.api.serializers import ListedItem, RecommendedProductSerializer, listed_items_data
+
+    with_image = product_with_image(title='Mug "<b>"', price=Decimal("12.5"))
+    plain = product_factory(title="No photo", price=Decimal("0"))
+    request = APIRequestFactory().get("/api/v1/products/1/similar/", SERVER_NAME="testserver", secure=True)
+    for products in (
+        [with_image, plain],
+        list(Product.objects.filter(pk__in=[with_image.pk, plain.pk]).with_primary_file().order_by("pk")),
+    ):
+        items = [ListedItem(p, 0.123456789, "visual", n, f"token{n}") for n, p in enumerate(products)]
+        expected = RecommendedProductSerializer(items, many=True, context={"request": request}).data
+        assert listed_items_data(items, request) == [dict(row) for row in expected]
+        assert listed_items_data(items) == [
+            dict(row) for row in RecommendedProductSerializer(items, many=True, context={}).data
+        ]
