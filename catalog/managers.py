@@ -21,15 +21,16 @@ class ProductQuerySet(models.QuerySet):
         """Prefetch the images so templates need no extra query per product."""
         return self.prefetch_related("images")
 
-    def with_primary_file(self) -> ProductQuerySet:
-        """Annotate the primary image's file name (one query for lists; see ``Product.primary_image``).
+    def with_primary_file(self, card: bool = True) -> ProductQuerySet:
+        """Annotate the primary image's file name (no images query; see ``Product.primary_image``).
 
-        Loads only what a product card shows (description and attributes are deferred).
+        ``card``: load only what a product card shows (description and attributes deferred).
         """
         from .models import PRIMARY_FILE, ProductImage
 
         primary = ProductImage.objects.filter(product=OuterRef("pk")).order_by("-is_primary", "position", "pk")
-        return self.defer("description", "attributes").annotate(**{PRIMARY_FILE: Subquery(primary.values("file")[:1])})
+        qs = self.defer("description", "attributes") if card else self
+        return qs.annotate(**{PRIMARY_FILE: Subquery(primary.values("file")[:1])})
 
     def popular(self, since=None) -> ProductQuerySet:
         """Order by weighted interaction count (purchases count most), most popular first."""

@@ -82,6 +82,15 @@ class Product(models.Model):
         return images[0] if images else None
 
     @property
+    def primary_image_url(self) -> str | None:
+        """URL of the primary image's file, or None (no image instance or query when it is annotated)."""
+        if PRIMARY_FILE in self.__dict__:
+            name = self.__dict__[PRIMARY_FILE]
+            return ProductImage._meta.get_field("file").storage.url(name) if name else None
+        image = self.primary_image
+        return image.file.url if image and image.file else None
+
+    @property
     def in_stock(self) -> bool:
         return self.stock > 0
 

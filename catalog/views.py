@@ -100,11 +100,10 @@ def _product_for_page(pk: int) -> Product | None:
     """
     key = f"shop:product-page:{pk}"
     try:
-        product = get_object_or_404(Product.objects.active().select_related("category").with_primary_image(), pk=pk)
+        product = get_object_or_404(Product.objects.active().select_related("category").with_primary_file(False), pk=pk)
     except DatabaseError:
         logger.warning("product unavailable; serving the cached copy", exc_info=True, extra={"product_id": pk})
         return _cache_call("get", key)
-    list(product.images.all())  # evaluate the prefetch so the cached copy needs no query
     now = time.monotonic()
     if now - _page_copies.get(pk, -PAGE_COPY_SECONDS) >= PAGE_COPY_SECONDS:  # refreshed at most every minute
         _cache_call("set", key, product, PAGE_CACHE_SECONDS)

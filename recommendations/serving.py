@@ -444,6 +444,14 @@ def _cards(qs):
     return qs.with_primary_file() if hasattr(qs, "with_primary_file") else qs.prefetch_related("images")
 
 
+def product_image_url(product) -> str | None:
+    """The product's primary image URL (its ``primary_image_url`` when the product model has one)."""
+    if hasattr(type(product), "primary_image_url"):
+        return product.primary_image_url
+    image = getattr(product, "primary_image", None)
+    return image.file.url if image and image.file else None
+
+
 def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
     """Products of ``ranked`` (and the rules' pins) that pass the rules, in order.
 

@@ -9,6 +9,8 @@ from rest_framework import serializers
 
 from catalog.models import Interaction
 
+from ..serving import product_image_url
+
 MAX_EVENTS = 100
 
 
@@ -64,7 +66,7 @@ def listed_items_data(items: list[ListedItem], request=None) -> list[dict]:
 
     out = []
     for item in items:
-        product, image = item.product, item.product.primary_image
+        product = item.product
         out.append(
             {
                 "id": product.pk,
@@ -73,7 +75,7 @@ def listed_items_data(items: list[ListedItem], request=None) -> list[dict]:
                 "price": _money(product.price),
                 "currency": product.currency,
                 "url": absolute(product.get_absolute_url()),
-                "image_url": absolute(image.file.url) if image and image.file else None,
+                "image_url": absolute(product_image_url(product)),
                 "score": float(item.score),
                 "reason": item.reason,
                 "position": item.position,

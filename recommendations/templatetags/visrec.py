@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from django import template
 from django.template.loader import render_to_string
+from django.utils import formats, translation
 
 from .. import serving, tracking
 from ..conf import visrec_settings
@@ -122,21 +123,43 @@ def _safely(widget: str, limit: int, compute: Callable, fallback: Callable, excl
 
 
 def render_widget(context, rec_list: serving.RecommendationList, title: str | None = None) -> str:
-    """Record the impression and render the list with click-tracked links (empty: nothing)."""
+    """Record the impression and render the list with click-tracked links (empty: nothing).
+
+    Each entry carries its display strings ready-made (``id``, ``title``, ``price``,
+    ``image_url``, ``score``, ``url``) besides ``rec`` and ``product`` for templates that
+    want more: resolving model attributes, localising prices and building image URLs in
+    the template costs more than the rest of the widget. The template gets ``request``
+    but no context processors (the widget needs none; they would run once per widget).
+    """
     if not rec_list.items:
         return ""
-    user, session_key = shopper(context.get("request"))
+    request = context.get("request")
+    user, session_key = shopper(request)
     impression = tracking.record_impression(rec_list, user=user, session_key=session_key)
+    language = translation.get_language()
     entries = []
     for position, rec in enumerate(rec_list.items):
+        product = rec.product
         token = tracking.click_token(
             impression,
-            rec.product.pk,
+            product.pk,
             position,
             widget=rec_list.widget,
             model_version_id=rec_list.model_version_id,
         )
-        entries.append({"rec": rec, "product": rec.product, "position": position, "url": click_url(token)})
+        entries.append(
+            {
+                "rec": rec,
+                "product": product,
+                "position": position,
+                "url": click_url(token),
+                "id": product.pk,
+                "title": product.title,
+                "price": _price_text(product.price, product.currency, language),
+                "image_url": serving.product_image_url(product),
+                "score": f"{rec.score:.4f}",
+            }
+        )
     return render_to_string(
         "visrec/widgets/list.html",
         {
@@ -145,9 +168,15 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
             "entries": entries,
             "impression": impression,
             "source": rec_list.source,
+            "request": request,
         },
-        request=context.get("request"),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _price_text(price, currency: str, language: str | None) -> str:
+    """``"19.90 EUR"``, localised as the template's ``{{ price }}`` would be (cached: prices repeat)."""
+    return f"{formats.localize(price)} {currency}"
 
 
 def click_url(token: str) -> str:
