@@ -29,18 +29,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Subquery, Value
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast
 from django.utils import timezone
-from pgvector.django import CosineDistance, HalfVectorField
+from pgvector.django import HalfVectorField
 
-from catalog.models import Interaction
+from catalog.models import PRIMARY_FILE, Interaction
 
 from . import experiments
 from .conf import get_product_model, visrec_settings
@@ -345,7 +343,7 @@ def vector_search() -> Iterator[None]:
 
 
 def search_rows(query) -> list:
-    """The rows of a vector ``query`` (a queryset) run under the :func:`vector_search` settings.
+    """The rows of a vector ``query`` (a queryset, or ``(sql, params)``) run under the :func:`vector_search` settings.
 
     Outside a transaction this is one round trip: the settings and the query go out
     together in a psycopg pipeline, which PostgreSQL runs as one implicit transaction, so
@@ -355,12 +353,24 @@ def search_rows(query) -> list:
     """
     if connection.in_atomic_block:
         with vector_search():
-            return list(query)
+            return _rows(query)
     with connection.cursor() as cursor:
         pairs = _search_settings(cursor)
         with connection.connection.pipeline():
             cursor.execute(*_set_locally(pairs))
-            return list(query)
+            return _rows(query, cursor)
+
+
+def _rows(query, cursor=None) -> list:
+    """Rows of a queryset, or of ``(sql, params)``."""
+    if not isinstance(query, tuple):
+        return list(query)
+    if cursor is not None:
+        cursor.execute(*query)
+        return cursor.fetchall()
+    with connection.cursor() as own:
+        own.execute(*query)
+        return own.fetchall()
 
 
 def product_vector(product, model: EmbeddingModel):
@@ -376,16 +386,65 @@ def product_vector(product, model: EmbeddingModel):
     return row
 
 
-def anchor_vector(product_id: int, model: EmbeddingModel) -> Subquery:
+@dataclass(frozen=True)
+class SQLVector:
+    """A query vector computed inside the neighbour query: ``sql`` (a ``halfvec(d)`` expression) and its params.
+
+    ``nullable``: it may be NULL (no vector), in which case the query finds nothing.
+    """
+
+    sql: str
+    params: tuple
+    nullable: bool = True
+
+
+def _names() -> SimpleNamespace:
+    """Quoted table and column names of the neighbour and product queries (the configured models)."""
+    quote = connection.ops.quote_name
+    image_model = ImageEmbedding._meta.get_field("image").related_model
+    product_model = get_product_model()
+
+    def column(model, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    return SimpleNamespace(
+        emb=quote(ImageEmbedding._meta.db_table),
+        emb_image=column(ImageEmbedding, "image"),
+        emb_model=column(ImageEmbedding, "model"),
+        emb_vector=column(ImageEmbedding, "vector"),
+        img=quote(image_model._meta.db_table),
+        img_pk=quote(image_model._meta.pk.column),
+        img_product=column(image_model, "product"),
+        img_primary=column(image_model, "is_primary"),
+        img_position=column(image_model, "position"),
+        img_file=column(image_model, "file"),
+        product=quote(product_model._meta.db_table),
+        product_pk=quote(product_model._meta.pk.column),
+    )
+
+
+def anchor_vector(product_id: int, model: EmbeddingModel) -> SQLVector:
     """SQL for the primary image vector of a product, so the neighbour query needs no extra round trip.
 
-    pgvector's index scan takes it as an init-plan parameter, as it would a literal.
+    pgvector's index scan takes it as an init-plan parameter, as it would a literal. The
+    cast to ``halfvec(d)`` matters: the stored vector is TOASTed (a 1280-d ``halfvec`` is
+    over 2 kB), and an uncast init-plan value reaches the distance function as a TOAST
+    pointer that is fetched again for every distance the index scan computes (about
+    twice the query's time at 200,000 products); the cast detoasts it once.
     """
-    return Subquery(
-        ImageEmbedding.objects.filter(model=model, image__product_id=product_id)
-        .order_by("-image__is_primary", "image__position", "image_id")
-        .values("vector")[:1]
+    n = _names()
+    sql = (
+        f"(SELECT a.{n.emb_vector} FROM {n.emb} a JOIN {n.img} ai ON ai.{n.img_pk} = a.{n.emb_image} "
+        f"WHERE ai.{n.img_product} = %s AND a.{n.emb_model} = %s "
+        f"ORDER BY ai.{n.img_primary} DESC, ai.{n.img_position}, a.{n.emb_image} LIMIT 1)"
+        f"::halfvec({int(model.dimensions)})"
     )
+    return SQLVector(sql, (int(product_id), model.pk))
+
+
+def literal_vector(vector, model: EmbeddingModel) -> SQLVector:
+    """A vector computed in Python (an uploaded photo's) as a query parameter."""
+    return SQLVector(f"%s::halfvec({int(model.dimensions)})", (_vector_text(vector),), nullable=False)
 
 
 def _vector_text(vector) -> str:
@@ -397,28 +456,60 @@ def _vector_text(vector) -> str:
     return "[" + ",".join(map("{:.5g}".format, np.asarray(vector, dtype=np.float64).ravel().tolist())) + "]"
 
 
-def nearest_products_queryset(
-    vector, model: EmbeddingModel, exclude: list[int] | None = None, category=None, rules: Rules | None = None
-):
-    """Primary images of recommendable products ordered by cosine distance to ``vector``.
+_RULES_SQL_KEPT = 512
+_rules_sql: dict[tuple[str, str], tuple[str, tuple]] = {}
 
-    The ordering expression matches the version's partial HNSW index; the product
-    filters (rules) are SQL in the same query, so iterative scans keep the list full.
+
+def rules_where(rules: Rules | None) -> tuple[str, tuple]:
+    """``Rules.product_q`` as an SQL condition on the product table, compiled once per rules.
+
+    ``None``: active products (in stock or not). The ORM builds and compiles the filter
+    the first time a set of rules is seen; the neighbour and product queries then reuse
+    the text (building a query through the ORM costs more than running it).
+    """
+    key = (connection.alias, rules.cache_key() if rules is not None else "active")
+    found = _rules_sql.get(key)
+    if found is None:
+        products = get_product_model().objects
+        query = (products.filter(rules.product_q()) if rules is not None else products.filter(is_active=True)).query
+        if sum(1 for count in query.alias_refcount.values() if count) > 1:
+            raise ValueError("the rules' product filter must not need joins")
+        sql, params = query.get_compiler(connection=connection).compile(query.where)
+        found = (sql, tuple(params))
+        if len(_rules_sql) >= _RULES_SQL_KEPT:
+            _rules_sql.clear()
+        _rules_sql[key] = found
+    return found
+
+
+def neighbour_sql(
+    vector, model: EmbeddingModel, limit: int, exclude=None, category=None, rules: Rules | None = None
+) -> tuple[str, list]:
+    """SQL (and params) of the ``limit`` recommendable products whose primary image is nearest to ``vector``.
+
+    Rows are ``(product_id, cosine distance)``. ``vector``: an :class:`SQLVector` (an
+    anchor's or a taste's, computed in the query) or an array. The ordering expression
+    matches the version's partial HNSW index; the product filters (rules) are SQL in the
+    same query, so iterative scans keep the list full.
     """
     rules = (rules or Rules()).with_category(category)
-    query = ImageEmbedding.objects.filter(model=model, image__is_primary=True).filter(
-        rules.product_q("image__product__")
+    vec = vector if isinstance(vector, SQLVector) else literal_vector(vector, model)
+    n = _names()
+    where, where_params = rules_where(rules)
+    sql = (
+        f"SELECT {n.img}.{n.img_product}, {n.emb}.{n.emb_vector}::halfvec({int(model.dimensions)}) <=> {vec.sql} "
+        f"FROM {n.emb} JOIN {n.img} ON {n.img}.{n.img_pk} = {n.emb}.{n.emb_image} "
+        f"JOIN {n.product} ON {n.product}.{n.product_pk} = {n.img}.{n.img_product} "
+        f"WHERE {n.emb}.{n.emb_model} = %s AND {n.img}.{n.img_primary} AND {where}"
     )
+    params = [*vec.params, model.pk, *where_params]
     if exclude:
-        query = query.exclude(image__product_id__in=list(exclude))
-    sql_vector = hasattr(vector, "resolve_expression")  # an anchor's or a taste's vector, computed in the query
-    if not sql_vector:
-        vector = Value(_vector_text(vector))
-    distance = CosineDistance(Cast("vector", HalfVectorField(dimensions=model.dimensions)), vector)
-    query = query.annotate(distance=distance)
-    if sql_vector:  # an anchor without a vector gives NULL distances: no neighbours
-        query = query.filter(distance__isnull=False)
-    return query.order_by("distance")
+        sql += f" AND NOT ({n.img}.{n.img_product} = ANY(%s))"
+        params.append([int(pk) for pk in exclude])
+    if vec.nullable:  # no vector: no neighbours (a one-time filter, not one per row)
+        sql += f" AND {vec.sql} IS NOT NULL"
+        params += vec.params
+    return sql + " ORDER BY 2 LIMIT %s", [*params, int(limit)]
 
 
 def nearest_products(
@@ -429,19 +520,13 @@ def nearest_products(
     Iterative scans in ``relaxed_order`` may return rows slightly out of order; they are
     re-sorted here.
     """
-    query = nearest_products_queryset(vector, model, exclude, category, rules)
-    rows = search_rows(query.values_list(F("image__product_id"), "distance")[:limit])
-    return sorted(((pk, 1.0 - float(d)) for pk, d in rows), key=lambda row: -row[1])
+    rows = search_rows(neighbour_sql(vector, model, limit, exclude, category, rules))
+    return sorted(((pk, 1.0 - float(d)) for pk, d in rows if d is not None), key=lambda row: -row[1])
 
 
 # -- loading products in ranked order ------------------------------------------------------
 
 Ranked = list[tuple[int, float, str]]  # (product pk, score, reason)
-
-
-def _cards(qs):
-    """``qs`` loading what a product card shows in one query (a custom product model: its images prefetched)."""
-    return qs.with_primary_file() if hasattr(qs, "with_primary_file") else qs.prefetch_related("images")
 
 
 def product_image_url(product) -> str | None:
@@ -452,22 +537,48 @@ def product_image_url(product) -> str | None:
     return image.file.url if image and image.file else None
 
 
-def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
-    """Products of ``ranked`` (and the rules' pins) that pass the rules, in order.
+#: Product fields a card never shows; list queries leave them out (deferred on the instances).
+CARD_DEFERRED = ("description", "attributes")
 
-    One query (the primary image's file annotated): the rules' filters, and the products the
-    shopper already bought (per the rules) as a ``NOT EXISTS``. Returns ``(items, pins)``.
+
+def products_sql(ids, rules: Rules | None, user=None, session_key: str | None = None) -> tuple[str, list]:
+    """SQL (and params) of the products ``ids`` that pass ``rules`` (None: active), for ``Product.objects.raw``.
+
+    One query: the card's columns, the primary image's file (``PRIMARY_FILE``, read by
+    ``Product.primary_image``), the rules' filter, and the shopper's products that must
+    not be shown again (per the rules, e.g. bought) as a ``NOT EXISTS``.
     """
-    Product = get_product_model()
+    n, quote = _names(), connection.ops.quote_name
+    fields = [f for f in get_product_model()._meta.concrete_fields if f.name not in CARD_DEFERRED]
+    where, where_params = rules_where(rules)
+    sql = (
+        f"SELECT {', '.join(f'{n.product}.{quote(f.column)}' for f in fields)}, "
+        f"(SELECT pi.{n.img_file} FROM {n.img} pi WHERE pi.{n.img_product} = {n.product}.{n.product_pk} "
+        f"ORDER BY pi.{n.img_primary} DESC, pi.{n.img_position}, pi.{n.img_pk} LIMIT 1) AS {quote(PRIMARY_FILE)} "
+        f"FROM {n.product} WHERE {n.product}.{n.product_pk} = ANY(%s) AND {where}"
+    )
+    params = [[int(pk) for pk in ids], *where_params]
+    if rules is not None and rules.exclude_interacted_kinds and _has_shopper(user, session_key):
+        signed_in = user is not None and getattr(user, "is_authenticated", False)
+        shopper = ("user_id", user.pk) if signed_in else ("session_key", session_key)
+        sql += (
+            f" AND NOT EXISTS (SELECT 1 FROM {quote(Interaction._meta.db_table)} x "
+            f"WHERE x.product_id = {n.product}.{n.product_pk} AND x.kind = ANY(%s) AND x.{quote(shopper[0])} = %s)"
+        )
+        params += [list(rules.exclude_interacted_kinds), shopper[1]]
+    return sql, params
+
+
+def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
+    """Products of ``ranked`` (and the rules' pins) that pass the rules, in order (one query, :func:`products_sql`).
+
+    Returns ``(items, pins)``.
+    """
     pins = [pk for pk in rules.pins() if pk not in exclude] if pinned else []
     wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
     if not wanted:
         return [], []
-    qs = Product.objects.filter(rules.product_q(), pk__in=wanted)
-    seen = _already_interacted(rules, *shopper)
-    if seen is not None:
-        qs = qs.exclude(Exists(seen.filter(product_id=OuterRef("pk"))))
-    by_id = _cards(qs).in_bulk()
+    by_id = {p.pk: p for p in get_product_model().objects.raw(*products_sql(wanted, rules, *shopper))}
     items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
     pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
     return items, pinned_items
@@ -482,13 +593,6 @@ def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, 
     items, pins = _load(rules.lift(ranked), rules, exclude, shopper=shopper or (None, None))
     items = rules.order(items)  # the admin's boosts and good matches
     return RecommendationList(widget, arrange(items, limit, rules, pins), act.version_id, act.embedding_version, source)
-
-
-def _already_interacted(rules: Rules, user, session_key: str | None):
-    """The shopper's interactions whose products must not be shown again (e.g. bought), or None."""
-    if not rules.exclude_interacted_kinds or not _has_shopper(user, session_key):
-        return None
-    return Interaction.objects.for_shopper(user, session_key).filter(kind__in=rules.exclude_interacted_kinds)
 
 
 def _has_shopper(user, session_key) -> bool:
@@ -737,7 +841,7 @@ def _taste_weights(events: History) -> dict[int, float]:
     return out
 
 
-def taste_expression(events: History, model: EmbeddingModel) -> RawSQL | None:
+def taste_expression(events: History, model: EmbeddingModel) -> SQLVector | None:
     """SQL for the shopper's live taste: the weighted sum of the primary image vectors of recent events.
 
     Computed inside PostgreSQL (``vector * array_fill(weight)`` summed), so the vectors
@@ -748,15 +852,14 @@ def taste_expression(events: History, model: EmbeddingModel) -> RawSQL | None:
     weights = _taste_weights(events)
     if not weights:
         return None
-    image_model = ImageEmbedding._meta.get_field("image").related_model
+    n, dims = _names(), int(model.dimensions)
     sql = (
-        f"(SELECT sum(e.vector::vector * array_fill(w.weight, ARRAY[%s])::vector)::halfvec "
+        f"(SELECT sum(t.{n.emb_vector}::vector * array_fill(w.weight, ARRAY[{dims}])::vector)::halfvec({dims}) "
         f"FROM unnest(%s::bigint[], %s::real[]) AS w(product_id, weight) "
-        f"JOIN {image_model._meta.db_table} i ON i.product_id = w.product_id AND i.is_primary "
-        f"JOIN {ImageEmbedding._meta.db_table} e ON e.image_id = i.id AND e.model_id = %s)"
+        f"JOIN {n.img} ti ON ti.{n.img_product} = w.product_id AND ti.{n.img_primary} "
+        f"JOIN {n.emb} t ON t.{n.emb_image} = ti.{n.img_pk} AND t.{n.emb_model} = %s)"
     )
-    params = (int(model.dimensions), list(weights), list(weights.values()), model.pk)
-    return RawSQL(sql, params, output_field=HalfVectorField(dimensions=model.dimensions))
+    return SQLVector(sql, (list(weights), list(weights.values()), model.pk))
 
 
 def session_taste(events: History, model: EmbeddingModel) -> np.ndarray | None:
@@ -855,8 +958,7 @@ def recently_viewed(
     if events is None:
         events = history(user, session_key)
     ids = [pk for pk in events.product_ids if pk not in set(exclude)]
-    Product = get_product_model()
-    by_id = _cards(Product.objects.active().filter(pk__in=ids)).in_bulk()
+    by_id = {p.pk: p for p in get_product_model().objects.raw(*products_sql(ids, None))} if ids else {}
     items = [Recommendation(by_id[pk], 1.0, "recently-viewed") for pk in ids if pk in by_id][:limit]
     return RecommendationList("recently-viewed", items, None, None, "recently-viewed" if items else "empty")
 

@@ -55,13 +55,13 @@ def test_block_is_an_sql_filter_and_the_list_stays_full(shop):
     Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
     after = _ids(serving.similar_items(anchor, 8))
     assert before[0] not in after and len(after) == 8 and after[:7] == before[1:]
-    assert "NOT" in str(
-        serving.nearest_products_queryset(
-            serving.anchor_vector(anchor.pk, serving.active().embedding),
-            serving.active().embedding,
-            rules=rules_mod.rules_for("similar-items", anchor=anchor),
-        ).query
+    sql, params = serving.neighbour_sql(
+        serving.anchor_vector(anchor.pk, serving.active().embedding),
+        serving.active().embedding,
+        8,
+        rules=rules_mod.rules_for("similar-items", anchor=anchor),
     )
+    assert "NOT" in sql and before[0] in params  # the block is in the query, not applied afterwards
 
 
 def test_category_exclusion_scoped_by_category(shop):
@@ -130,7 +130,7 @@ def test_steady_state_costs_no_rule_query(shop, django_assert_num_queries):
     anchor = shop[0]
     Rule.objects.create(kind=Rule.BOOST, product=shop[3], multiplier=2.0)
     serving.similar_items(anchor, 8)
-    with django_assert_num_queries(2) as ctx:  # the cached list: its products and their images
+    with django_assert_num_queries(1) as ctx:  # the cached list: its products, primary image files included
         serving.similar_items(anchor, 8)
     assert not any("recommendations_rule" in q["sql"] for q in ctx.captured_queries)
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _hnsw_plan(query) -> str:
-    sql, params = query.query.sql_with_params()
+    sql, params = query
     with serving.vector_search(), connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
         return "\n".join(row[0] for row in cursor.fetchall())
@@ -30,10 +30,8 @@ def test_filtered_list_stays_full_with_iterative_index_scans(vector_catalog, set
         cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
     anchor = products[0]
     vector = serving.anchor_vector(anchor.pk, model)  # the anchor's vector as a subquery, as similar_items does
-    query = serving.nearest_products_queryset(vector, model, exclude=[anchor.pk], rules=Rules())
-    assert f"Index Scan using visrec_embedding_hnsw_{model.pk}" in _hnsw_plan(
-        query.values_list("image__product_id")[:10]
-    )
+    query = serving.neighbour_sql(vector, model, 10, exclude=[anchor.pk], rules=Rules())
+    assert f"Index Scan using visrec_embedding_hnsw_{model.pk}" in _hnsw_plan(query)
     # when
     rows = serving.nearest_products(vector, model, 10, exclude=[anchor.pk], rules=Rules())
     # then: every row passes the filter; only iterative scans keep the list full
