@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.db import DatabaseError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
@@ -45,7 +46,7 @@ def _cache_call(method: str, *args):
 
 NAV_LOCAL_SECONDS = 30.0
 PAGE_COPY_SECONDS = 60.0
-_nav_local: dict[str, tuple[float, list[Category]]] = {}  # cache namespace -> (when read, categories)
+_nav_local: dict[str, tuple[float, list[Category], str]] = {}  # cache namespace -> (when read, categories, html)
 _page_copies: dict[int, float] = {}  # product pk -> when this process last stored its cached copy
 
 
@@ -55,20 +56,31 @@ def nav_categories() -> list[Category]:
     Read at most every ``NAV_LOCAL_SECONDS`` per process (every page shows them), and the
     last good copy is written to the cache when they are read.
     """
+    return _navigation()[0]
+
+
+def nav_html() -> str:
+    """The header's category links, rendered once per refresh of :func:`nav_categories` (every page shows them)."""
+    return _navigation()[1]
+
+
+def _navigation() -> tuple[list[Category], str]:
     scope = str(visrec_settings.CACHE_PREFIX)
     now = time.monotonic()
     local = _nav_local.get(scope)
     if local is not None and now - local[0] < NAV_LOCAL_SECONDS:
-        return local[1]
+        return local[1], local[2]
     try:
         found = list(Category.objects.filter(parent__isnull=True))
     except DatabaseError:
         logger.warning("categories unavailable; using the cached navigation", exc_info=True)
-        return _cache_call("get", NAV_KEY) or []
+        cached = _cache_call("get", NAV_KEY) or []
+        return cached, render_to_string("shop/_nav.html", {"nav_categories": cached})
     _cache_call("set", NAV_KEY, found, PAGE_CACHE_SECONDS)
+    html = render_to_string("shop/_nav.html", {"nav_categories": found})
     _nav_local.clear()
-    _nav_local[scope] = (now, found)
-    return found
+    _nav_local[scope] = (now, found, html)
+    return found, html
 
 
 def _shopper_session(request) -> str | None:
@@ -84,13 +96,14 @@ def _shopper_session(request) -> str | None:
 def home(request):
     _shopper_session(request)
     products = Product.objects.active().with_primary_image().order_by("-created_at", "pk")
-    return render(request, "shop/home.html", {"page": _page(request, products)})
+    return render(request, "shop/home.html", {"page": _page(request, products), "nav_html": nav_html()})
 
 
 def category(request, slug: str):
     cat = get_object_or_404(Category, slug=slug)
     products = Product.objects.active().filter(category__in=[cat, *cat.children.all()]).with_primary_image()
-    return render(request, "shop/category.html", {"category": cat, "page": _page(request, products)})
+    context = {"category": cat, "page": _page(request, products), "nav_html": nav_html()}
+    return render(request, "shop/category.html", context)
 
 
 def _product_for_page(pk: int) -> Product | None:
@@ -116,10 +129,10 @@ def _product_for_page(pk: int) -> Product | None:
 def product_detail(request, pk: int):
     product = _product_for_page(pk)
     if product is None:
-        context = {"nav_categories": []}
+        context = {"nav_html": ""}
         return render(request, "shop/unavailable.html", context, status=503)
     _record(request, product, "view", "product-page")
-    return render(request, "shop/product.html", {"product": product, "nav_categories": nav_categories()})
+    return render(request, "shop/product.html", {"product": product, "nav_html": nav_html()})
 
 
 def _record(request, product: Product, kind: str, source: str) -> None:
@@ -156,7 +169,13 @@ def recommendation_click(request, token: str):
 def search_by_photo(request):
     """Upload or drop a photo; the nearest products, optionally within a category."""
     categories = nav_categories()
-    context = {"categories": categories, "results": "", "error": "", "selected": request.POST.get("category", "")}
+    context = {
+        "categories": categories,
+        "nav_html": nav_html(),
+        "results": "",
+        "error": "",
+        "selected": request.POST.get("category", ""),
+    }
     status = 200
     if request.method == "POST":
         status, context = _search(request, context)

@@ -105,7 +105,9 @@ class Recommender(ABC):
                 rows, cols = user_items.nonzero()
                 scores[rows, cols] = -np.inf
             return top_n(scores, N)
-        items = np.unique(np.asarray(items, dtype=np.int64))
+        items = np.asarray(items, dtype=np.int64)
+        if len(items) > 1 and not bool(np.all(items[1:] > items[:-1])):  # callers usually pass sorted columns
+            items = np.unique(items)
         scores = self.score_items(userids, user_items, items).astype(np.float32, copy=True)
         if filter_already_liked_items:
             liked = sp.csr_matrix(user_items)
