@@ -46,7 +46,7 @@ def _cache_call(method: str, *args):
 
 NAV_LOCAL_SECONDS = 30.0
 PAGE_COPY_SECONDS = 60.0
-_nav_local: dict[str, tuple[float, list[Category], str]] = {}  # cache namespace -> (when read, categories, html)
+_nav_local: dict[str, tuple] = {}  # cache namespace -> (when read, top-level categories, their html, all by id)
 _page_copies: dict[int, float] = {}  # product pk -> when this process last stored its cached copy
 
 
@@ -64,23 +64,25 @@ def nav_html() -> str:
     return _navigation()[1]
 
 
-def _navigation() -> tuple[list[Category], str]:
+def _navigation() -> tuple[list[Category], str, dict[int, Category]]:
+    """Top-level categories, their rendered links, and every category by id (kept per process)."""
     scope = str(visrec_settings.CACHE_PREFIX)
     now = time.monotonic()
     local = _nav_local.get(scope)
     if local is not None and now - local[0] < NAV_LOCAL_SECONDS:
-        return local[1], local[2]
+        return local[1:]
     try:
-        found = list(Category.objects.filter(parent__isnull=True))
+        every = {c.pk: c for c in Category.objects.all()}
     except DatabaseError:
         logger.warning("categories unavailable; using the cached navigation", exc_info=True)
         cached = _cache_call("get", NAV_KEY) or []
-        return cached, render_to_string("shop/_nav.html", {"nav_categories": cached})
+        return cached, render_to_string("shop/_nav.html", {"nav_categories": cached}), {}
+    found = [c for c in every.values() if c.parent_id is None]
     _cache_call("set", NAV_KEY, found, PAGE_CACHE_SECONDS)
     html = render_to_string("shop/_nav.html", {"nav_categories": found})
     _nav_local.clear()
-    _nav_local[scope] = (now, found, html)
-    return found, html
+    _nav_local[scope] = (now, found, html, every)
+    return found, html, every
 
 
 def _shopper_session(request) -> str | None:
@@ -96,14 +98,13 @@ def _shopper_session(request) -> str | None:
 def home(request):
     _shopper_session(request)
     products = Product.objects.active().with_primary_image().order_by("-created_at", "pk")
-    return render(request, "shop/home.html", {"page": _page(request, products), "nav_html": nav_html()})
+    return render(request, "shop/home.html", {"page": _page(request, products)})
 
 
 def category(request, slug: str):
     cat = get_object_or_404(Category, slug=slug)
     products = Product.objects.active().filter(category__in=[cat, *cat.children.all()]).with_primary_image()
-    context = {"category": cat, "page": _page(request, products), "nav_html": nav_html()}
-    return render(request, "shop/category.html", context)
+    return render(request, "shop/category.html", {"category": cat, "page": _page(request, products)})
 
 
 def _product_for_page(pk: int) -> Product | None:
@@ -113,7 +114,7 @@ def _product_for_page(pk: int) -> Product | None:
     """
     key = f"shop:product-page:{pk}"
     try:
-        product = get_object_or_404(Product.objects.active().select_related("category").with_primary_file(False), pk=pk)
+        product = _active_product(pk)
     except DatabaseError:
         logger.warning("product unavailable; serving the cached copy", exc_info=True, extra={"product_id": pk})
         return _cache_call("get", key)
@@ -126,13 +127,29 @@ def _product_for_page(pk: int) -> Product | None:
     return product
 
 
+def _active_product(pk: int) -> Product:
+    """The active product ``pk`` with its primary image file and its category (one query; raises ``Http404``).
+
+    Written out (``serving.products_sql``) rather than built by the ORM, which costs more
+    than the query on a page every shopper sees; the category comes from the per-process
+    copy of the categories when it is there.
+    """
+    found = list(Product.objects.raw(*serving.products_sql([pk], None, card=False)))
+    if not found:
+        raise Http404("No product matches the given query.")
+    product = found[0]
+    if product.category_id is not None:
+        category = _navigation()[2].get(product.category_id)
+        product.category = category if category is not None else Category.objects.get(pk=product.category_id)
+    return product
+
+
 def product_detail(request, pk: int):
     product = _product_for_page(pk)
     if product is None:
-        context = {"nav_html": ""}
-        return render(request, "shop/unavailable.html", context, status=503)
+        return render(request, "shop/unavailable.html", {}, status=503)
     _record(request, product, "view", "product-page")
-    return render(request, "shop/product.html", {"product": product, "nav_html": nav_html()})
+    return render(request, "shop/product.html", {"product": product})
 
 
 def _record(request, product: Product, kind: str, source: str) -> None:
@@ -171,7 +188,6 @@ def search_by_photo(request):
     categories = nav_categories()
     context = {
         "categories": categories,
-        "nav_html": nav_html(),
         "results": "",
         "error": "",
         "selected": request.POST.get("category", ""),

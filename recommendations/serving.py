@@ -541,15 +541,18 @@ def product_image_url(product) -> str | None:
 CARD_DEFERRED = ("description", "attributes")
 
 
-def products_sql(ids, rules: Rules | None, user=None, session_key: str | None = None) -> tuple[str, list]:
+def products_sql(
+    ids, rules: Rules | None, user=None, session_key: str | None = None, *, card: bool = True
+) -> tuple[str, list]:
     """SQL (and params) of the products ``ids`` that pass ``rules`` (None: active), for ``Product.objects.raw``.
 
-    One query: the card's columns, the primary image's file (``PRIMARY_FILE``, read by
-    ``Product.primary_image``), the rules' filter, and the shopper's products that must
-    not be shown again (per the rules, e.g. bought) as a ``NOT EXISTS``.
+    One query: the card's columns (``card=False``: every column), the primary image's
+    file (``PRIMARY_FILE``, read by ``Product.primary_image``), the rules' filter, and
+    the shopper's products that must not be shown again (per the rules, e.g. bought) as
+    a ``NOT EXISTS``.
     """
     n, quote = _names(), connection.ops.quote_name
-    fields = [f for f in get_product_model()._meta.concrete_fields if f.name not in CARD_DEFERRED]
+    fields = [f for f in get_product_model()._meta.concrete_fields if not card or f.name not in CARD_DEFERRED]
     where, where_params = rules_where(rules)
     sql = (
         f"SELECT {', '.join(f'{n.product}.{quote(f.column)}' for f in fields)}, "
@@ -825,8 +828,16 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
     if not _has_shopper(user, session_key):
         return History()
     n = int(limit or visrec_settings.TASTE_HISTORY)
-    qs = Interaction.objects.for_shopper(user, session_key).order_by("-created_at", "-pk")
-    return History(list(qs.values_list("pk", "product_id", "kind", "created_at")[:n]))
+    quote = connection.ops.quote_name
+    signed_in = user is not None and getattr(user, "is_authenticated", False)
+    column, value = ("user_id", user.pk) if signed_in else ("session_key", session_key)
+    sql = (  # as ``Interaction.objects.for_shopper`` selects, written out: this runs on every page
+        f"SELECT id, product_id, kind, created_at FROM {quote(Interaction._meta.db_table)} "
+        f"WHERE {quote(column)} = %s ORDER BY created_at DESC, id DESC LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value, n])
+        return History([tuple(row) for row in cursor.fetchall()])
 
 
 def _taste_weights(events: History) -> dict[int, float]:
