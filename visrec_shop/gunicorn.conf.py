@@ -21,15 +21,3 @@ max_requests_jitter = 1_000
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
-
-
-def post_worker_init(worker) -> None:
-    """Hand the GIL over every millisecond (Python's default: 5 ms).
-
-    A worker's threads share one interpreter lock; a request whose database answer has
-    arrived otherwise waits up to 5 ms for a thread busy rendering another page, once per
-    query. Finer switching trades a little throughput for that latency.
-    """
-    import sys
-
-    sys.setswitchinterval(0.001)

@@ -74,7 +74,8 @@ class _FactorModel(PriorBlended):
             return super().score_items(userids, user_items, items)
         items = np.asarray(items, dtype=np.int64)
         users = self._user_vectors(userids, user_items)
-        personal = users @ self.item_factors[items].T
+        factors, prior = self._subset(items)
+        personal = users @ factors.T
         if not self.weight or self.prior.size == 0:
             return personal
         sums, gram = self._moments()
@@ -84,7 +85,16 @@ class _FactorModel(PriorBlended):
         var = np.maximum(np.einsum("ij,jk,ik->i", users64, gram, users64) / n - mean**2, 0.0)
         std = np.sqrt(var)[:, None]
         z = np.where(std > 1e-12, (personal - mean[:, None]) / np.maximum(std, 1e-12), 0.0)
-        return (z + np.float32(self.weight) * self.prior[items][None, :]).astype(np.float32)
+        return (z + np.float32(self.weight) * prior[None, :]).astype(np.float32)
+
+    def _subset(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Item factors and prior of ``items``; the copy is kept while the same ``items`` array comes back (serving)."""
+        cached = getattr(self, "_subset_cache", None)
+        if cached is not None and cached[0] is items and cached[1] is self.item_factors:
+            return cached[2], cached[3]
+        prior = self.prior[items] if self.prior.size else self.prior
+        self._subset_cache = (items, self.item_factors, np.ascontiguousarray(self.item_factors[items]), prior)
+        return self._subset_cache[2], self._subset_cache[3]
 
     def _moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Column sums and Gram matrix of the item factors (float64), computed once per fitted factors."""

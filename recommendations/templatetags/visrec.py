@@ -13,10 +13,14 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from django import template
-from django.template.loader import render_to_string
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 from django.utils import formats, translation
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from .. import serving, tracking
 from ..conf import visrec_settings
@@ -160,16 +164,66 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
                 "score": f"{rec.score:.4f}",
             }
         )
-    return render_to_string(
-        "visrec/widgets/list.html",
-        {
-            "widget": rec_list.widget,
-            "title": title or TITLES.get(rec_list.widget, "Recommended"),
-            "entries": entries,
-            "impression": impression,
-            "source": rec_list.source,
-            "request": request,
-        },
+    context = {
+        "widget": rec_list.widget,
+        "title": title or TITLES.get(rec_list.widget, "Recommended"),
+        "entries": entries,
+        "impression": impression,
+        "source": rec_list.source,
+        "request": request,
+    }
+    if _default_list_template():
+        return _render_list(context)
+    return render_to_string(LIST_TEMPLATE, context)
+
+
+LIST_TEMPLATE = "visrec/widgets/list.html"
+_DEFAULT_LIST = (Path(__file__).resolve().parent.parent / "templates" / LIST_TEMPLATE).resolve()
+
+
+def _default_list_template() -> bool:
+    """Whether ``visrec/widgets/list.html`` is the plugin's own (not overridden by the shop)."""
+    try:
+        origin = get_template(LIST_TEMPLATE).origin.name
+    except TemplateDoesNotExist:
+        return False
+    return bool(origin) and Path(origin).resolve() == _DEFAULT_LIST
+
+
+def _render_list(context: dict) -> str:
+    """The plugin's ``visrec/widgets/list.html`` written out in Python: the same markup, byte for byte.
+
+    A page shows three widgets of up to a dozen products; the template engine's per-variable
+    work costs more than the rest of the widget. A shop that overrides the template gets its
+    template rendered by Django as usual (``_default_list_template``); a test keeps the two
+    identical.
+    """
+    widget, title = escape(context["widget"]), escape(context["title"])
+    items = []
+    for entry in context["entries"]:
+        name = escape(entry["title"])
+        image = (
+            f'<img src="{escape(entry["image_url"])}" alt="{name}" loading="lazy" decoding="async" width="200" '
+            f'height="200">'
+            if entry["image_url"]
+            else f'<span class="no-image" role="img" aria-label="{name} (no photo)"></span>'
+        )
+        items.append(
+            f'\n    <li class="product-card" data-product-id="{entry["id"]}" data-position="{entry["position"]}" '
+            f'data-reason="{escape(entry["rec"].reason)}" data-score="{escape(entry["score"])}">\n'
+            f'      <a href="{escape(entry["url"])}" aria-label="{name}, {escape(entry["price"])}">\n'
+            f"        {image}\n"
+            f'        <span class="title">{name}</span>\n'
+            f"      </a>\n"
+            f'      <span class="price">{escape(entry["price"])}</span>\n'
+            f"    </li>\n    "
+        )
+    return mark_safe(  # noqa: S308 (every value above is escaped)
+        f'<section class="visrec-widget" data-visrec-widget="{widget}" '
+        f'data-visrec-source="{escape(context["source"])}" data-impression="{escape(context["impression"])}" '
+        f'aria-labelledby="visrec-{widget}-title">\n'
+        f'  <h2 id="visrec-{widget}-title">{title}</h2>\n'
+        f'  <ul class="product-grid visrec-list">\n    {"".join(items)}\n  </ul>\n</section>\n'
     )
 
 

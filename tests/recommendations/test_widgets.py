@@ -127,3 +127,49 @@ def test_home_and_category_pages_list_active_products(client, small_catalog):
 
 def test_unknown_product_page_is_404(client, db):
     assert client.get("/product/424242/").status_code == 404
+
+
+@pytest.mark.parametrize("with_images", [True, False])
+def test_fast_list_markup_is_the_templates_byte_for_byte(small_catalog, with_images):
+    """The default widget markup is written out in Python for speed; it must equal the template's."""
+    from django.template.loader import render_to_string
+
+    from recommendations import serving
+    from recommendations.templatetags import visrec as tags
+
+    products = [small_catalog[k] for k in ("anchor", "twin", "cousin")]
+    products[0].title = 'Mug <b>"bold"</b> & co'
+    if not with_images:
+        for p in products:
+            p.images.all().delete()
+    recs = [serving.Recommendation(p, 0.123456, "visual") for p in products]
+    rec_list = serving.RecommendationList("similar-items", recs, 3, "1", "visual")
+    captured = {}
+    real = tags._render_list
+
+    def spy(context):
+        captured["context"] = context
+        return real(context)
+
+    tags._render_list = spy
+    try:
+        fast = tags.render_widget({"request": None}, rec_list, title='Picks <for> "you"')
+    finally:
+        tags._render_list = real
+    assert fast == render_to_string(tags.LIST_TEMPLATE, captured["context"])
+    assert ("<img " in fast) is with_images and "&lt;b&gt;" in fast
+
+
+def test_an_overridden_list_template_is_rendered_by_django(small_catalog, settings, tmp_path):
+    from recommendations import serving
+    from recommendations.templatetags import visrec as tags
+
+    (tmp_path / "visrec" / "widgets").mkdir(parents=True)
+    (tmp_path / "visrec" / "widgets" / "list.html").write_text(
+        '<ol data-visrec-widget="{{ widget }}">{% for e in entries %}'
+        '<li data-product-id="{{ e.id }}">{{ e.title }}</li>{% endfor %}</ol>'
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path), *settings.TEMPLATES[0]["DIRS"]]}]
+    recs = [serving.Recommendation(small_catalog["twin"], 0.5, "visual")]
+    html = tags.render_widget({"request": None}, serving.RecommendationList("for-you", recs, None, None, "visual"))
+    assert html.startswith('<ol data-visrec-widget="for-you">') and small_catalog["twin"].title in html
