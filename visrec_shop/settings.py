@@ -83,12 +83,13 @@ TEMPLATES = [
 # PostgreSQL with pgvector is the only supported database: an external server via
 # DATABASE_URL (pgvector >= 0.7), otherwise the embedded one under var/pgdata.
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)}
 else:
     DATABASES = {"default": dbserver.embedded_database(VAR_DIR / "pgdata")}
 DATABASES["default"].setdefault("OPTIONS", {})
-# Serving: keep connections between requests (no connect per request); check a reused one first.
-DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 60
+# Serving: keep connections between requests (no connect per request; a new PostgreSQL backend
+# also starts with cold caches, which shows in the first queries' latency); check a reused one first.
+DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 600
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_TEST_DATABASE", "test_visrec")}
 
