@@ -304,10 +304,10 @@ def _supports_iterative_scan(cursor) -> bool:
     return _iterative
 
 
-def _search_settings(cursor) -> list[tuple[str, str]]:
+def _search_settings(cursor, ef_search: int | None = None) -> list[tuple[str, str]]:
     """``(name, value)`` of the settings an HNSW query runs under: ef_search, iterative scans, the time budget."""
     pairs = [
-        ("hnsw.ef_search", str(int(visrec_settings.HNSW_EF_SEARCH))),
+        ("hnsw.ef_search", str(int(ef_search or visrec_settings.HNSW_EF_SEARCH))),
         ("statement_timeout", f"{int(visrec_settings.WIDGET_TIME_BUDGET_MS)}ms"),
     ]
     mode = str(visrec_settings.HNSW_ITERATIVE_SCAN or "off")
@@ -325,7 +325,7 @@ def _set_locally(pairs: list[tuple[str, str]]) -> tuple[str, list[str]]:
 
 
 @contextmanager
-def vector_search() -> Iterator[None]:
+def vector_search(ef_search: int | None = None) -> Iterator[None]:
     """A transaction tuned for HNSW queries: ef_search, iterative scans and the time budget.
 
     ``SET LOCAL`` lasts to the end of the transaction; inside an outer transaction the
@@ -334,7 +334,7 @@ def vector_search() -> Iterator[None]:
     nested = connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
-            pairs = _search_settings(cursor)
+            pairs = _search_settings(cursor, ef_search)
             cursor.execute(*_set_locally(pairs))
         yield
         if nested:
@@ -342,20 +342,21 @@ def vector_search() -> Iterator[None]:
                 cursor.execute("; ".join(f"RESET {name}" for name, _ in pairs))
 
 
-def search_rows(query) -> list:
+def search_rows(query, ef_search: int | None = None) -> list:
     """The rows of a vector ``query`` (a queryset, or ``(sql, params)``) run under the :func:`vector_search` settings.
 
     Outside a transaction this is one round trip: the settings and the query go out
     together in a psycopg pipeline, which PostgreSQL runs as one implicit transaction, so
     the settings end with it. Inside a transaction the query runs in
     :func:`vector_search` (a savepoint, so a query stopped by the time budget leaves the
-    caller's transaction usable).
+    caller's transaction usable). ``ef_search``: this query's search breadth (default
+    ``HNSW_EF_SEARCH``).
     """
     if connection.in_atomic_block:
-        with vector_search():
+        with vector_search(ef_search):
             return _rows(query)
     with connection.cursor() as cursor:
-        pairs = _search_settings(cursor)
+        pairs = _search_settings(cursor, ef_search)
         with connection.connection.pipeline():
             cursor.execute(*_set_locally(pairs))
             return _rows(query, cursor)
@@ -513,14 +514,20 @@ def neighbour_sql(
 
 
 def nearest_products(
-    vector, model: EmbeddingModel, limit: int, exclude=None, category=None, rules: Rules | None = None
+    vector,
+    model: EmbeddingModel,
+    limit: int,
+    exclude=None,
+    category=None,
+    rules: Rules | None = None,
+    ef_search: int | None = None,
 ) -> list[tuple[int, float]]:
     """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first.
 
     Iterative scans in ``relaxed_order`` may return rows slightly out of order; they are
-    re-sorted here.
+    re-sorted here. ``ef_search``: the search breadth (default ``HNSW_EF_SEARCH``).
     """
-    rows = search_rows(neighbour_sql(vector, model, limit, exclude, category, rules))
+    rows = search_rows(neighbour_sql(vector, model, limit, exclude, category, rules), ef_search)
     return sorted(((pk, 1.0 - float(d)) for pk, d in rows if d is not None), key=lambda row: -row[1])
 
 
@@ -538,7 +545,7 @@ def product_image_url(product) -> str | None:
 
 
 #: Product fields a card never shows; list queries leave them out (deferred on the instances).
-CARD_DEFERRED = ("description", "attributes")
+CARD_DEFERRED = ("description", "attributes", "created_at", "updated_at")
 
 
 def products_sql(
@@ -593,9 +600,36 @@ def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list
 
 
 def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=()):
-    items, pins = _load(rules.lift(ranked), rules, exclude, shopper=shopper or (None, None))
-    items = rules.order(items)  # the admin's boosts and good matches
-    return RecommendationList(widget, arrange(items, limit, rules, pins), act.version_id, act.embedding_version, source)
+    """The list shown: ``ranked``'s products that pass the rules, arranged (pins, boosts, good matches, diversity)."""
+    shown = _arranged(rules.lift(ranked), limit, rules, exclude, shopper or (None, None), merch=True)
+    return RecommendationList(widget, shown, act.version_id, act.embedding_version, source)
+
+
+def _arranged(
+    ranked: Ranked, limit: int, rules: Rules, exclude=(), shopper=(None, None), merch: bool = False
+) -> list[Recommendation]:
+    """Up to ``limit`` of ``ranked``'s products that pass the rules, arranged by :func:`arrange`.
+
+    Candidates are loaded best first, a few more than the list needs at a time, until the
+    list is full or they run out (a blend ranks several times more candidates than a
+    widget shows; popular lists hundreds). ``merch``: the admin's pins, boosts and good
+    matches apply; with boosts in force every candidate is loaded, as a boost can lift
+    any of them.
+    """
+    step = len(ranked) if merch and rules.merch.boosts else overfetch(limit, rules) + 8
+    loaded: list[Recommendation] = []
+    pins: list[Recommendation] = []
+    start = 0
+    while True:
+        items, pinned = _load(
+            ranked[start : start + step], rules, exclude, pinned=merch and start == 0, shopper=shopper
+        )
+        pins = pinned if start == 0 else pins
+        loaded += items
+        start += step
+        shown = arrange(rules.order(loaded) if merch else loaded, limit, rules, pins)
+        if len(shown) >= limit or start >= len(ranked):
+            return shown
 
 
 def _has_shopper(user, session_key) -> bool:
@@ -636,8 +670,7 @@ def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, 
     rules = rules_for("popular", rules or Rules(exclude_interacted_kinds=()), category=category)
     exclude = set(exclude or ())
     ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category, limit + len(exclude))]
-    items, _ = _load(ranked, rules, exclude, pinned=False)
-    items = arrange(items, limit, rules)
+    items = _arranged(ranked, limit, rules, exclude)
     if category is None and not exclude and limit >= _LAST_GOOD_SIZE and items:
         _remember_popular(items)
     return items
@@ -647,8 +680,7 @@ def trending(limit: int = 8, category=None, exclude=(), *, rules: Rules | None =
     """Most interacted-with products over the recent window (``TRENDING_WINDOW_SECONDS``)."""
     rules = rules or Rules(exclude_interacted_kinds=())
     ranked = [(pk, s, "trending") for pk, s in _ranked_ids("trending", category)]
-    items, _ = _load(ranked, rules, set(exclude), pinned=False)
-    return arrange(items, limit, rules)
+    return _arranged(ranked, limit, rules, set(exclude))
 
 
 _LAST_GOOD_SIZE = 24
@@ -774,6 +806,24 @@ def similar_items(
     found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
     found.arm = arm.label
     return found
+
+
+def anchor_product(pk: int):
+    """The product ``pk`` with what ``similar_items`` needs of an anchor (id, category), or None.
+
+    One plain query (the other fields are deferred): the similar-items API looks the
+    anchor up on every call.
+    """
+    Product = get_product_model()
+    quote = connection.ops.quote_name
+    columns = [Product._meta.pk.column]
+    if any(f.name == "category" for f in Product._meta.concrete_fields):
+        columns.append(Product._meta.get_field("category").column)
+    sql = (
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(Product._meta.db_table)} "
+        f"WHERE {quote(Product._meta.pk.column)} = %s"
+    )
+    return next(iter(Product.objects.raw(sql, [int(pk)])), None)
 
 
 def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active, experiments.Arm]:
@@ -950,7 +1000,14 @@ def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Ru
     if act.embedding is not None and events.events:
         taste = taste_expression(events, act.embedding)
         if taste is not None:
-            session = nearest_products(taste, act.embedding, depth, exclude=events.product_ids, rules=rules)
+            session = nearest_products(
+                taste,
+                act.embedding,
+                depth,
+                exclude=events.product_ids,
+                rules=rules,
+                ef_search=int(visrec_settings.FOR_YOU_EF_SEARCH),
+            )
     ranked = _blend({"model": model, "session": session}, dict(blend))
     source = "model+session" if model and session else "model" if model else "session" if session else ""
     if len(ranked) < depth:

@@ -142,7 +142,7 @@ class SimilarProductsView(APIView):
     )
     def get(self, request, pk: int):
         params = _params(request)
-        product = get_product_model().objects.filter(pk=pk).first() if pk < 2**63 else None
+        product = serving.anchor_product(pk) if pk < 2**63 else None
         if product is None:
             raise ProductNotFound(f"Product {pk} does not exist.")
         user, session, limit = *subject(request), _limit(params)

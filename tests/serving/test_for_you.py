@@ -94,3 +94,18 @@ def test_recently_viewed_newest_first_active_only(small_catalog):
     rec = serving.recently_viewed(session_key="s2", limit=5)
     assert rec.product_ids == [small_catalog["other0"].pk, small_catalog["twin"].pk]
     assert serving.recently_viewed(session_key="nobody").source == "empty"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_session_taste_search_uses_its_own_search_breadth(small_catalog, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": 41, "FOR_YOU_EF_SEARCH": 17}
+    _event(small_catalog["anchor"], "view", session_key="breadth")
+    with CaptureQueriesContext(connection) as captured:
+        serving.for_you(session_key="breadth", limit=3)
+        serving.similar_items(small_catalog["anchor"], 3, cached=False)
+    settings_sql = [q["sql"] for q in captured.captured_queries if "hnsw.ef_search" in q["sql"]]
+    assert len(settings_sql) == 2
+    assert "'17'" in settings_sql[0] and "'41'" in settings_sql[1]
