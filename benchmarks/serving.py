@@ -311,6 +311,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _gunicorn_default(name: str):
+    """A setting of ``visrec_shop/gunicorn.conf.py`` (what the server runs with unless told otherwise)."""
+    import runpy
+
+    return runpy.run_path(str(ROOT / "visrec_shop" / "gunicorn.conf.py")).get(name)
+
+
 def start_gunicorn(env: dict, port: int, workers: int | None, threads: int | None) -> subprocess.Popen:
     cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "-c", str(ROOT / "visrec_shop" / "gunicorn.conf.py")]
     cmd += ["-b", f"127.0.0.1:{port}"]
@@ -582,7 +589,8 @@ def write_doc(args, built, ef, chosen, sweep, exact, profile, results, steps, be
         "### HTTP under load",
         "",
         f"gunicorn (`visrec_shop/gunicorn.conf.py`, gthread, workers {args.workers or 'cpu+1'}, threads "
-        f"{args.threads or 4}), DEBUG off, API throttling off (`API_THROTTLE_*=off`), Django cache in Redis "
+        f"{args.threads or _gunicorn_default('threads')}), DEBUG off, API throttling off (`API_THROTTLE_*=off`), "
+        f"Django cache in Redis "
         f"(`{REDIS_URL}`). Open-loop load from this machine: request i is due at i/rate whatever the earlier ones "
         "did, client time is measured from the due time (no coordinated omission), server time is the "
         "`Server-Timing: app;dur` header (`visrec_shop/middleware.py`, around every middleware). "
