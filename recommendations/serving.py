@@ -967,13 +967,16 @@ def for_you(
     category=None,
     rules: Rules | None = None,
     events: History | None = None,
+    exclude=(),
 ) -> RecommendationList:
     """Recommendations for a signed-in user or an anonymous session.
 
     Blends the active model's scores (when it knows the shopper) with the session's
     live taste; cold shoppers get what is trending in ``category`` (the page's
     category, a context hint, not a filter), then overall, then popular. ``events``:
-    the shopper's :func:`history` when the caller has already read it.
+    the shopper's :func:`history` when the caller has already read it. ``exclude``:
+    product ids not to show (the product page's own product), kept out of the query
+    parameters rather than the rules, so the rules' compiled SQL is shared by every page.
     """
     rules = rules_for("for-you", rules, category=category)
     act, arm = _experiment_arm("for-you", user, session_key)
@@ -983,19 +986,24 @@ def for_you(
     shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
     depth = overfetch(limit, rules) + 8
     cat_id = getattr(category, "pk", category)
-    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key)
+    exclude = sorted({int(pk) for pk in exclude})
+    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key, exclude)
     found = _cache_get_many([key]).get(key)
     if found is None:
-        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, arm.settings["FOR_YOU_BLEND"])
+        blend = arm.settings["FOR_YOU_BLEND"]
+        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
         _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
     ranked, source = found
-    found = _finish("for-you", ranked, limit, rules, act, source, shopper=(user, session_key))
+    found = _finish("for-you", ranked, limit, rules, act, source, set(exclude), shopper=(user, session_key))
     found.arm = arm.label
     return found
 
 
-def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active, blend: dict):
-    model = _model_for_shopper(loaded_model(act.version), shopper, events, depth) if shopper else []
+def _for_you_ranked(
+    shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active, blend: dict, exclude=()
+):
+    seen = [*events.product_ids, *(pk for pk in exclude if pk not in set(events.product_ids))]
+    model = _model_for_shopper(loaded_model(act.version), shopper, events, depth + len(exclude)) if shopper else []
     session: list[tuple[int, float]] = []
     if act.embedding is not None and events.events:
         taste = taste_expression(events, act.embedding)
@@ -1004,14 +1012,14 @@ def _for_you_ranked(shopper: str, events: History, depth: int, cat_id, rules: Ru
                 taste,
                 act.embedding,
                 depth,
-                exclude=events.product_ids,
+                exclude=seen,
                 rules=rules,
                 ef_search=int(visrec_settings.FOR_YOU_EF_SEARCH),
             )
     ranked = _blend({"model": model, "session": session}, dict(blend))
     source = "model+session" if model and session else "model" if model else "session" if session else ""
     if len(ranked) < depth:
-        ranked = _fill(ranked, depth, cat_id, set(events.product_ids), rules)
+        ranked = _fill(ranked, depth, cat_id, set(seen), rules)
         source = source or (ranked[0][2] if ranked else "empty")
     return ranked, source
 

@@ -276,8 +276,6 @@ def for_you(context, request=None, limit: int | None = None, category=None, **op
     user, session_key = shopper(request)
     exclude = _ids(options.get("exclude")) or []
     rules = tag_rules("for-you", options)
-    if exclude:
-        rules = rules_for("for-you", rules, blocked=[*rules.blocked, *exclude])
     rec_list = _safely(
         "for-you",
         n,
@@ -288,6 +286,7 @@ def for_you(context, request=None, limit: int | None = None, category=None, **op
             category=category,
             rules=rules,
             events=shopper_history(request, user, session_key),
+            exclude=exclude,
         ),
         lambda: serving.popular(n, exclude=exclude),
         exclude=exclude,

@@ -12,6 +12,8 @@ from catalog.models import Product
 from recommendations import serving
 from recommendations.ml.mf import ALS
 
+from .conftest import widget_ids
+
 
 def _factor_model(items: int = 60, factors: int = 6, zero=(3, 17, 40)) -> ALS:
     model = ALS(factors=factors)
@@ -106,3 +108,16 @@ def test_product_page_reads_the_shoppers_history_once_and_stays_under_a_query_ca
         s for s in sql if not s.startswith(("SAVEPOINT", "RELEASE", "RESET")) and "recommendations_impression" not in s
     ]
     assert len(work) <= 15, "\n".join(work)  # (impressions are written inline in tests, asynchronously in the shop)
+
+
+def test_product_pages_share_the_compiled_rules_sql(client, small_catalog):
+    """The page's own product is excluded by a query parameter, not a per-product rule (no compile per page)."""
+    anchor, twin, cousin = small_catalog["anchor"], small_catalog["twin"], small_catalog["cousin"]
+    client.get(f"/product/{anchor.pk}/")
+    compiled = set(serving._rules_sql)
+    for product in (twin, cousin):
+        html = client.get(f"/product/{product.pk}/").content.decode()
+        assert product.pk not in widget_ids(html, "for-you")
+    assert set(serving._rules_sql) == compiled
+    shown = serving.for_you(session_key="someone", limit=6, exclude=[twin.pk])
+    assert twin.pk not in shown.product_ids
