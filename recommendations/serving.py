@@ -639,17 +639,43 @@ def _has_shopper(user, session_key) -> bool:
 # -- popular and trending ------------------------------------------------------------------
 
 
+_RANKED_KEPT = 2048
+_ranked_local: dict[str, tuple[float, list[tuple[int, float]]]] = {}  # cache key -> (fresh until, rows)
+_ranked_lock = threading.Lock()
+
+
 def _ranked_ids(kind: str, category=None, at_least: int = 0) -> list[tuple[int, float]]:
     """Top popular (all time) or trending (recent window) product ids, cached.
 
     At least ``_RANKED_DEPTH`` (and ``at_least``, rounded up to a multiple of it) are kept.
+    The rankings are shop-wide aggregates (hundreds of milliseconds over a large catalogue),
+    so each process keeps its copy for ``TRENDING_CACHE_SECONDS`` besides the shared cache
+    (a copy read from the shared cache may be up to twice that old), and one thread per
+    process computes a missing one while the others wait for it: an emptied or restarted
+    cache then costs one query per ranking, not one per request.
     """
     cat_id = getattr(category, "pk", category)
     depth = _RANKED_DEPTH * max(1, -(-int(at_least) // _RANKED_DEPTH))
     key = _key("ranked", kind, cat_id, depth)
-    found = _cache_get_many([key]).get(key)
-    if found is not None:
-        return found
+    local = _ranked_local.get(key)
+    if local is not None and time.monotonic() < local[0]:
+        return local[1]
+    with _ranked_lock:
+        local = _ranked_local.get(key)
+        if local is not None and time.monotonic() < local[0]:
+            return local[1]
+        ttl = int(visrec_settings.TRENDING_CACHE_SECONDS)
+        rows = _cache_get_many([key]).get(key)
+        if rows is None:
+            rows = _rank(kind, cat_id, depth)
+            _cache_set(key, rows, ttl)
+        if len(_ranked_local) >= _RANKED_KEPT:
+            _ranked_local.clear()
+        _ranked_local[key] = (time.monotonic() + ttl, rows)
+        return rows
+
+
+def _rank(kind: str, cat_id, depth: int) -> list[tuple[int, float]]:
     Product = get_product_model()
     qs = Product.objects.recommendable()
     if cat_id is not None:
@@ -660,9 +686,7 @@ def _ranked_ids(kind: str, category=None, at_least: int = 0) -> list[tuple[int, 
     qs = qs.popular(since=since)
     if kind == "trending":
         qs = qs.filter(popularity__gt=0)
-    rows = [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:depth]]
-    _cache_set(key, rows, int(visrec_settings.TRENDING_CACHE_SECONDS))
-    return rows
+    return [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:depth]]
 
 
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):

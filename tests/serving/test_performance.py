@@ -121,3 +121,35 @@ def test_product_pages_share_the_compiled_rules_sql(client, small_catalog):
     assert set(serving._rules_sql) == compiled
     shown = serving.for_you(session_key="someone", limit=6, exclude=[twin.pk])
     assert twin.pk not in shown.product_ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rankings_are_computed_once_per_process_even_after_the_shared_cache_empties(small_catalog, monkeypatch):
+    import threading
+
+    from django.core.cache import cache
+    from django.db import connections
+
+    def rank_in_thread():
+        try:
+            serving._ranked_ids("popular")
+        finally:
+            connections.close_all()
+
+    calls = []
+    real = serving._rank
+
+    def counted(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(serving, "_rank", counted)
+    threads = [threading.Thread(target=rank_in_thread) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # six threads, one query
+    cache.delete(serving._key("ranked", "popular", None, serving._RANKED_DEPTH))
+    assert serving._ranked_ids("popular") == real("popular", None, serving._RANKED_DEPTH)
+    assert len(calls) == 1  # the process's copy answered
