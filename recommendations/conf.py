@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "SIMILAR_DEFAULT_LIMIT": 8,
     "MAX_LIMIT": 100,
     # pgvector HNSW search breadth (higher: better recall, slower). At 200,000 products
-    # (docs/benchmarks/serving.md) 40 gives recall@10 ~0.97 at about half the query time of 100 (~0.99).
+    # (docs/benchmarks/serving.md) 40 gives recall@10 ~0.97 at about two thirds of the query time of 100 (~0.99).
     "HNSW_EF_SEARCH": 40,
     # The same for "for you"'s session-taste neighbours: a taste is a blend of several
     # products, so its exact nearest neighbours matter less; 20 costs about a quarter less.
