@@ -690,11 +690,15 @@ def _rank(kind: str, cat_id, depth: int) -> list[tuple[int, float]]:
 
 
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
-    """Best sellers (weighted interactions), optionally within a category; a list of Recommendation."""
+    """Best sellers (weighted interactions), optionally within a category; a list of Recommendation.
+
+    The admin's pins, blocks, boosts and category exclusions for every widget (or for
+    ``"popular"``) apply, as in the other lists.
+    """
     rules = rules_for("popular", rules or Rules(exclude_interacted_kinds=()), category=category)
     exclude = set(exclude or ())
     ranked = [(pk, s, "popular") for pk, s in _ranked_ids("popular", category, limit + len(exclude))]
-    items = _arranged(ranked, limit, rules, exclude)
+    items = _arranged(ranked, limit, rules, exclude, merch=True)  # the admin's pins and boosts apply here too
     if category is None and not exclude and limit >= _LAST_GOOD_SIZE and items:
         _remember_popular(items)
     return items

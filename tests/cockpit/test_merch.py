@@ -560,3 +560,14 @@ def test_product_list_shows_failure_reasons(shop, admin_client):
 def test_merch_is_not_a_per_call_override(shop):
     with pytest.raises(ValueError, match="unknown rule"):
         rules_mod.rules_for("similar-items", merch=rules_mod.Merch(blocked=(1,)))
+
+
+def test_popular_lists_follow_pins_and_blocks_for_every_widget(shop):
+    before = _ids(serving.popular(8))
+    outsider = next(p for p in shop if p.pk not in before)
+    Rule.objects.create(kind=Rule.PIN, product=outsider)  # blank widget: every list
+    Rule.objects.create(kind=Rule.BLOCK, product_id=before[0])
+    Rule.objects.create(kind=Rule.PIN, product=shop[-1], widget="for-you")  # another widget's pin
+    after = serving.popular(8)
+    assert _ids(after)[0] == outsider.pk and after[0].reason == "pinned"
+    assert before[0] not in _ids(after) and shop[-1].pk not in _ids(after)
