@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Q
 
 
 class ProductQuerySet(models.QuerySet):
@@ -20,17 +20,6 @@ class ProductQuerySet(models.QuerySet):
     def with_primary_image(self) -> ProductQuerySet:
         """Prefetch the images so templates need no extra query per product."""
         return self.prefetch_related("images")
-
-    def with_primary_file(self, card: bool = True) -> ProductQuerySet:
-        """Annotate the primary image's file name (no images query; see ``Product.primary_image``).
-
-        ``card``: load only what a product card shows (description and attributes deferred).
-        """
-        from .models import PRIMARY_FILE, ProductImage
-
-        primary = ProductImage.objects.filter(product=OuterRef("pk")).order_by("-is_primary", "position", "pk")
-        qs = self.defer("description", "attributes") if card else self
-        return qs.annotate(**{PRIMARY_FILE: Subquery(primary.values("file")[:1])})
 
     def popular(self, since=None) -> ProductQuerySet:
         """Order by weighted interaction count (purchases count most), most popular first."""

@@ -32,7 +32,7 @@ class Category(models.Model):
         return reverse_one("shop:category", "slug", self.slug)
 
 
-#: Attribute ``ProductQuerySet.with_primary_file`` stores the primary image's file name in.
+#: Attribute in which list queries (``recommendations.serving.products_sql``) put the primary image's file name.
 PRIMARY_FILE = "visrec_primary_file"
 
 
@@ -69,7 +69,7 @@ class Product(models.Model):
     def primary_image(self) -> ProductImage | None:
         """The image shown in lists.
 
-        Uses the file annotated by ``ProductQuerySet.with_primary_file`` when present (no
+        Uses the file name a list query selected (``PRIMARY_FILE``) when present (no
         query: an unsaved image carrying only the file), else the prefetched images.
         """
         if PRIMARY_FILE in self.__dict__:

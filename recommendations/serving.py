@@ -36,7 +36,6 @@ import numpy as np
 from django.core.cache import cache
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
-from pgvector.django import HalfVectorField
 
 from catalog.models import PRIMARY_FILE, Interaction
 
@@ -594,11 +593,6 @@ def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper
     return items, pinned_items
 
 
-def _products_in_order(ids_scores: list[tuple[int, float]], reason: str) -> list[Recommendation]:
-    items, _ = _load([(pk, s, reason) for pk, s in ids_scores], Rules(), pinned=False)
-    return items
-
-
 def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=()):
     """The list shown: ``ranked``'s products that pass the rules, arranged (pins, boosts, good matches, diversity)."""
     shown = _arranged(rules.lift(ranked), limit, rules, exclude, shopper or (None, None), merch=True)
@@ -949,22 +943,6 @@ def taste_expression(events: History, model: EmbeddingModel) -> SQLVector | None
         f"JOIN {n.emb} t ON t.{n.emb_image} = ti.{n.img_pk} AND t.{n.emb_model} = %s)"
     )
     return SQLVector(sql, (list(weights), list(weights.values()), model.pk))
-
-
-def session_taste(events: History, model: EmbeddingModel) -> np.ndarray | None:
-    """The shopper's live taste as a unit vector (the value of :func:`taste_expression`), or None."""
-    expression = taste_expression(events, model)
-    if expression is None:
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {expression.sql}", expression.params)
-        row = cursor.fetchone()
-    if row is None or row[0] is None:
-        return None
-    value = HalfVectorField().from_db_value(row[0], None, None)
-    taste = np.asarray(value.to_list() if hasattr(value, "to_list") else value, dtype=np.float32)
-    norm = float(np.linalg.norm(taste))
-    return taste / norm if norm > 0 else None
 
 
 def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:

@@ -64,6 +64,7 @@ def test_listed_items_are_built_exactly_as_the_documented_serializer_renders_the
     from rest_framework.test import APIRequestFactory
 
     from catalog.models import Product
+    from recommendations import serving
     from recommendations.api.serializers import ListedItem, RecommendedProductSerializer, listed_items_data
 
     with_image = product_with_image(title='Mug "<b>"', price=Decimal("12.5"))
@@ -71,7 +72,7 @@ def test_listed_items_are_built_exactly_as_the_documented_serializer_renders_the
     request = APIRequestFactory().get("/api/v1/products/1/similar/", SERVER_NAME="testserver", secure=True)
     for products in (
         [with_image, plain],
-        list(Product.objects.filter(pk__in=[with_image.pk, plain.pk]).with_primary_file().order_by("pk")),
+        sorted(Product.objects.raw(*serving.products_sql([with_image.pk, plain.pk], None)), key=lambda p: p.pk),
     ):
         items = [ListedItem(p, 0.123456789, "visual", n, f"token{n}") for n, p in enumerate(products)]
         expected = RecommendedProductSerializer(items, many=True, context={"request": request}).data
