@@ -42,6 +42,7 @@ from catalog.models import PRIMARY_FILE, Interaction
 from . import experiments
 from .conf import get_product_model, visrec_settings
 from .data import shopper_key
+from .ml.base import top_n
 from .ml.images import ImageRejected, load_image
 from .models import EmbeddingModel, ImageEmbedding, ModelVersion
 from .rules import Rules, arrange, overfetch, rules_for
@@ -221,7 +222,12 @@ class LoadedModel:
         at = int(np.searchsorted(self.neighbour_cols, col))
         if at >= len(self.neighbour_cols) or self.neighbour_cols[at] != col:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)  # a zero factor row: no neighbours
-        ids, scores = self.neighbours.similar_items(np.array([at]), N=n)
+        # the rows are unit length already: the cosines are one matrix-vector product (what the model's
+        # ``similar_items`` computes after normalising every row again, on every call)
+        unit = self.neighbours.item_factors
+        scores = unit @ unit[at]
+        scores[at] = -np.inf
+        ids, scores = top_n(scores[None, :], n)
         ids, scores = ids[0], scores[0]
         return np.where(ids >= 0, self.neighbour_cols[np.maximum(ids, 0)], -1), scores
 

@@ -187,6 +187,12 @@ def _default_list_template() -> bool:
         origin = get_template(LIST_TEMPLATE).origin.name
     except TemplateDoesNotExist:
         return False
+    return _is_default_list(origin)
+
+
+@functools.lru_cache(maxsize=64)
+def _is_default_list(origin: str | None) -> bool:
+    """Whether a template file is the plugin's own list (remembered: resolving a path is a system call per folder)."""
     return bool(origin) and Path(origin).resolve() == _DEFAULT_LIST
 
 

@@ -153,3 +153,26 @@ def test_rankings_are_computed_once_per_process_even_after_the_shared_cache_empt
     cache.delete(serving._key("ranked", "popular", None, serving._RANKED_DEPTH))
     assert serving._ranked_ids("popular") == real("popular", None, serving._RANKED_DEPTH)
     assert len(calls) == 1  # the process's copy answered
+
+
+def test_web_processes_run_numeric_libraries_single_threaded():
+    # given: a web process started without thread settings (as gunicorn starts visrec_shop.wsgi)
+    import json
+    import os
+    import subprocess
+    import sys
+
+    unset = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VISREC_WEB_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["DATABASE_URL"] = "postgresql://127.0.0.1:1/not-connected"  # loading the app opens no connection
+    code = (
+        "import json, visrec_shop.wsgi, numpy, threadpoolctl; "
+        "print(json.dumps(sorted({i['user_api']: i['num_threads'] for i in threadpoolctl.threadpool_info()}.items())))"
+    )
+    # when
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    # then: BLAS (and OpenMP, where loaded) use one thread: their spinning helpers would take the other requests' CPU
+    assert out.returncode == 0, out.stderr
+    limits = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert limits.get("blas") == 1, limits
+    assert all(n == 1 for n in limits.values()), limits
