@@ -76,7 +76,9 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
     query. Browsing events (views, clicks) commit asynchronously (``synchronous_commit``
     off for that one transaction): the page does not wait for the disk, and a database
     crash can lose at most the last fraction of a second of them. Carts, purchases and
-    ratings commit durably.
+    ratings commit durably. Outside a transaction a browsing event is one round trip: the
+    setting and the insert go out together in a psycopg pipeline, which PostgreSQL runs as
+    one implicit transaction (no ``BEGIN``/``SET``/``COMMIT`` exchanges).
     """
     interaction = Interaction(
         product=product,
@@ -88,8 +90,15 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
     interaction.full_clean(exclude=["product", "user"])
     if product.pk is None:
         raise ValueError("record_interaction needs a saved product")
+    asynchronous = kind in BROWSING_KINDS and connection.vendor == "postgresql"
+    if asynchronous and not connection.in_atomic_block:
+        connection.ensure_connection()
+        with connection.connection.pipeline(), connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('synchronous_commit', 'off', true)")
+            interaction.save()
+        return interaction
     with transaction.atomic():
-        if kind in BROWSING_KINDS and connection.vendor == "postgresql":
+        if asynchronous:
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         interaction.save()

@@ -176,3 +176,37 @@ def test_web_processes_run_numeric_libraries_single_threaded():
     limits = dict(json.loads(out.stdout.strip().splitlines()[-1]))
     assert limits.get("blas") == 1, limits
     assert all(n == 1 for n in limits.values()), limits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_page_view_is_one_round_trip_committed_asynchronously_and_the_setting_ends_with_it():
+    from catalog import services
+    from catalog.models import Interaction
+
+    product = Product.objects.create(sku="P-V", title="Viewed")
+    assert not connection.in_atomic_block
+    # when: a view is recorded outside a transaction (as the product page does)
+    with CaptureQueriesContext(connection) as captured:
+        view = services.record_interaction(product, "view", session_key="s-1", source="product-page")
+    # then: the setting and the insert went out together (no BEGIN / SET / COMMIT exchanges)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 2 and "set_config('synchronous_commit', 'off', true)" in sql[0] and sql[1].startswith("INSERT")
+    # the row is committed (a fresh connection sees it) and the connection is back to durable commits
+    assert _current("synchronous_commit") == "on"
+    connection.close()
+    assert Interaction.objects.get(pk=view.pk).session_key == "s-1"
+    # and a purchase stays durable: its own transaction, without the setting
+    with CaptureQueriesContext(connection) as captured:
+        services.record_interaction(product, "purchase", session_key="s-1")
+    assert not any("synchronous_commit" in q["sql"] for q in captured.captured_queries)
+
+
+@pytest.mark.django_db
+def test_a_view_inside_a_transaction_turns_async_commit_on_only_for_it():
+    from catalog import services
+
+    product = Product.objects.create(sku="P-W", title="Viewed")
+    with transaction.atomic():
+        services.record_interaction(product, "view", session_key="s-2")
+        assert _current("synchronous_commit") == "off"  # SET LOCAL: this transaction only
+    assert connection.in_atomic_block  # the test's own transaction is untouched
