@@ -210,3 +210,36 @@ def test_a_view_inside_a_transaction_turns_async_commit_on_only_for_it():
         services.record_interaction(product, "view", session_key="s-2")
         assert _current("synchronous_commit") == "off"  # SET LOCAL: this transaction only
     assert connection.in_atomic_block  # the test's own transaction is untouched
+
+
+@pytest.mark.django_db(transaction=True)
+def test_vector_queries_are_planned_once_per_connection_and_answer_as_planned_each_time(small_catalog, settings):
+    # given: the neighbour query of one anchor, answered with the plan made for each call
+    anchor = small_catalog["anchor"]
+    act = serving.active()
+
+    def neighbours():
+        vector = serving.anchor_vector(anchor.pk, act.embedding)
+        return serving.nearest_products(vector, act.embedding, 5, exclude=[anchor.pk])
+
+    settings.VISREC = {**settings.VISREC, "PREPARED_VECTOR_QUERIES": False}
+    planned_each_time = neighbours()
+    assert planned_each_time
+    # when: prepared statements are on (the default) and the query runs three times
+    settings.VISREC = {**settings.VISREC, "PREPARED_VECTOR_QUERIES": True}
+    with CaptureQueriesContext(connection) as captured:
+        answers = [neighbours() for _ in range(3)]
+    # then: the same neighbours and distances
+    for answer in answers:
+        assert [pk for pk, _ in answer] == [pk for pk, _ in planned_each_time]
+        np.testing.assert_allclose([d for _, d in answer], [d for _, d in planned_each_time], atol=1e-6)
+    # one round trip each (settings + query, logged with their values), the statement prepared once and run
+    # with its generic plan every time (no planning per call)
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 6 and "force_generic_plan" in sql[0] and f"= {anchor.pk} " in sql[1]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%%<=>%%'")
+        assert cursor.fetchall() == [(3, 0)]
+    # and the connection is left as Django uses it: values bound on the client, plans chosen per query
+    assert connection.connection.prepare_threshold is None
+    assert _current("plan_cache_mode") == "auto" and _current("hnsw.ef_search") in (None, "", "40")
