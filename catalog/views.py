@@ -134,7 +134,7 @@ def _active_product(pk: int) -> Product:
     than the query on a page every shopper sees; the category comes from the per-process
     copy of the categories when it is there.
     """
-    found = list(Product.objects.raw(*serving.products_sql([pk], None, card=False)))
+    found = serving.raw_products(*serving.products_sql([pk], None, card=False))
     if not found:
         raise Http404("No product matches the given query.")
     product = found[0]

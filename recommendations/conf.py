@@ -59,10 +59,11 @@ DEFAULTS: dict[str, Any] = {
     "HNSW_ITERATIVE_SCAN": "relaxed_order",
     # Most tuples an iterative HNSW scan visits before giving up (pgvector default 20000).
     "HNSW_MAX_SCAN_TUPLES": 20_000,
-    # Vector queries are prepared once per database connection and run a generic plan
-    # (planning costs about a third of running one). Turn off behind a pooler that cannot
-    # keep prepared statements (PgBouncer in transaction mode before 1.21).
-    "PREPARED_VECTOR_QUERIES": True,
+    # The serving queries (neighbours, product lists, shopper history) are prepared once per
+    # database connection; vector queries run a generic plan (planning costs about a third
+    # of running one). Turn off behind a pooler that cannot keep prepared statements
+    # (PgBouncer in transaction mode before 1.21).
+    "PREPARED_QUERIES": True,
     # Time budget of one widget in milliseconds: the vector query runs under this
     # statement_timeout; a widget that fails or runs out of time renders a fallback.
     "WIDGET_TIME_BUDGET_MS": 150,

@@ -362,7 +362,7 @@ def search_rows(query, ef_search: int | None = None) -> list:
             return _rows(query)
     with connection.cursor() as cursor:
         pairs = _search_settings(cursor, ef_search)
-        if isinstance(query, tuple) and visrec_settings.PREPARED_VECTOR_QUERIES:
+        if isinstance(query, tuple) and visrec_settings.PREPARED_QUERIES:
             return _prepared_rows(query, pairs)
         with connection.connection.pipeline():
             cursor.execute(*_set_locally(pairs))
@@ -392,6 +392,50 @@ def _prepared_rows(query: tuple[str, list], pairs: list[tuple[str, str]]) -> lis
             return cursor.fetchall()
     finally:
         raw.prepare_threshold = threshold
+
+
+def fetch_rows(sql: str, params) -> tuple[list[tuple], list[str]]:
+    """Rows and column names of a written-out serving query (prepared once per connection, see ``PREPARED_QUERIES``)."""
+    if not visrec_settings.PREPARED_QUERIES or connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall(), [c.name for c in cursor.description]
+    import psycopg
+
+    with connection.cursor():  # Django's way in: connects (or fails) and checks a reused connection
+        raw = connection.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = 0
+    try:
+        with connection._prepare_cursor(_ServerCursor(psycopg.Cursor(raw))) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall(), [c.name for c in cursor.description]
+    finally:
+        raw.prepare_threshold = threshold
+
+
+def raw_products(sql: str, params) -> list:
+    """Product instances of a written-out query (:func:`products_sql`): its columns set, the others deferred.
+
+    Columns that are not the product's fields (``PRIMARY_FILE``) become attributes.
+    Prepared like the other serving queries, and without ``RawQuerySet``'s per-query set-up.
+    """
+    Product = get_product_model()
+    rows, names = fetch_rows(sql, params)
+    attnames = {f.column: f.attname for f in Product._meta.concrete_fields}
+    fields = [i for i, name in enumerate(names) if name in attnames]
+    extra = [(i, name) for i, name in enumerate(names) if name not in attnames]
+    order = {f.attname: n for n, f in enumerate(Product._meta.concrete_fields)}
+    fields.sort(key=lambda i: order[attnames[names[i]]])
+    field_names = [attnames[names[i]] for i in fields]
+    db = connection.alias
+    products = []
+    for row in rows:
+        product = Product.from_db(db, field_names, [row[i] for i in fields])
+        for i, name in extra:
+            setattr(product, name, row[i])
+        products.append(product)
+    return products
 
 
 class _ServerCursor:
@@ -623,7 +667,7 @@ CARD_DEFERRED = ("description", "attributes", "created_at", "updated_at")
 def products_sql(
     ids, rules: Rules | None, user=None, session_key: str | None = None, *, card: bool = True
 ) -> tuple[str, list]:
-    """SQL (and params) of the products ``ids`` that pass ``rules`` (None: active), for ``Product.objects.raw``.
+    """SQL (and params) of the products ``ids`` that pass ``rules`` (None: active), for :func:`raw_products`.
 
     One query: the card's columns (``card=False``: every column), the primary image's
     file (``PRIMARY_FILE``, read by ``Product.primary_image``), the rules' filter, and
@@ -660,7 +704,7 @@ def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper
     wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
     if not wanted:
         return [], []
-    by_id = {p.pk: p for p in get_product_model().objects.raw(*products_sql(wanted, rules, *shopper))}
+    by_id = {p.pk: p for p in raw_products(*products_sql(wanted, rules, *shopper))}
     items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
     pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
     return items, pinned_items
@@ -918,7 +962,7 @@ def anchor_product(pk: int):
         f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(Product._meta.db_table)} "
         f"WHERE {quote(Product._meta.pk.column)} = %s"
     )
-    return next(iter(Product.objects.raw(sql, [int(pk)])), None)
+    return next(iter(raw_products(sql, [int(pk)])), None)
 
 
 def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active, experiments.Arm]:
@@ -980,9 +1024,7 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
         f"SELECT id, product_id, kind, created_at FROM {quote(Interaction._meta.db_table)} "
         f"WHERE {quote(column)} = %s ORDER BY created_at DESC, id DESC LIMIT %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value, n])
-        return History([tuple(row) for row in cursor.fetchall()])
+    return History([tuple(row) for row in fetch_rows(sql, [value, n])[0]])
 
 
 def _taste_weights(events: History) -> dict[int, float]:
@@ -1113,7 +1155,7 @@ def recently_viewed(
     if events is None:
         events = history(user, session_key)
     ids = [pk for pk in events.product_ids if pk not in set(exclude)]
-    by_id = {p.pk: p for p in get_product_model().objects.raw(*products_sql(ids, None))} if ids else {}
+    by_id = {p.pk: p for p in raw_products(*products_sql(ids, None))} if ids else {}
     items = [Recommendation(by_id[pk], 1.0, "recently-viewed") for pk in ids if pk in by_id][:limit]
     return RecommendationList("recently-viewed", items, None, None, "recently-viewed" if items else "empty")
 

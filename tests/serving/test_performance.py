@@ -222,11 +222,11 @@ def test_vector_queries_are_planned_once_per_connection_and_answer_as_planned_ea
         vector = serving.anchor_vector(anchor.pk, act.embedding)
         return serving.nearest_products(vector, act.embedding, 5, exclude=[anchor.pk])
 
-    settings.VISREC = {**settings.VISREC, "PREPARED_VECTOR_QUERIES": False}
+    settings.VISREC = {**settings.VISREC, "PREPARED_QUERIES": False}
     planned_each_time = neighbours()
     assert planned_each_time
     # when: prepared statements are on (the default) and the query runs three times
-    settings.VISREC = {**settings.VISREC, "PREPARED_VECTOR_QUERIES": True}
+    settings.VISREC = {**settings.VISREC, "PREPARED_QUERIES": True}
     with CaptureQueriesContext(connection) as captured:
         answers = [neighbours() for _ in range(3)]
     # then: the same neighbours and distances
@@ -243,3 +243,31 @@ def test_vector_queries_are_planned_once_per_connection_and_answer_as_planned_ea
     # and the connection is left as Django uses it: values bound on the client, plans chosen per query
     assert connection.connection.prepare_threshold is None
     assert _current("plan_cache_mode") == "auto" and _current("hnsw.ef_search") in (None, "", "40")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_product_lists_and_history_are_prepared_and_load_as_the_orm_would(small_catalog, settings):
+    # given: a shopper who bought one product and viewed another, and the page's product
+    anchor, twin = small_catalog["anchor"], small_catalog["twin"]
+    from catalog import services
+
+    services.record_interaction(twin, "purchase", session_key="prep")
+    services.record_interaction(small_catalog["cousin"], "view", session_key="prep")
+    rules = serving.rules_for("similar-items", None)
+    sql, params = serving.products_sql([anchor.pk, twin.pk, small_catalog["sold_out"].pk], rules, None, "prep")
+    # when: loaded prepared (the default) and by the ORM's raw query
+    prepared = {p.pk: p for p in serving.raw_products(sql, params)}
+    by_orm = {p.pk: p for p in Product.objects.raw(sql, params)}
+    events = serving.history(session_key="prep")
+    # then: the same products, fields, deferred fields and primary image, and the history newest first
+    assert set(prepared) == set(by_orm) == {anchor.pk}  # sold out: filtered; bought: not shown again
+    mine, theirs = prepared[anchor.pk], by_orm[anchor.pk]
+    assert mine.get_deferred_fields() == theirs.get_deferred_fields() and "description" in mine.get_deferred_fields()
+    for field in ("title", "price", "currency", "category_id", "stock", "is_active"):
+        assert getattr(mine, field) == getattr(theirs, field)
+    assert mine.primary_image_url == theirs.primary_image_url and mine.primary_image_url
+    assert mine._state.db == "default" and not mine._state.adding
+    assert [pk for _, pk, _, _ in events.events] == [small_catalog["cousin"].pk, twin.pk]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] >= 2  # the list and the history
