@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.files.storage import FileSystemStorage
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -34,6 +36,18 @@ class Category(models.Model):
 
 #: Attribute in which list queries (``recommendations.serving.products_sql``) put the primary image's file name.
 PRIMARY_FILE = "visrec_primary_file"
+
+
+def file_url(storage, name: str) -> str:
+    """``storage.url(name)``; remembered for files on the local file system (lists show the same images again)."""
+    if isinstance(storage, FileSystemStorage):
+        return _local_file_url(storage.base_url, name, storage)
+    return storage.url(name)
+
+
+@functools.lru_cache(maxsize=50_000)
+def _local_file_url(base_url: str, name: str, storage) -> str:
+    return storage.url(name)
 
 
 class Product(models.Model):
@@ -86,7 +100,7 @@ class Product(models.Model):
         """URL of the primary image's file, or None (no image instance or query when it is annotated)."""
         if PRIMARY_FILE in self.__dict__:
             name = self.__dict__[PRIMARY_FILE]
-            return ProductImage._meta.get_field("file").storage.url(name) if name else None
+            return file_url(ProductImage._meta.get_field("file").storage, name) if name else None
         image = self.primary_image
         return image.file.url if image and image.file else None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -195,6 +196,12 @@ def _token_keys() -> list[bytes]:
     return keys
 
 
+@functools.lru_cache(maxsize=1024)
+def _uuid_bytes(text: str) -> bytes:
+    """An impression id's 16 bytes (a page signs a token per item of each of its impressions)."""
+    return uuid.UUID(text).bytes
+
+
 def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()[:_MAC_BYTES]
 
@@ -215,7 +222,7 @@ def click_token(
         _TOKEN_HEAD.pack(
             _TOKEN_VERSION,
             int(time.time()),
-            uuid.UUID(str(impression_id)).bytes,
+            _uuid_bytes(str(impression_id)),
             int(product_id),
             int(position),
             int(model_version_id or 0),

@@ -10,6 +10,7 @@ from the cache, else nothing.
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from django import template
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template, render_to_string
 from django.utils import formats, translation
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
 from .. import serving, tracking
@@ -204,33 +204,38 @@ def _render_list(context: dict) -> str:
     template rendered by Django as usual (``_default_list_template``); a test keeps the two
     identical.
     """
-    widget, title = escape(context["widget"]), escape(context["title"])
+    widget, title = _escape(context["widget"]), _escape(context["title"])
     items = []
     for entry in context["entries"]:
-        name = escape(entry["title"])
+        name = _escape(entry["title"])
         image = (
-            f'<img src="{escape(entry["image_url"])}" alt="{name}" loading="lazy" decoding="async" width="200" '
+            f'<img src="{_escape(entry["image_url"])}" alt="{name}" loading="lazy" decoding="async" width="200" '
             f'height="200">'
             if entry["image_url"]
             else f'<span class="no-image" role="img" aria-label="{name} (no photo)"></span>'
         )
         items.append(
             f'\n    <li class="product-card" data-product-id="{entry["id"]}" data-position="{entry["position"]}" '
-            f'data-reason="{escape(entry["rec"].reason)}" data-score="{escape(entry["score"])}">\n'
-            f'      <a href="{escape(entry["url"])}" aria-label="{name}, {escape(entry["price"])}">\n'
+            f'data-reason="{_escape(entry["rec"].reason)}" data-score="{_escape(entry["score"])}">\n'
+            f'      <a href="{_escape(entry["url"])}" aria-label="{name}, {_escape(entry["price"])}">\n'
             f"        {image}\n"
             f'        <span class="title">{name}</span>\n'
             f"      </a>\n"
-            f'      <span class="price">{escape(entry["price"])}</span>\n'
+            f'      <span class="price">{_escape(entry["price"])}</span>\n'
             f"    </li>\n    "
         )
     return mark_safe(  # noqa: S308 (every value above is escaped)
         f'<section class="visrec-widget" data-visrec-widget="{widget}" '
-        f'data-visrec-source="{escape(context["source"])}" data-impression="{escape(context["impression"])}" '
+        f'data-visrec-source="{_escape(context["source"])}" data-impression="{_escape(context["impression"])}" '
         f'aria-labelledby="visrec-{widget}-title">\n'
         f'  <h2 id="visrec-{widget}-title">{title}</h2>\n'
         f'  <ul class="product-grid visrec-list">\n    {"".join(items)}\n  </ul>\n</section>\n'
     )
+
+
+def _escape(value) -> str:
+    """``django.utils.html.escape`` without its lazy-string wrapper (the same characters, the same entities)."""
+    return html.escape(str(value))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -271,3 +271,17 @@ def test_product_lists_and_history_are_prepared_and_load_as_the_orm_would(small_
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] >= 2  # the list and the history
+
+
+@pytest.mark.django_db
+def test_remembered_image_urls_follow_the_media_url(small_catalog, settings):
+    anchor = small_catalog["anchor"]
+
+    def listed_url() -> str:
+        return serving.raw_products(*serving.products_sql([anchor.pk], None))[0].primary_image_url
+
+    old_media = settings.MEDIA_URL
+    first = listed_url()
+    assert first.startswith(old_media) and listed_url() == first
+    settings.MEDIA_URL = "/cdn-media/"  # e.g. a shop moving its media behind a CDN path
+    assert listed_url() == "/cdn-media/" + first.removeprefix(old_media)
