@@ -81,11 +81,16 @@ class Rules:
         return q
 
     def cache_key(self) -> str:
-        """A short stable digest (part of cached lists' keys)."""
-        raw = json.dumps(
-            [getattr(self, f.name) for f in fields(self)], default=lambda v: astuple(v) if is_dataclass(v) else list(v)
-        )
-        return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+        """A short stable digest (part of cached lists' keys; computed once per instance, which is immutable)."""
+        found = self.__dict__.get("_cache_key")
+        if found is None:
+            raw = json.dumps(
+                [getattr(self, f.name) for f in fields(self)],
+                default=lambda v: astuple(v) if is_dataclass(v) else list(v),
+            )
+            found = hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+            object.__setattr__(self, "_cache_key", found)
+        return found
 
     def pins(self) -> tuple[int, ...]:
         """Product ids shown first: the admin's pins (by position), then the settings' pins."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -67,6 +68,8 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 
 def _params(request, serializer_class=ListParamsSerializer) -> dict:
+    if not request.query_params:  # the usual call: no parameters, only the defaults
+        return {**_defaults(serializer_class), "category": None}
     params = serializer_class(data=request.query_params, max_limit=int(visrec_settings.MAX_LIMIT))
     if not params.is_valid():
         field, messages = next(iter(params.errors.items()))
@@ -74,6 +77,14 @@ def _params(request, serializer_class=ListParamsSerializer) -> dict:
     data = dict(params.validated_data)
     data["category"] = _category(data.get("category"))
     return data
+
+
+@functools.lru_cache(maxsize=16)
+def _defaults(serializer_class) -> dict:
+    """What ``serializer_class`` validates an empty query to (its fields' defaults)."""
+    params = serializer_class(data={}, max_limit=1)
+    params.is_valid(raise_exception=True)
+    return dict(params.validated_data)
 
 
 def _category(value: str | None):
