@@ -420,8 +420,12 @@ def raw_products(sql: str, params) -> list:
     Columns that are not the product's fields (``PRIMARY_FILE``) become attributes.
     Prepared like the other serving queries, and without ``RawQuerySet``'s per-query set-up.
     """
+    return products_from_rows(*fetch_rows(sql, params))
+
+
+def products_from_rows(rows: list[tuple], names: list[str]) -> list:
+    """Product instances of query rows with columns ``names`` (see :func:`raw_products`)."""
     Product = get_product_model()
-    rows, names = fetch_rows(sql, params)
     attnames = {f.column: f.attname for f in Product._meta.concrete_fields}
     fields = [i for i, name in enumerate(names) if name in attnames]
     extra = [(i, name) for i, name in enumerate(names) if name not in attnames]
@@ -597,11 +601,19 @@ def rules_where(rules: Rules | None) -> tuple[str, tuple]:
 
 
 def neighbour_sql(
-    vector, model: EmbeddingModel, limit: int, exclude=None, category=None, rules: Rules | None = None
+    vector,
+    model: EmbeddingModel,
+    limit: int,
+    exclude=None,
+    category=None,
+    rules: Rules | None = None,
+    card: bool = False,
 ) -> tuple[str, list]:
     """SQL (and params) of the ``limit`` recommendable products whose primary image is nearest to ``vector``.
 
-    Rows are ``(product_id, cosine distance)``. ``vector``: an :class:`SQLVector` (an
+    Rows are ``(product_id, cosine distance)``, followed with ``card`` by the product's
+    card columns and its primary image's file (``PRIMARY_FILE``: the image the row was
+    found by), as :func:`products_sql` selects them. ``vector``: an :class:`SQLVector` (an
     anchor's or a taste's, computed in the query) or an array. The ordering expression
     matches the version's partial HNSW index; the product filters (rules) are SQL in the
     same query, so iterative scans keep the list full. The version's id and the limit are
@@ -613,9 +625,14 @@ def neighbour_sql(
     vec = vector if isinstance(vector, SQLVector) else literal_vector(vector, model)
     n = _names()
     where, where_params = rules_where(rules)
+    columns = ""
+    if card:
+        quote = connection.ops.quote_name
+        columns = "".join(f", {n.product}.{quote(f.column)}" for f in _card_fields())
+        columns += f", {n.img}.{n.img_file} AS {quote(PRIMARY_FILE)}"
     sql = (
-        f"SELECT {n.img}.{n.img_product}, {n.emb}.{n.emb_vector}::halfvec({int(model.dimensions)}) <=> {vec.sql} "
-        f"FROM {n.emb} JOIN {n.img} ON {n.img}.{n.img_pk} = {n.emb}.{n.emb_image} "
+        f"SELECT {n.img}.{n.img_product}, {n.emb}.{n.emb_vector}::halfvec({int(model.dimensions)}) <=> {vec.sql}"
+        f"{columns} FROM {n.emb} JOIN {n.img} ON {n.img}.{n.img_pk} = {n.emb}.{n.emb_image} "
         f"JOIN {n.product} ON {n.product}.{n.product_pk} = {n.img}.{n.img_product} "
         f"WHERE {n.emb}.{n.emb_model} = {int(model.pk)} AND {n.img}.{n.img_primary} AND {where}"
     )
@@ -637,14 +654,23 @@ def nearest_products(
     category=None,
     rules: Rules | None = None,
     ef_search: int | None = None,
+    cards: dict | None = None,
 ) -> list[tuple[int, float]]:
     """``[(product_id, cosine similarity)]`` of the ``limit`` nearest products, nearest first.
 
     Iterative scans in ``relaxed_order`` may return rows slightly out of order; they are
     re-sorted here. ``ef_search``: the search breadth (default ``HNSW_EF_SEARCH``).
+    ``cards``: a dict that receives the found products (pk -> instance, loaded by the same
+    query as :func:`products_sql` would, so a list needs no second query for them).
     """
-    rows = search_rows(neighbour_sql(vector, model, limit, exclude, category, rules), ef_search)
-    return sorted(((pk, 1.0 - float(d)) for pk, d in rows if d is not None), key=lambda row: -row[1])
+    sql = neighbour_sql(vector, model, limit, exclude, category, rules, card=cards is not None)
+    rows = search_rows(sql, ef_search)
+    rows = [row for row in rows if row[1] is not None]
+    if cards is not None and rows:
+        product_columns = [*(f.column for f in _card_fields()), PRIMARY_FILE]
+        for product in products_from_rows([row[2:] for row in rows], product_columns):
+            cards[product.pk] = product
+    return sorted(((row[0], 1.0 - float(row[1])) for row in rows), key=lambda row: -row[1])
 
 
 # -- loading products in ranked order ------------------------------------------------------
@@ -664,6 +690,11 @@ def product_image_url(product) -> str | None:
 CARD_DEFERRED = ("description", "attributes", "created_at", "updated_at")
 
 
+def _card_fields() -> list:
+    """The product fields a list query selects (all but ``CARD_DEFERRED``; the primary key first)."""
+    return [f for f in get_product_model()._meta.concrete_fields if f.name not in CARD_DEFERRED]
+
+
 def products_sql(
     ids, rules: Rules | None, user=None, session_key: str | None = None, *, card: bool = True
 ) -> tuple[str, list]:
@@ -675,7 +706,7 @@ def products_sql(
     a ``NOT EXISTS``.
     """
     n, quote = _names(), connection.ops.quote_name
-    fields = [f for f in get_product_model()._meta.concrete_fields if not card or f.name not in CARD_DEFERRED]
+    fields = _card_fields() if card else get_product_model()._meta.concrete_fields
     where, where_params = rules_where(rules)
     sql = (
         f"SELECT {', '.join(f'{n.product}.{quote(f.column)}' for f in fields)}, "
@@ -695,29 +726,39 @@ def products_sql(
     return sql, params
 
 
-def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None)):
+def _load(ranked: Ranked, rules: Rules, exclude=(), pinned: bool = True, shopper=(None, None), cards=None):
     """Products of ``ranked`` (and the rules' pins) that pass the rules, in order (one query, :func:`products_sql`).
 
-    Returns ``(items, pins)``.
+    ``cards``: products already loaded under the same ``rules`` (by the neighbour query,
+    see :func:`nearest_products`); they are used as they are unless the shopper's own
+    products must be left out (a per-shopper filter the shared neighbour query has not
+    applied), and only the others are queried. Returns ``(items, pins)``.
     """
     pins = [pk for pk in rules.pins() if pk not in exclude] if pinned else []
     wanted = {pk for pk, _, _ in ranked if pk not in exclude} | set(pins)
     if not wanted:
         return [], []
-    by_id = {p.pk: p for p in raw_products(*products_sql(wanted, rules, *shopper))}
+    by_id = {}
+    if cards and not (rules.exclude_interacted_kinds and _has_shopper(*shopper)):
+        by_id = {pk: cards[pk] for pk in wanted if pk in cards}
+        wanted -= by_id.keys()
+    if wanted:
+        by_id.update((p.pk, p) for p in raw_products(*products_sql(wanted, rules, *shopper)))
     items = [Recommendation(by_id[pk], score, reason) for pk, score, reason in ranked if pk in by_id]
     pinned_items = [Recommendation(by_id[pk], 1.0, "pinned") for pk in pins if pk in by_id]
     return items, pinned_items
 
 
-def _finish(widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=()):
+def _finish(
+    widget: str, ranked: Ranked, limit: int, rules: Rules, act: Active, source: str, exclude=(), shopper=(), cards=None
+):
     """The list shown: ``ranked``'s products that pass the rules, arranged (pins, boosts, good matches, diversity)."""
-    shown = _arranged(rules.lift(ranked), limit, rules, exclude, shopper or (None, None), merch=True)
+    shown = _arranged(rules.lift(ranked), limit, rules, exclude, shopper or (None, None), merch=True, cards=cards)
     return RecommendationList(widget, shown, act.version_id, act.embedding_version, source)
 
 
 def _arranged(
-    ranked: Ranked, limit: int, rules: Rules, exclude=(), shopper=(None, None), merch: bool = False
+    ranked: Ranked, limit: int, rules: Rules, exclude=(), shopper=(None, None), merch: bool = False, cards=None
 ) -> list[Recommendation]:
     """Up to ``limit`` of ``ranked``'s products that pass the rules, arranged by :func:`arrange`.
 
@@ -733,7 +774,7 @@ def _arranged(
     start = 0
     while True:
         items, pinned = _load(
-            ranked[start : start + step], rules, exclude, pinned=merch and start == 0, shopper=shopper
+            ranked[start : start + step], rules, exclude, pinned=merch and start == 0, shopper=shopper, cards=cards
         )
         pins = pinned if start == 0 else pins
         loaded += items
@@ -935,14 +976,15 @@ def similar_items(
     pv_key = product_version_key(product.pk)
     hit = _cache_get_many([key, pv_key]) if cached else {}
     pv = hit.get(pv_key, "")
+    cards: dict = {}
     if key in hit and hit[key][0] == pv:
         _, ranked, source = hit[key]
     else:
-        ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"])
+        ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards)
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
         if cached:
             _cache_set(key, (pv, ranked, source), timeout)
-    found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key))
+    found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key), cards)
     found.arm = arm.label
     return found
 
@@ -973,11 +1015,13 @@ def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active,
     return act, arm
 
 
-def _similar_ranked(product, depth: int, rules: Rules, act: Active, blend: dict) -> tuple[Ranked, str]:
+def _similar_ranked(
+    product, depth: int, rules: Rules, act: Active, blend: dict, cards: dict | None = None
+) -> tuple[Ranked, str]:
     visual: list[tuple[int, float]] = []
     if act.embedding is not None:
         anchor = anchor_vector(product.pk, act.embedding)
-        visual = nearest_products(anchor, act.embedding, depth, exclude=[product.pk], rules=rules)
+        visual = nearest_products(anchor, act.embedding, depth, exclude=[product.pk], rules=rules, cards=cards)
     model = _model_neighbours(loaded_model(act.version), product.pk, depth)
     ranked = _blend({"visual": visual, "model": model}, dict(blend))
     source = "visual" if visual else "model" if model else "popular"
@@ -1200,6 +1244,7 @@ def search_by_image(image, *, limit: int = 12, category=None, rules: Rules | Non
         return RecommendationList("search-by-photo", [], None, None, "empty")
     vector = embed_query_image(image, act.embedding)
     depth = overfetch(limit, rules)
-    rows = nearest_products(vector, act.embedding, depth, category=category, rules=rules)
+    cards: dict = {}  # the neighbour query's products pass ``rules`` (and the category) already
+    rows = nearest_products(vector, act.embedding, depth, category=category, rules=rules, cards=cards)
     ranked = [(pk, s, "visual") for pk, s in rows]
-    return _finish("search-by-photo", ranked, limit, rules, act, "visual" if ranked else "empty")
+    return _finish("search-by-photo", ranked, limit, rules, act, "visual" if ranked else "empty", cards=cards)

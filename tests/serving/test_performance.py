@@ -285,3 +285,39 @@ def test_remembered_image_urls_follow_the_media_url(small_catalog, settings):
     assert first.startswith(old_media) and listed_url() == first
     settings.MEDIA_URL = "/cdn-media/"  # e.g. a shop moving its media behind a CDN path
     assert listed_url() == "/cdn-media/" + first.removeprefix(old_media)
+
+
+@pytest.mark.django_db
+def test_a_list_without_a_shopper_takes_its_products_from_the_neighbour_query(small_catalog):
+    anchor = small_catalog["anchor"]
+    # when: similar items are computed for a caller without a shopper (a server-to-server API call)
+    with CaptureQueriesContext(connection) as captured:
+        listed = serving.similar_items(anchor, 3, cached=False)
+    # then: no second query loads the shown products: the neighbour query brought their cards
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert sum("<=>" in s for s in sql) == 1
+    assert not [s for s in sql if '"catalog_product"."title"' in s and "<=>" not in s], sql
+    # and they are loaded as the product list query loads them
+    assert len(listed) == 3 and small_catalog["twin"].pk in listed.product_ids
+    by_query = {p.pk: p for p in serving.raw_products(*serving.products_sql(listed.product_ids, None))}
+    for rec in listed:
+        mine, theirs = rec.product, by_query[rec.product.pk]
+        assert mine.get_deferred_fields() == theirs.get_deferred_fields()
+        assert (mine.title, mine.price, mine.category_id, mine.stock) == (
+            theirs.title,
+            theirs.price,
+            theirs.category_id,
+            theirs.stock,
+        )
+        assert mine.primary_image_url == theirs.primary_image_url
+
+
+@pytest.mark.django_db
+def test_a_shoppers_bought_products_stay_out_of_lists_built_from_the_neighbour_query(small_catalog):
+    from catalog import services
+
+    anchor, twin = small_catalog["anchor"], small_catalog["twin"]
+    assert twin.pk in serving.similar_items(anchor, 3, cached=False).product_ids
+    services.record_interaction(twin, "purchase", session_key="buyer")
+    listed = serving.similar_items(anchor, 3, cached=False, session_key="buyer")
+    assert twin.pk not in listed.product_ids and len(listed) == 3
