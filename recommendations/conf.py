@@ -44,7 +44,8 @@ DEFAULTS: dict[str, Any] = {
     # (docs/benchmarks/serving.md) 40 gives recall@10 ~0.97 at about two thirds of the query time of 100 (~0.99).
     "HNSW_EF_SEARCH": 40,
     # The same for "for you"'s session-taste neighbours: a taste is a blend of several
-    # products, so its exact nearest neighbours matter less; 20 costs about a quarter less.
+    # products, so its exact nearest neighbours matter less. A search is never narrower than
+    # its list plus the products it leaves out (the shopper's own), which would cost a second pass.
     "FOR_YOU_EF_SEARCH": 20,
     # Training: strength of each interaction kind (a rating counts its value).
     "INTERACTION_WEIGHTS": {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0},

@@ -662,9 +662,14 @@ def nearest_products(
     re-sorted here. ``ef_search``: the search breadth (default ``HNSW_EF_SEARCH``).
     ``cards``: a dict that receives the found products (pk -> instance, loaded by the same
     query as :func:`products_sql` would, so a list needs no second query for them).
+
+    The search breadth is at least ``limit`` plus the excluded products: one pass of an
+    HNSW scan yields at most ``ef_search`` candidates, and a narrower one would make the
+    iterative scan start a second pass, which costs more than the wider first one.
     """
     sql = neighbour_sql(vector, model, limit, exclude, category, rules, card=cards is not None)
-    rows = search_rows(sql, ef_search)
+    ef = max(int(ef_search or visrec_settings.HNSW_EF_SEARCH), int(limit) + len(exclude or ()))
+    rows = search_rows(sql, ef)
     rows = [row for row in rows if row[1] is not None]
     if cards is not None and rows:
         product_columns = [*(f.column for f in _card_fields()), PRIMARY_FILE]

@@ -109,3 +109,22 @@ def test_session_taste_search_uses_its_own_search_breadth(small_catalog, setting
     settings_sql = [q["sql"] for q in captured.captured_queries if "hnsw.ef_search" in q["sql"]]
     assert len(settings_sql) == 2
     assert "'17'" in settings_sql[0] and "'41'" in settings_sql[1]
+
+
+def test_a_search_is_never_narrower_than_its_list_and_the_products_it_leaves_out(small_catalog, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given: a narrow configured breadth and a shopper who viewed four products
+    settings.VISREC = {**settings.VISREC, "FOR_YOU_EF_SEARCH": 5}
+    viewed = [small_catalog[name] for name in ("twin", "cousin", "other0", "other1")]
+    for product in viewed:
+        _event(product, "view", session_key="wide")
+    act = serving.active()
+    taste = serving.taste_expression(serving.history(session_key="wide"), act.embedding)
+    # when: the taste's 6 nearest products are asked for, leaving the 4 viewed ones out
+    with CaptureQueriesContext(connection) as captured:
+        serving.nearest_products(taste, act.embedding, 6, exclude=[p.pk for p in viewed], ef_search=5)
+    # then: one pass wide enough for the list and the left-out products (6 + 4), not 5
+    settings_sql = [q["sql"] for q in captured.captured_queries if "set_config('hnsw.ef_search'" in q["sql"]]
+    assert len(settings_sql) == 1 and "'hnsw.ef_search', '10'" in settings_sql[0]
