@@ -62,6 +62,7 @@ def test_vector_query_outside_a_transaction_is_one_round_trip_and_its_settings_e
     Product.objects.create(sku="P-1", title="One")
     settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": 77, "WIDGET_TIME_BUDGET_MS": 150}
     assert not connection.in_atomic_block
+    serving.search_rows(_settings_seen())  # the first search in a process also reads pgvector's version
     with CaptureQueriesContext(connection) as captured:
         rows = serving.search_rows(_settings_seen())
     assert rows == [("77", "150ms")]
@@ -321,3 +322,30 @@ def test_a_shoppers_bought_products_stay_out_of_lists_built_from_the_neighbour_q
     services.record_interaction(twin, "purchase", session_key="buyer")
     listed = serving.similar_items(anchor, 3, cached=False, session_key="buyer")
     assert twin.pk not in listed.product_ids and len(listed) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_written_out_view_stores_what_the_orm_would_and_refuses_what_full_clean_refuses():
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ValidationError
+
+    from catalog import services
+    from catalog.models import Interaction
+
+    product = Product.objects.create(sku="P-X", title="Viewed")
+    user = get_user_model().objects.create_user("viewer")
+    view = services.record_interaction(product, "click", user=user, session_key="s-9", source="similar-items")
+    stored = Interaction.objects.get(pk=view.pk)
+    assert (stored.product_id, stored.user_id, stored.session_key, stored.kind, stored.value, stored.source) == (
+        product.pk,
+        user.pk,
+        "s-9",
+        "click",
+        1.0,
+        "similar-items",
+    )
+    assert stored.created_at == view.created_at and stored.event_key is None and not view._state.adding
+    with pytest.raises(ValidationError) as refused:
+        services.record_interaction(product, "view", session_key="s-9", source="x" * 65)
+    assert "source" in refused.value.message_dict
+    assert Interaction.objects.count() == 1
