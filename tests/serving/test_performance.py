@@ -349,3 +349,13 @@ def test_a_written_out_view_stores_what_the_orm_would_and_refuses_what_full_clea
         services.record_interaction(product, "view", session_key="s-9", source="x" * 65)
     assert "source" in refused.value.message_dict
     assert Interaction.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_array_literals_read_back_as_the_values_they_were_made_of():
+    texts = ["purchase", 'a"b', "c\\d", "x,y", "{z}", " spaced ", ""]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::text[], %s::bigint[]", [serving.text_array(texts), serving.int_array([3, 2**40, -1])]
+        )
+        assert cursor.fetchone() == (texts, [3, 2**40, -1])
