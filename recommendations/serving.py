@@ -630,8 +630,15 @@ def neighbour_sql(
         quote = connection.ops.quote_name
         columns = "".join(f", {n.product}.{quote(f.column)}" for f in _card_fields())
         columns += f", {n.img}.{n.img_file} AS {quote(PRIMARY_FILE)}"
+    # A vector computed in the query (an anchor's, a taste's) is computed once, in a CTE that the
+    # ordering and the "no vector: no neighbours" filter both read (a taste sums up to
+    # TASTE_HISTORY vectors: written twice, it was computed twice).
+    query_vector, head = vec.sql, ""
+    if vec.nullable:
+        head, query_vector = f"WITH q AS MATERIALIZED (SELECT {vec.sql} AS v) ", "(SELECT v FROM q)"
     sql = (
-        f"SELECT {n.img}.{n.img_product}, {n.emb}.{n.emb_vector}::halfvec({int(model.dimensions)}) <=> {vec.sql}"
+        f"{head}SELECT {n.img}.{n.img_product}, "
+        f"{n.emb}.{n.emb_vector}::halfvec({int(model.dimensions)}) <=> {query_vector}"
         f"{columns} FROM {n.emb} JOIN {n.img} ON {n.img}.{n.img_pk} = {n.emb}.{n.emb_image} "
         f"JOIN {n.product} ON {n.product}.{n.product_pk} = {n.img}.{n.img_product} "
         f"WHERE {n.emb}.{n.emb_model} = {int(model.pk)} AND {n.img}.{n.img_primary} AND {where}"
@@ -641,8 +648,7 @@ def neighbour_sql(
         sql += f" AND NOT ({n.img}.{n.img_product} = ANY(%s::bigint[]))"
         params.append(int_array(exclude))
     if vec.nullable:  # no vector: no neighbours (a one-time filter, not one per row)
-        sql += f" AND {vec.sql} IS NOT NULL"
-        params += vec.params
+        sql += f" AND {query_vector} IS NOT NULL"
     return sql + f" ORDER BY 2 LIMIT {int(limit)}", params
 
 
@@ -663,12 +669,16 @@ def nearest_products(
     ``cards``: a dict that receives the found products (pk -> instance, loaded by the same
     query as :func:`products_sql` would, so a list needs no second query for them).
 
-    The search breadth is at least ``limit`` plus the excluded products: one pass of an
-    HNSW scan yields at most ``ef_search`` candidates, and a narrower one would make the
-    iterative scan start a second pass, which costs more than the wider first one.
+    The search breadth is at least ``limit`` plus a few of the excluded products: one pass
+    of an HNSW scan yields at most ``ef_search`` candidates, and one too narrow for the list
+    and the excluded products it meets makes the iterative scan start a second pass, which
+    costs more than a wider first one. Only the nearest few excluded products count: a
+    shopper's long history mostly lies far from the blend of it (measured at 200,000
+    products: 5 left out, breadth 25 vs 20: 2.3 vs 2.8 ms; 50 left out, breadth 28 vs 70:
+    5.5 vs 7.3 ms).
     """
     sql = neighbour_sql(vector, model, limit, exclude, category, rules, card=cards is not None)
-    ef = max(int(ef_search or visrec_settings.HNSW_EF_SEARCH), int(limit) + len(exclude or ()))
+    ef = max(int(ef_search or visrec_settings.HNSW_EF_SEARCH), int(limit) + min(len(exclude or ()), 8))
     rows = search_rows(sql, ef)
     rows = [row for row in rows if row[1] is not None]
     if cards is not None and rows:

@@ -128,3 +128,21 @@ def test_a_search_is_never_narrower_than_its_list_and_the_products_it_leaves_out
     # then: one pass wide enough for the list and the left-out products (6 + 4), not 5
     settings_sql = [q["sql"] for q in captured.captured_queries if "set_config('hnsw.ef_search'" in q["sql"]]
     assert len(settings_sql) == 1 and "'hnsw.ef_search', '10'" in settings_sql[0]
+    # and the taste (a sum over the shopper's vectors) is computed once per query, not once per use
+    vector_sql = [q["sql"] for q in captured.captured_queries if "<=>" in q["sql"]]
+    assert len(vector_sql) == 1 and vector_sql[0].count("sum(") == 1
+
+
+def test_a_long_history_widens_the_search_by_a_few_products_only(small_catalog, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.VISREC = {**settings.VISREC, "FOR_YOU_EF_SEARCH": 5}
+    act = serving.active()
+    taste = serving.taste_expression(serving.history(session_key="nobody"), act.embedding)
+    assert taste is None  # no history: no taste
+    anchor = serving.anchor_vector(small_catalog["anchor"].pk, act.embedding)
+    with CaptureQueriesContext(connection) as captured:
+        serving.nearest_products(anchor, act.embedding, 6, exclude=list(range(10_000, 10_050)), ef_search=5)
+    settings_sql = [q["sql"] for q in captured.captured_queries if "set_config('hnsw.ef_search'" in q["sql"]]
+    assert "'hnsw.ef_search', '14'" in settings_sql[0]  # 6 + 8, not 6 + 50
