@@ -113,7 +113,10 @@ class Recommender(ABC):
             liked = sp.csr_matrix(user_items)
             for row in range(len(userids)):
                 cols = liked.indices[liked.indptr[row] : liked.indptr[row + 1]]
-                scores[row, np.isin(items, cols)] = -np.inf
+                at = np.searchsorted(items, cols)  # ``items`` is sorted: a lookup per liked item, not a pass over all
+                hit = at < len(items)
+                at = at[hit][items[at[hit]] == cols[hit]]
+                scores[row, at] = -np.inf
         ids, out = top_n(scores, N)
         return np.where(ids >= 0, items[np.maximum(ids, 0)], -1), out
 
