@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -379,17 +379,33 @@ def _prepared_rows(query: tuple[str, list], pairs: list[tuple[str, str]]) -> lis
     re-planning for each parameter value. Still one round trip: settings and query go out
     together in a pipeline, as one implicit transaction.
     """
+    with _prepared_cursor(pipeline=True) as cursor:
+        cursor.execute(*_set_locally([*pairs, ("plan_cache_mode", "force_generic_plan")]))
+        cursor.execute(*query)
+        return cursor.fetchall()
+
+
+@contextmanager
+def _prepared_cursor(pipeline: bool = False) -> Iterator[Any]:
+    """A cursor with server-side parameters whose statements are prepared at their first run on the connection.
+
+    Wrapped as Django wraps its own (its execute wrappers apply, and the debug log of tests
+    and DEBUG shows the statements). Django's own cursors bind on the client and are not
+    prepared; the connection's threshold is restored afterwards. ``pipeline``: the
+    statements go out together (see :func:`search_rows`).
+    """
     import psycopg
 
-    raw = connection.connection
+    with connection.cursor():  # Django's way in: connects (or fails) and checks a reused connection
+        raw = connection.connection
     threshold = raw.prepare_threshold
-    raw.prepare_threshold = 0  # prepare at the first execution (Django's own cursors bind on the client: unaffected)
+    raw.prepare_threshold = 0
     try:
-        # Django's wrapper: its execute wrappers apply, and the debug log (tests, DEBUG) shows the statements
-        with raw.pipeline(), connection._prepare_cursor(_ServerCursor(psycopg.Cursor(raw))) as cursor:
-            cursor.execute(*_set_locally([*pairs, ("plan_cache_mode", "force_generic_plan")]))
-            cursor.execute(*query)
-            return cursor.fetchall()
+        with (
+            raw.pipeline() if pipeline else nullcontext(),
+            connection._prepare_cursor(_ServerCursor(psycopg.Cursor(raw))) as cursor,
+        ):
+            yield cursor
     finally:
         raw.prepare_threshold = threshold
 
@@ -400,18 +416,9 @@ def fetch_rows(sql: str, params) -> tuple[list[tuple], list[str]]:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall(), [c.name for c in cursor.description]
-    import psycopg
-
-    with connection.cursor():  # Django's way in: connects (or fails) and checks a reused connection
-        raw = connection.connection
-    threshold = raw.prepare_threshold
-    raw.prepare_threshold = 0
-    try:
-        with connection._prepare_cursor(_ServerCursor(psycopg.Cursor(raw))) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall(), [c.name for c in cursor.description]
-    finally:
-        raw.prepare_threshold = threshold
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall(), [c.name for c in cursor.description]
 
 
 def raw_products(sql: str, params) -> list:
