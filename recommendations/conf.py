@@ -61,8 +61,8 @@ DEFAULTS: dict[str, Any] = {
     # Most tuples an iterative HNSW scan visits before giving up (pgvector default 20000).
     "HNSW_MAX_SCAN_TUPLES": 20_000,
     # The serving queries (neighbours, product lists, shopper history) are prepared once per
-    # database connection; vector queries run a generic plan (planning costs about a third
-    # of running one). Turn off behind a pooler that cannot keep prepared statements
+    # database connection; vector queries run a generic plan (planning them costs a large
+    # share of running them). Turn off behind a pooler that cannot keep prepared statements
     # (PgBouncer in transaction mode before 1.21).
     "PREPARED_QUERIES": True,
     # Time budget of one widget in milliseconds: the vector query runs under this

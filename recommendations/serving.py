@@ -372,8 +372,9 @@ def search_rows(query, ef_search: int | None = None) -> list:
 def _prepared_rows(query: tuple[str, list], pairs: list[tuple[str, str]]) -> list:
     """Rows of a written-out vector query, prepared on this connection and run with a generic plan.
 
-    Planning the neighbour query (joins, the rules' filter, the init plans) costs
-    PostgreSQL about a third of what running it costs, on every call. Sent with
+    Planning the neighbour query (joins, the rules' filter, the init plans) on every
+    call costs PostgreSQL a large share of the query's time (0.7-0.8 ms beside 1.3-2.9 ms
+    of execution at 200,000 products). Sent with
     server-side parameters, the statement is parsed and planned once per connection;
     ``plan_cache_mode`` (set for this query only) keeps PostgreSQL on that plan instead of
     re-planning for each parameter value. Still one round trip: settings and query go out
