@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import IO, Any
 
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -92,7 +91,8 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
         raise ValueError("record_interaction needs a saved product")
     asynchronous = kind in BROWSING_KINDS and connection.vendor == "postgresql"
     if asynchronous and not connection.in_atomic_block and set(fields) <= {"source"}:
-        _check_lengths(interaction, ("session_key", "source"))  # the rest is set here, valid by construction
+        # Django's own checks of the fields a caller's values reach; the rest is set here, valid by construction
+        interaction.clean_fields(exclude=[f.name for f in Interaction._meta.fields if f.name not in _CALLER_FIELDS])
         _insert_browsing(interaction)
         return interaction
     interaction.full_clean(exclude=["product", "user"])
@@ -104,12 +104,7 @@ def record_interaction(product: Product, kind: str, *, user=None, session_key: s
     return interaction
 
 
-def _check_lengths(interaction: Interaction, names: tuple[str, ...]) -> None:
-    """``full_clean``'s length checks of the text fields ``names`` (the only ones a caller's values reach)."""
-    for name in names:
-        value, limit = getattr(interaction, name), Interaction._meta.get_field(name).max_length
-        if len(value) > limit:
-            raise ValidationError({name: [f"Ensure this value has at most {limit} characters (it has {len(value)})."]})
+_CALLER_FIELDS = frozenset({"session_key", "source"})
 
 
 def _insert_browsing(interaction: Interaction) -> None:
