@@ -1,4 +1,4 @@
-"""Recommendation quality: every visrec model against implicit ALS/BPR and Cornac VBPR.
+"""Recommendation quality (contract version 2): every visrec model against its peers, all chosen on validation.
 
 Usage::
 
@@ -11,18 +11,37 @@ named ``hm``, else each user's last 20 % (``--split-per-user 0.2``). Users with 
 least one test and one training interaction are evaluated; all items are ranked,
 the user's training items excluded.
 
-Every image is embedded once with the packaged EfficientNet-Lite0 (cached under
-``var/bench-cache/``). Every registered visrec model runs, and so do the peers as
-their users run them: ``implicit``'s ALS and BPR directly, and Cornac's VBPR in a
-separate venv (``var/peers-venv``, created on first use from
-``benchmarks/requirements-peers.txt``; ``--no-cornac`` skips it). Hyper-parameters
-of every model, ours and the peers', are picked the same way: on a validation split
-cut from the training period only (same kind of split), by Recall@50; the chosen
-ones are refitted on the whole training period.
+The contract:
+
+- Every image is embedded once with the packaged EfficientNet-Lite0 (cached under
+  ``var/bench-cache/``); every contender that uses images gets the vectors of *every*
+  catalogue item.
+- Contenders: every registered visrec model, and the peers as their users run them:
+  popularity and recent popularity, ``implicit``'s ALS and BPR, Cornac's VBPR (in a
+  separate venv, ``var/peers-venv``, created on first use from
+  ``benchmarks/requirements-peers.txt``; ``--no-cornac`` skips it). Cornac scores
+  items without interactions from its learned visual parameters.
+- Every choice is made on a validation cut of the training period (same kind of
+  split), by Recall@50: each contender tries at most :data:`BUDGET` configurations
+  (:data:`GRIDS`), and on each the same popularity-prior blend
+  (:func:`recommendations.ml.blend.choose_blend`: weight 0 first, so the plain scores
+  win unless a prior helps) is offered, the same way to ours and to the peers. The
+  chosen configuration is refitted on the whole training period.
+- ``best`` is the visrec model with the highest *validation* Recall@50 (what visrec's
+  own training activates); the reported peer is the strongest peer *on the test
+  period*. ``diff_lo`` is the lower end of the 95 % paired bootstrap interval (per
+  user, 1,000 resamples) of best − peer on Recall@50.
+- ``<model>_noprior`` rows (kind ``ablation``) refit the chosen configuration with
+  the prior, ``cold_bias`` and the freshness bias off.
+
+``--dev`` drops the test period before anything else and evaluates on the validation
+cut instead (with a validation cut inside it): for developing models without ever
+looking at the test period.
 
 Reports Recall@12/50, NDCG@12/50, coverage@12 and cold-item Recall@50 (items with no
-training interaction) with 95 % bootstrap intervals over users, and fit times;
-writes a section of ``docs/benchmarks/quality.md`` and ends with one ``RESULT`` line.
+training interaction) with 95 % bootstrap intervals over users, validation Recall@50
+and fit times; writes a section of ``docs/benchmarks/quality.md`` and ends with one
+``RESULT`` line.
 """
 
 from __future__ import annotations
@@ -32,9 +51,7 @@ import importlib
 import json
 import logging
 import pkgutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,46 +60,50 @@ import numpy as np
 import scipy.sparse as sp
 from _common import DOCS, ROOT, machine, markdown_table, write_section
 from _quality_data import Dataset, image_vectors, load_dataset, parse_time, strengths
+from _quality_runners import cornac_many, implicit_runner, visrec_runner
 
 log = logging.getLogger("visrec.bench.quality")
 
 HM_SPLIT_DATE = "2020-06-01"
 K_LIST = (12, 50)
 N = max(K_LIST)
-PEERS_VENV = ROOT / "var" / "peers-venv"
-PEERS_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-peers.txt"
+#: Most configurations any contender tries on validation, ours and the peers' alike.
+BUDGET = 4
+#: Most validation users scored per configuration (a seeded sample beyond).
+MAX_VALIDATION_USERS = 2000
+#: Registered models that are the peers' baselines, not visrec's own contenders.
+PEER_MODELS = ("popularity", "recent_popularity")
 
-# Small grids, tuned on the validation split. A registered model missing here runs with its defaults.
+# At most BUDGET configurations each, every tuned parameter given (nothing validated again inside a fit).
+# A registered model missing here tries the first BUDGET combinations of its ``tuned_params``.
+_ALS = [{"factors": 64, "regularization": r, "alpha": a, "iterations": 15} for r in (0.01, 0.1) for a in (1.0, 10.0)]
+_BPR = [
+    {"factors": 64, "learning_rate": lr, "regularization": reg, "iterations": 100}
+    for lr, reg in ((0.01, 0.01), (0.05, 0.01), (0.01, 0.001), (0.05, 0.001))
+]
 GRIDS: dict[str, list[dict]] = {
-    "recent_popularity": [{"half_life_days": h} for h in (7.0, 30.0, 90.0)],
-    "item_knn": [{"k": 100}, {"k": 400}],
-    "user_knn": [{"k": 50}, {"k": 200}],
-    "als": [{"factors": 64, "regularization": r, "alpha": a} for r in (0.01, 0.1) for a in (1.0, 10.0)],
-    "bpr": [{"factors": 64, "learning_rate": lr} for lr in (0.01, 0.05)],
-    "sgd_mf": [{}],
-    "image_cf": [{}, {"popularity_weight": 0.2, "whiten": 128}],
-    "vbpr": [
-        {"visual_factors": 32, "epochs": 8, "half_life_days": h, "cold_bias": c}
-        for h in (0.0, 60.0)
-        for c in (0.0, 2.0)
-    ],
+    "popularity": [{}],
+    "recent_popularity": [{"half_life_days": h} for h in (7.0, 14.0, 30.0, 90.0)],
+    "item_knn": [{"k": k, "shrink": s} for k in (100, 400) for s in (10.0, 100.0)],
+    "user_knn": [{"k": k, "shrink": s} for k in (50, 200) for s in (10.0, 100.0)],
+    "als": [{**c, "random_state": 0} for c in _ALS],  # the same solver and grid as the implicit_als peer
+    "bpr": [{**c, "random_state": 0} for c in _BPR],
+    "sgd_mf": [{"factors": f} for f in (32, 8)],
+    "visual_similarity": [{"whiten": w} for w in (128, 0)],
+    "image_cf": [{"whiten": w, "half_life_days": h} for w in (128, 0) for h in (365.0, 90.0)],
+    # the hybrids also try their collaborative part alone (no visual factors, no similarity channel)
+    "vbpr": [{"epochs": 8, "visual_factors": v, "half_life_days": h} for v in (32, 0) for h in (0.0, 60.0)],
     **{
-        f"fusion_{mode}": [
-            {"epochs": 6, "item_dropout": d, "cold_bias": c} for d, c in ((0.5, 0.0), (0.5, 2.0), (0.2, 2.0))
-        ]
+        f"fusion_{mode}": [{"epochs": 5, "item_dropout": 0.5}, {"epochs": 5, "item_dropout": 0.2, "sim_dims": 0}]
         for mode in ("concat", "weighted", "attention")
     },
 }
 PEER_GRIDS: dict[str, list[dict]] = {
-    "implicit_als": [
-        {"factors": 64, "regularization": r, "alpha": a, "iterations": 15} for r in (0.01, 0.1) for a in (1.0, 10.0)
-    ],
-    "implicit_bpr": [
-        {"factors": 64, "learning_rate": lr, "regularization": 0.01, "iterations": 100} for lr in (0.01, 0.05)
-    ],
+    "implicit_als": [{**c, "random_state": 0} for c in _ALS],
+    "implicit_bpr": [{**c, "random_state": 0} for c in _BPR],
     "cornac_vbpr": [
-        {"k": 10, "k2": 20, "n_epochs": 50, "batch_size": 100, "learning_rate": 0.005, "lambda_w": w, "seed": 0}
-        for w in (1.0, 0.01)
+        {"k": 10, "k2": 20, "n_epochs": e, "batch_size": 256, "learning_rate": 0.005, "lambda_w": w, "seed": 0}
+        for e, w in ((20, 1.0), (20, 0.01))
     ],
 }
 
@@ -96,11 +117,12 @@ class Split:
     relevant: sp.csr_matrix
     users: np.ndarray
     description: str = ""
+    priors: dict = field(default_factory=dict)
 
 
 @dataclass
 class Outcome:
-    """One model's test metrics, fit time and chosen parameters."""
+    """One contender's test metrics, fit time and chosen configuration."""
 
     name: str
     kind: str
@@ -108,7 +130,8 @@ class Outcome:
     fit_seconds: float
     params: dict
     tune_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
+    val_recall50: float = float("nan")
+    per_user_recall50: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 # -- splits ------------------------------------------------------------------------------
@@ -120,15 +143,8 @@ def split_masks(data: Dataset, args: argparse.Namespace) -> tuple[np.ndarray, np
     if args.split_date:
         train, test = temporal_split(*table, parse_time(args.split_date))
         share = test.mean() if len(test) else 0.2
-        return (
-            train,
-            test,
-            f"temporal: test = interactions on or after {args.split_date}",
-            {
-                "method": "fraction",
-                "fraction": float(min(max(share, 0.05), 0.5)),
-            },
-        )
+        desc = f"temporal: test = interactions on or after {args.split_date}"
+        return train, test, desc, {"method": "fraction", "fraction": float(min(max(share, 0.05), 0.5))}
     if args.split_fraction:
         train, test = fraction_split(*table, args.split_fraction)
         desc = f"temporal: the last {args.split_fraction:.0%} of all interactions are test"
@@ -139,20 +155,16 @@ def split_masks(data: Dataset, args: argparse.Namespace) -> tuple[np.ndarray, np
     return train, test, desc, {"method": "per_user", "fraction": fraction}
 
 
-def item_categories(data: Dataset) -> np.ndarray | None:
-    """Integer category per item from the first metadata column that has one (-1 = none)."""
-    for column in ("category", "product_type_name", "product_group_name", "genre", "genres"):
-        values = data.item_meta.get(column)
-        if values and any(values):
-            names = sorted({v for v in values if v})
-            index = {v: n for n, v in enumerate(names)}
-            return np.array([index.get(v, -1) for v in values], dtype=np.int64)
-    return None
+def drop_rows(data: Dataset, keep: np.ndarray) -> None:
+    """Forget every interaction row outside ``keep`` (the catalogue and the users stay)."""
+    for name in ("users", "items", "values", "timestamps"):
+        setattr(data, name, getattr(data, name)[keep])
 
 
-def make_split(data: Dataset, train: np.ndarray, test: np.ndarray, categories, description: str) -> Split:
+def make_split(data: Dataset, train: np.ndarray, test: np.ndarray, description: str) -> Split:
     """Matrices of one round; relevant = test items the user has not had in training."""
     from recommendations.ml.base import FitContext
+    from recommendations.ml.blend import PRIOR_HALF_LIVES, prior_options
     from recommendations.ml.evaluation import interactions_matrix
 
     shape = (data.n_users, data.n_items)
@@ -160,16 +172,18 @@ def make_split(data: Dataset, train: np.ndarray, test: np.ndarray, categories, d
     stamps = interactions_matrix(data.users, data.items, data.timestamps, shape, train, aggregate="max")
     stamps = stamps.astype(np.float64).tocsr()
     now = float(data.timestamps[train].max()) if train.any() else None
-    context = FitContext(timestamps=stamps, item_categories=categories, now=now)
+    context = FitContext(timestamps=stamps, now=now)
     relevant = interactions_matrix(data.users, data.items, np.ones(len(data.users)), shape, test).tocsr()
     relevant = (relevant - relevant.multiply(strength != 0)).tocsr()
     relevant.eliminate_zeros()
     relevant.data[:] = 1.0
     users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(strength.indptr) > 0))
-    return Split(strength.tocsr(), context, relevant, users, description)
+    strength = strength.tocsr()
+    priors = prior_options(strength, context, PRIOR_HALF_LIVES)
+    return Split(strength, context, relevant, users, description, priors)
 
 
-# -- models ------------------------------------------------------------------------------
+# -- contenders --------------------------------------------------------------------------
 def registered_models() -> dict[str, type]:
     """Every registered recommender (all ``recommendations.ml`` modules imported); duplicates dropped.
 
@@ -197,153 +211,137 @@ def _defaults(cls) -> dict | None:
         return None
 
 
-def fit_and_rank(cls, params: dict, split: Split, features: np.ndarray) -> tuple[np.ndarray, float]:
-    """Fit on ``split.train``; top-``N`` ids for ``split.users`` (training items filtered)."""
-    from recommendations.ml.evaluation import recommend_all
-
-    model = cls(**params)
-    started = time.perf_counter()
-    model.fit(split.train, features, split.context)
-    seconds = time.perf_counter() - started
-    return recommend_all(model, split.users, split.train, N), seconds
-
-
-def measure(recs: np.ndarray, split: Split, n_bootstrap: int) -> dict:
-    from recommendations.ml.evaluation import metrics_from_recommendations
-
-    return metrics_from_recommendations(recs, split.relevant[split.users], split.train, K_LIST, n_bootstrap)
+def grid_of(name: str, cls) -> list[dict]:
+    """The configurations ``name`` tries (at most :data:`BUDGET`)."""
+    if name in GRIDS:
+        return GRIDS[name][:BUDGET]
+    combos: list[dict] = [{}]
+    for param, options in getattr(cls, "tuned_params", {}).items():
+        combos = [{**c, param: v} for c in combos for v in options]
+    return combos[:BUDGET]
 
 
-def tune(name: str, grid: list[dict], run, val: Split, test: Split, n_bootstrap: int, kind: str) -> Outcome:
-    """Pick ``grid``'s best by validation Recall@50, refit on the whole training period, evaluate."""
-    started, best, best_recall = time.perf_counter(), grid[0], -1.0
-    if len(grid) > 1:
-        for params in grid:
-            try:
-                recs, _ = run(params, val)
-            except Exception as e:  # noqa: BLE001 (a failing candidate must not stop the benchmark)
-                log.warning("%s %s failed on validation: %s", name, params, e)
-                continue
-            recall = measure(recs, val, 0)["recall@50"]
-            log.info("  %s %s validation recall@50 %.4f", name, params, recall)
-            if recall > best_recall:
-                best, best_recall = params, recall
-    tune_seconds = time.perf_counter() - started
-    recs, seconds = run(best, test)
-    metrics = measure(recs, test, n_bootstrap)
+def validation_users(split: Split) -> np.ndarray:
+    users = split.users
+    if len(users) > MAX_VALIDATION_USERS:
+        users = np.sort(np.random.default_rng(0).choice(users, MAX_VALIDATION_USERS, replace=False))
+    return users
+
+
+def blended_top(personal: np.ndarray, split: Split, users: np.ndarray, weight: float, key) -> np.ndarray:
+    """Top-``N`` ids after the chosen blend, training items filtered."""
+    from recommendations.ml.base import top_n
+    from recommendations.ml.blend import blend
+
+    prior = split.priors[key] if weight and key is not None else np.zeros(0, np.float32)
+    scores = np.array(blend(personal, prior, weight), dtype=np.float32, copy=True)
+    rows, cols = split.train[users].nonzero()
+    scores[rows, cols] = -np.inf
+    return top_n(scores, N)[0]
+
+
+def measure(recs: np.ndarray, split: Split, n_bootstrap: int) -> tuple[dict, np.ndarray]:
+    """Metrics with bootstrap intervals, and the per-user Recall@50 (for the paired bootstrap)."""
+    from recommendations.ml.evaluation import metrics_from_recommendations, recall_at_k
+
+    relevant = split.relevant[split.users]
+    metrics = metrics_from_recommendations(recs, relevant, split.train, K_LIST, n_bootstrap)
+    return metrics, recall_at_k(recs, relevant, N)
+
+
+def choose(name: str, grid: list[dict], fit, val: Split) -> tuple[dict, float, tuple | None, float]:
+    """The configuration and blend with the best validation Recall@50 (ties: the earlier, plainer one)."""
+    from recommendations.ml.blend import PRIOR_WEIGHTS, choose_blend
+
+    users = validation_users(val)
+    seen, wanted = val.train[users], val.relevant[users]
+    best, best_recall = (grid[0], 0.0, None), -1.0
+    for params in grid:
+        try:
+            scorer, _ = fit(params, val)
+            personal = scorer(users)
+        except Exception as e:  # noqa: BLE001 (a failing candidate must not stop the benchmark)
+            log.warning("%s %s failed on validation: %s", name, params, e)
+            continue
+        weight, key, recall = choose_blend(personal, val.priors, PRIOR_WEIGHTS, seen, wanted, N)
+        log.info("  %s %s validation recall@50 %.4f (prior weight %s, %s)", name, params, recall, weight, key)
+        if recall > best_recall + 1e-9:
+            best, best_recall = (params, weight, key), recall
+    return (*best, best_recall)
+
+
+def evaluate_choice(name, kind, fit, params, weight, key, test: Split, n_bootstrap: int) -> tuple[Outcome, np.ndarray]:
+    """Refit the chosen configuration on the whole training period and measure it on the test period."""
+    scorer, seconds = fit(params, test)
+    personal = scorer(test.users)
+    metrics, per_user = measure(blended_top(personal, test, test.users, weight, key), test, n_bootstrap)
+    shown = {**params, "prior_weight": weight}
+    if weight and key is not None:
+        shown |= {"prior_half_life": key[0], "prior_new_items": key[1]}
     log.info("%s: recall@50 %.4f ndcg@12 %.4f fit %.1fs", name, metrics["recall@50"], metrics["ndcg@12"], seconds)
-    return Outcome(name, kind, metrics, seconds, best, tune_seconds, {"val_recall50": best_recall})
+    return Outcome(name, kind, metrics, seconds, shown, per_user_recall50=per_user), personal
 
 
-def without_new_item_prior(cls, params: dict) -> tuple[type, dict] | None:
-    """The same model with every prior for items without interactions switched off (None if it has none).
+def tune(
+    name: str, kind: str, grid: list[dict], fit, val: Split, test: Split, n_bootstrap: int
+) -> tuple[Outcome, np.ndarray]:
+    """:func:`choose` on validation, then :func:`evaluate_choice` on the test period (also its personal scores)."""
+    started = time.perf_counter()
+    params, weight, key, val_recall = choose(name, grid, fit, val)
+    tune_seconds = time.perf_counter() - started
+    outcome, personal = evaluate_choice(name, kind, fit, params, weight, key, test, n_bootstrap)
+    outcome.tune_seconds, outcome.val_recall50 = tune_seconds, val_recall
+    return outcome, personal
 
-    That is ``cold_bias`` (VBPR, fusion), ``new_item_share`` (image_cf) and the new-item
-    share of the validated popularity prior (``recommendations.ml.blend``).
-    """
-    from recommendations.ml.blend import PriorBlended
 
+def plain_params(cls, params: dict) -> dict:
+    """``params`` with every fixed prior for items without interactions and the freshness bias off."""
     defaults = _defaults(cls) or {}
-    changed = {k: 0.0 for k in ("cold_bias", "new_item_share") if k in defaults}
-    blended = issubclass(cls, PriorBlended) and cls.new_item_prior
-    if not changed and not blended:
-        return None
-    if blended:
-        cls = type(f"{cls.__name__}NoNewItemPrior", (cls,), {"new_item_prior": False})
-    return cls, {**params, **changed}
+    off = {k: v for k, v in (("cold_bias", 0.0), ("freshness", False)) if k in defaults}
+    return {**params, **off}
 
 
-def ablation(outcome: Outcome, cls, features: np.ndarray, test: Split, n_bootstrap: int) -> Outcome | None:
-    """``outcome``'s model refitted with its chosen parameters but no new-item prior (a ``_noprior`` row)."""
-    variant = without_new_item_prior(cls, outcome.params)
-    if variant is None:
-        return None
-    recs, seconds = fit_and_rank(*variant, test, features)
-    metrics = measure(recs, test, n_bootstrap)
+def ablation(
+    outcome: Outcome, personal: np.ndarray, cls, features: np.ndarray, test: Split, n_bootstrap: int
+) -> Outcome:
+    """``outcome``'s configuration refitted with no prior, no ``cold_bias``, no freshness bias (a ``_noprior`` row).
+
+    ``personal`` are the chosen configuration's scores before the blend: reused (no refit)
+    where the configuration has no ``cold_bias`` or freshness bias to switch off.
+    """
+    chosen = {k: v for k, v in outcome.params.items() if not k.startswith("prior_")}
+    params, seconds = plain_params(cls, chosen), 0.0
+    if params != chosen:
+        scorer, seconds = visrec_runner(cls, features)(params, test)
+        personal = scorer(test.users)
+    metrics, per_user = measure(blended_top(personal, test, test.users, 0.0, None), test, n_bootstrap)
     log.info(
         "%s_noprior: recall@50 %.4f cold %.4f", outcome.name, metrics["recall@50"], _num(metrics["cold_recall@50"])
     )
-    return Outcome(f"{outcome.name}_noprior", "ablation", metrics, seconds, variant[1])
+    return Outcome(f"{outcome.name}_noprior", "ablation", metrics, seconds, params, per_user_recall50=per_user)
 
 
-# -- peers -------------------------------------------------------------------------------
-def implicit_runner(which: str):
-    """Implicit's ALS or BPR exactly as its README uses it (fit on user_items, recommend)."""
-
-    def run(params: dict, split: Split) -> tuple[np.ndarray, float]:
-        from implicit.cpu.als import AlternatingLeastSquares
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-        from threadpoolctl import threadpool_limits
-
-        cls = AlternatingLeastSquares if which == "als" else BayesianPersonalizedRanking
-        with threadpool_limits(1, "blas"):
-            model = cls(**params, random_state=0)
-            started = time.perf_counter()
-            model.fit(split.train, show_progress=False)
-            seconds = time.perf_counter() - started
-            ids, _ = model.recommend(split.users, split.train[split.users], N=N, filter_already_liked_items=True)
-        return np.asarray(ids, dtype=np.int64), seconds
-
-    return run
-
-
-def peers_python() -> Path:
-    """The peers venv's interpreter; created on first use (reuses this venv's packages via a .pth)."""
-    python = PEERS_VENV / "bin" / "python"
-    stamp = PEERS_VENV / ".installed"
-    if stamp.exists() and stamp.read_text() == PEERS_REQUIREMENTS.read_text():
-        return python
-    import sysconfig
-
-    log.info("creating %s (Cornac) from %s", PEERS_VENV, PEERS_REQUIREMENTS.name)
-    subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
-    site = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
-    Path(site, "_visrec_main.pth").write_text("\n".join(ours) + "\n")  # torch, numpy, scipy: same as ours
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(PEERS_REQUIREMENTS)], check=True)
-    stamp.write_text(PEERS_REQUIREMENTS.read_text())
-    return python
-
-
-def cornac_runner(features: np.ndarray):
-    """Cornac VBPR in the peers venv; one subprocess per call with every job of the call."""
-
-    def run_many(jobs: list[tuple[dict, Split]]) -> list[tuple[np.ndarray, float]]:
-        python = peers_python()
-        with tempfile.TemporaryDirectory(prefix="visrec-cornac-") as tmp:
-            arrays = {"features": features}
-            for n, (_, split) in enumerate(jobs):
-                coo = split.train.tocoo()
-                arrays.update({f"{n}_users": coo.row, f"{n}_items": coo.col, f"{n}_values": coo.data})
-                arrays[f"{n}_eval"] = split.users
-            meta = [{"params": params, "N": N} for params, _ in jobs]
-            np.savez(Path(tmp, "in.npz"), jobs=np.array(json.dumps(meta)), **arrays)
-            script = Path(__file__).resolve().parent / "_cornac_peer.py"
-            subprocess.run([str(python), str(script), str(Path(tmp, "in.npz")), str(Path(tmp, "out.npz"))], check=True)
-            with np.load(Path(tmp, "out.npz")) as out:
-                return [(out[f"{n}_recs"], float(out[f"{n}_seconds"])) for n in range(len(jobs))]
-
-    return run_many
-
-
-def tune_cornac(grid: list[dict], runner, val: Split, test: Split, n_bootstrap: int) -> Outcome:
-    """As :func:`tune`, with every validation fit in one subprocess."""
+def tune_cornac(grid: list[dict], features: np.ndarray, val: Split, test: Split, n_bootstrap: int) -> Outcome:
+    """As :func:`tune`, with every validation fit in one Cornac subprocess and the final fit in another."""
     started = time.perf_counter()
-    results = runner([(params, val) for params in grid]) if len(grid) > 1 else []
-    scores = [measure(recs, val, 0)["recall@50"] for recs, _ in results]
-    best = grid[int(np.argmax(scores))] if scores else grid[0]
+    users = validation_users(val)
+    results = cornac_many(features, [(params, val, users) for params in grid])
+    cache = {json.dumps(p, sort_keys=True): r for p, r in zip(grid, results, strict=True)}
+
+    def fit_val(params, split):
+        scores, seconds = cache[json.dumps(params, sort_keys=True)]
+        return (lambda rows: scores[np.searchsorted(users, rows)]), seconds
+
+    params, weight, key, val_recall = choose("cornac_vbpr", grid, fit_val, val)
     tune_seconds = time.perf_counter() - started
-    ((recs, seconds),) = runner([(best, test)])
-    metrics = measure(recs, test, n_bootstrap)
-    log.info("cornac_vbpr: recall@50 %.4f fit %.1fs", metrics["recall@50"], seconds)
-    return Outcome(
-        "cornac_vbpr", "peer", metrics, seconds, best, tune_seconds, {"val_recall50": max(scores, default=-1)}
-    )
+
+    def fit_test(params, split):
+        ((scores, seconds),) = cornac_many(features, [(params, split, split.users)])
+        return (lambda rows: scores[np.searchsorted(split.users, rows)]), seconds
+
+    outcome, _ = evaluate_choice("cornac_vbpr", "peer", fit_test, params, weight, key, test, n_bootstrap)
+    outcome.tune_seconds, outcome.val_recall50 = tune_seconds, val_recall
+    return outcome
 
 
 # -- report ------------------------------------------------------------------------------
@@ -358,27 +356,43 @@ def cell(metrics: dict, key: str) -> str:
 
 
 def table(outcomes: list[Outcome]) -> str:
-    headers = ["model", "kind", *(label for _, label in COLUMNS), "Coverage@12", "cold Recall@50", "fit s", "params"]
+    headers = ["model", "kind", "val Recall@50", *(label for _, label in COLUMNS), "Coverage@12", "cold Recall@50"]
+    headers += ["fit s", "params"]
     rows = []
     for o in sorted(outcomes, key=lambda o: -o.metrics["recall@50"]):
-        row = [o.name, o.kind, *(cell(o.metrics, key) for key, _ in COLUMNS)]
+        val = f"{o.val_recall50:.4f}" if o.val_recall50 == o.val_recall50 else "–"
+        row = [o.name, o.kind, val, *(cell(o.metrics, key) for key, _ in COLUMNS)]
         row += [f"{o.metrics['coverage@12']:.4f}", cell(o.metrics, "cold_recall@50"), f"{o.fit_seconds:.1f}"]
         rows.append([*row, "`" + json.dumps(o.params, sort_keys=True) + "`"])
     return markdown_table(headers, rows)
 
 
-def result_line(outcomes: list[Outcome]) -> str:
-    ours = max((o for o in outcomes if o.kind == "visrec"), key=lambda o: o.metrics["recall@50"])
+def pick_best(outcomes: list[Outcome]) -> Outcome:
+    """The visrec model with the highest validation Recall@50 (first on ties): never by a test number."""
+    ours = [o for o in outcomes if o.kind == "visrec"]
+    return max(ours, key=lambda o: o.val_recall50 if o.val_recall50 == o.val_recall50 else -1.0)
+
+
+def pick_peer(outcomes: list[Outcome]) -> Outcome | None:
+    """The strongest peer on the test period (the comparison can only get harder for us)."""
     peers = [o for o in outcomes if o.kind == "peer"]
-    peer = max(peers, key=lambda o: o.metrics["recall@50"]) if peers else None
+    return max(peers, key=lambda o: o.metrics["recall@50"]) if peers else None
+
+
+def result_line(outcomes: list[Outcome], n_bootstrap: int = 1000) -> str:
+    from recommendations.ml.evaluation import paired_bootstrap_diff
+
+    best, peer = pick_best(outcomes), pick_peer(outcomes)
     line = (
-        f"RESULT best={ours.name} recall50={ours.metrics['recall@50']:.4f} ndcg12={ours.metrics['ndcg@12']:.4f} "
-        f"cold_recall50={_num(ours.metrics.get('cold_recall@50')):.4f}"
+        f"RESULT best={best.name} recall50={best.metrics['recall@50']:.4f} ndcg12={best.metrics['ndcg@12']:.4f} "
+        f"cold_recall50={_num(best.metrics.get('cold_recall@50')):.4f}"
     )
     if peer is None:
-        return line + " peer=none peer_recall50=nan peer_ndcg12=nan"
+        return line + " peer=none peer_recall50=nan peer_ndcg12=nan diff_lo=nan"
+    _, low, _ = paired_bootstrap_diff(best.per_user_recall50, peer.per_user_recall50, max(n_bootstrap, 1), seed=0)
     return line + (
         f" peer={peer.name} peer_recall50={peer.metrics['recall@50']:.4f} peer_ndcg12={peer.metrics['ndcg@12']:.4f}"
+        f" diff_lo={low:.4f}"
     )
 
 
@@ -389,48 +403,40 @@ def _num(value) -> float:
 def report(args, data: Dataset, test: Split, val: Split, outcomes: list[Outcome], seconds: dict, command: str) -> str:
     n_train = test.train.nnz
     cold = np.bincount(test.train.indices, minlength=data.n_items) == 0
-    n_cold = int(cold.sum())
     relevant = test.relevant[test.users]
     cold_share = cold[relevant.indices].mean() if relevant.nnz else 0.0
+    best, peer = pick_best(outcomes), pick_peer(outcomes)
     lines = [
-        f"## {data.name}",
+        f"## {data.name}{' (dev: the test period dropped, evaluated on the validation cut)' if args.dev else ''}",
         "",
         f"Command: `{command}`",
         "",
         f"- Dataset: {data.n_users:,} users, {data.n_items:,} items, {len(data.users):,} interaction rows "
-        f"({n_train:,} distinct training user–item pairs); {n_cold:,} items have no training interaction.",
+        f"({n_train:,} distinct training user–item pairs); {int(cold.sum()):,} items have no training interaction.",
         f"- Split: {test.description}. Evaluated users: {len(test.users):,} (≥ 1 test item not had in training, "
-        f"≥ 1 training item); {test.relevant[test.users].nnz:,} relevant pairs. All {data.n_items:,} items ranked, "
-        "the user's training items excluded.",
-        f"- Tuning: {val.description}; {len(val.users):,} validation users; best of each small grid by "
-        "Recall@50, then refitted on the whole training period. Peers tuned the same way.",
+        f"≥ 1 training item); {relevant.nnz:,} relevant pairs, {cold_share:.0%} of them on items without a "
+        f"training interaction. All {data.n_items:,} items ranked, the user's training items excluded.",
+        f"- Validation: {val.description}; {len(val.users):,} validation users (at most {MAX_VALIDATION_USERS:,} "
+        f"scored). Every contender, ours and the peers, tries at most {BUDGET} configurations and on each the "
+        "same popularity-prior blend (weight 0 first, so the plain model wins ties); the best by validation "
+        "Recall@50 is refitted on the whole training period.",
+        f"- best = `{best.name}`: the visrec model with the highest validation Recall@50 (column `val Recall@50`), "
+        f"never chosen by a test number. Reported peer = `{peer.name if peer else 'none'}`: the strongest peer on "
+        "the test period.",
         f"- Image vectors: efficientnet_lite0 (packaged) for every item; {seconds['embed']:.0f} s in this run "
         "(cached under `var/bench-cache/` after the first run, ~60 images/s on 2 CPUs).",
-        f"- Machine: {machine()} (every torch model, ours and Cornac's, on one thread: faster on this machine). "
-        f"Total fit time of the final models: {seconds['fit']:.0f} s; tuning: {seconds['tune']:.0f} s; "
-        f"whole run {seconds['total']:.0f} s. `fit s` = the final fit on the whole training period.",
+        f"- Machine: {machine()}. Fit time of the final models: {seconds['fit']:.0f} s; tuning: "
+        f"{seconds['tune']:.0f} s; whole run {seconds['total']:.0f} s. `fit s` = the final fit.",
         f"- Cells: mean [95 % bootstrap interval over users, {args.bootstrap} resamples]. Cold = items with no "
-        f"training interaction (averaged over users with at least one cold relevant item); {cold_share:.0%} of "
-        "the relevant test pairs are on cold items, which implicit and Cornac cannot rank at all.",
-        "- `cold_bias` is a fixed prior for items without interactions (new arrivals), tuned on validation like "
-        "any other parameter. Where every catalogued item sells at some time (as in hm), an item without a "
-        "training interaction is sure to sell later, so this prior is worth more here than in a catalogue that "
-        "also holds products that never sell.",
-        "- item_knn, user_knn, als, bpr, sgd_mf, visual_similarity, image_cf and the fusion models blend in a "
-        "popularity prior whose weight and recency (and a few of their own parameters left unset) each model "
-        "validates on the newest 20 % of its own training data at fit time (`recommendations/ml/blend.py`); for "
-        "the image-based ones that prior also gives items without interactions a share, estimated from how much of "
-        "the recent history went to new items.",
-        "- Rows of kind `ablation` (`<model>_noprior`) are the model above refitted with the parameters it chose, "
-        "but with every prior for items without interactions switched off (`cold_bias`, image_cf's "
-        "`new_item_share`, the popularity prior's new-item share): what is left is what the images and the "
-        "interactions themselves do. They never count as `best`.",
+        "training interaction (averaged over users with at least one cold relevant item).",
+        "- Rows of kind `ablation` (`<model>_noprior`) refit the chosen configuration with the prior, `cold_bias` "
+        "and the freshness bias off: what the images and the interactions do alone. They never count as `best`.",
         f"- Interaction strength: {_strength_note(data)}",
         "",
         table(outcomes),
         "",
         "```",
-        result_line(outcomes),
+        result_line(outcomes, args.bootstrap),
         "```",
     ]
     return "\n".join(lines)
@@ -463,21 +469,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     group.add_argument("--split-date", help="test = interactions on or after this date (YYYY-MM-DD)")
     group.add_argument("--split-fraction", type=float, help="test = the last F of all interactions by time")
     group.add_argument("--split-per-user", type=float, help="test = each user's last F of interactions")
+    parser.add_argument("--dev", action="store_true", help="drop the test period; evaluate on the validation cut")
     parser.add_argument("--no-cornac", action="store_true", help="skip Cornac VBPR (and the peers venv)")
-    parser.add_argument("--no-peers", action="store_true", help="skip every peer (implicit and Cornac)")
+    parser.add_argument("--no-peers", action="store_true", help="skip the implicit and Cornac peers")
     parser.add_argument("--models", help="comma-separated visrec model names (default: every registered one)")
-    parser.add_argument("--no-tune", action="store_true", help="first grid entry only (quick runs)")
-    parser.add_argument("--no-ablation", action="store_true", help="skip the `_noprior` rows (no new-item prior)")
+    parser.add_argument("--no-tune", action="store_true", help="first configuration only (quick runs)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the `_noprior` rows")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "bench-cache")
-    parser.add_argument("--out", type=Path, default=DOCS / "quality.md")
+    parser.add_argument("--out", type=Path, help="report file (default docs/benchmarks/quality.md; --dev: var/)")
     args = parser.parse_args(argv)
     if not (args.split_date or args.split_fraction or args.split_per_user):
         if args.dataset.resolve().name == "hm":
             args.split_date = HM_SPLIT_DATE
         else:
             args.split_per_user = 0.2
+    if args.out is None:
+        args.out = ROOT / "var" / "quality-dev.md" if args.dev else DOCS / "quality.md"
     return args
+
+
+def prepare_splits(data: Dataset, args: argparse.Namespace) -> tuple[Split, Split]:
+    """``(validation, test)`` rounds; with ``--dev`` the test rows are dropped first and validation becomes test."""
+    from recommendations.ml.evaluation import validation_split
+
+    train, test_mask, description, val_how = split_masks(data, args)
+    table_ = (data.users, data.items, data.values, data.timestamps)
+    val_desc = f"the training period's last {val_how['fraction']:.0%}" + (
+        " per user" if val_how["method"] == "per_user" else " (temporal)"
+    )
+    if args.dev:
+        drop_rows(data, train)
+        table_ = (data.users, data.items, data.values, data.timestamps)
+        train, test_mask = validation_split(*table_, np.ones(len(data.users), bool), **val_how)
+        description = f"dev: the test period dropped; test = {val_desc}"
+    fit_mask, val_mask = validation_split(*table_, train, **val_how)
+    test = make_split(data, train, test_mask, description)
+    val = make_split(data, fit_mask, val_mask, f"validation = {val_desc}")
+    log.info("test users %d, validation users %d", len(test.users), len(val.users))
+    return val, test
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -491,43 +521,32 @@ def main(argv: list[str] | None = None) -> str:
     features = image_vectors(data, args.cache_dir, ROOT / "var" / "cache")
     embed_seconds = time.perf_counter() - started
     _torch_threads(1)
+    val, test = prepare_splits(data, args)
 
-    from recommendations.ml.evaluation import validation_split
-
-    train, test_mask, description, val_how = split_masks(data, args)
-    categories = item_categories(data)
-    test = make_split(data, train, test_mask, categories, description)
-    table_ = (data.users, data.items, data.values, data.timestamps)
-    fit_mask, val_mask = validation_split(*table_, train, **val_how)
-    val_desc = f"validation = the training period's last {val_how['fraction']:.0%}" + (
-        " per user" if val_how["method"] == "per_user" else " (temporal)"
-    )
-    val = make_split(data, fit_mask, val_mask, categories, val_desc)
-    log.info("test users %d, validation users %d", len(test.users), len(val.users))
+    def budget(grid: list[dict]) -> list[dict]:
+        return grid[: 1 if args.no_tune else BUDGET]
 
     outcomes = []
     models = registered_models()
     chosen = args.models.split(",") if args.models else list(models)
     for name in chosen:
-        grid = GRIDS.get(name, [{}])[: 1 if args.no_tune else None]
-
-        def run(params, split, cls=models[name]):
-            return fit_and_rank(cls, params, split, features)
-
+        cls = models[name]
+        kind = "peer" if name in PEER_MODELS else "visrec"
         try:
-            outcomes.append(tune(name, grid, run, val, test, args.bootstrap, "visrec"))
-            if not args.no_ablation:
-                outcomes.append(ablation(outcomes[-1], models[name], features, test, args.bootstrap))
+            grid = budget(grid_of(name, cls))
+            outcome, personal = tune(name, kind, grid, visrec_runner(cls, features), val, test, args.bootstrap)
+            outcomes.append(outcome)
+            if kind == "visrec" and not args.no_ablation:
+                outcomes.append(ablation(outcome, personal, cls, features, test, args.bootstrap))
         except Exception as e:  # noqa: BLE001 (one broken model must not hide the others' results)
             log.error("%s failed and is left out of the report: %r", name, e)
-        outcomes = [o for o in outcomes if o is not None]
     if not args.no_peers:
         for which in ("als", "bpr"):
-            grid = PEER_GRIDS[f"implicit_{which}"][: 1 if args.no_tune else None]
-            outcomes.append(tune(f"implicit_{which}", grid, implicit_runner(which), val, test, args.bootstrap, "peer"))
+            grid = budget(PEER_GRIDS[f"implicit_{which}"])
+            outcome, _ = tune(f"implicit_{which}", "peer", grid, implicit_runner(which), val, test, args.bootstrap)
+            outcomes.append(outcome)
         if not args.no_cornac:
-            grid = PEER_GRIDS["cornac_vbpr"][: 1 if args.no_tune else None]
-            outcomes.append(tune_cornac(grid, cornac_runner(features), val, test, args.bootstrap))
+            outcomes.append(tune_cornac(budget(PEER_GRIDS["cornac_vbpr"]), features, val, test, args.bootstrap))
 
     seconds = {
         "embed": embed_seconds,
@@ -538,8 +557,9 @@ def main(argv: list[str] | None = None) -> str:
     command = "python benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = report(args, data, test, val, outcomes, seconds, command)
     print(table(outcomes))
-    write_section(args.out, f"quality-{data.name}", "Recommendation quality", body)
-    line = result_line(outcomes)
+    section = f"quality-{data.name}" + ("-dev" if args.dev else "")
+    write_section(args.out, section, "Recommendation quality", body)
+    line = result_line(outcomes, args.bootstrap)
     print(line)
     return line
 

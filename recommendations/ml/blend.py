@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import FitContext, Recommender, top_n
+from .base import FitContext, Recommender
 from .popularity import recent_item_counts
 
 logger = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ VALIDATION_FRACTION = 0.2
 MAX_VALIDATION_USERS = 5000
 #: ... and at most this many user x item scores held at once (about 200 MB of float32).
 MAX_VALIDATION_SCORES = 50_000_000
-
-
-#: Share of the prior given to new items when it cannot be estimated (no timestamps);
-#: the value tuned on the H&M sample, where the estimate is about 0.75.
-FALLBACK_NEW_ITEM_SHARE = 0.8
 
 
 def estimate_new_item_share(
@@ -78,20 +73,23 @@ def log_prior(
     context: FitContext | None,
     half_life_days: float | None = 120.0,
     new_item_share: float | None = None,
-    fallback_share: float = FALLBACK_NEW_ITEM_SHARE,
 ) -> np.ndarray:
     """``log((1 - s) * recent shopper share + s * new / n_new)`` per item.
 
     Popularity counts shoppers (not strengths, whose scale differs between shops),
     halved every ``half_life_days`` (:func:`~.popularity.recent_item_counts`). A share
     ``s`` of the mass goes evenly to items nobody has interacted with yet (new
-    products): ``new_item_share``, else :func:`estimate_new_item_share`, else
-    ``fallback_share``. Floored at ``1e-6 / n_items``.
+    products): ``new_item_share``, else :func:`estimate_new_item_share` (the shop's own
+    history: how much of its newest interactions went to items unseen before), else 0
+    (no timestamps, so no evidence that new items sell). Without a share, items nobody
+    has interacted with get the mean log value of the others: no evidence either way, so
+    the prior neither pushes them up nor shuts them out (their own scores decide).
+    Floored at ``1e-6 / n_items``.
     """
     shoppers = (sp.csr_matrix(user_items) > 0).astype(np.float64)
     counts = recent_item_counts(shoppers, context, half_life_days)
     share = new_item_share if new_item_share is not None else estimate_new_item_share(user_items, context)
-    share = fallback_share if share is None else share
+    share = 0.0 if share is None else share
     new = np.asarray(shoppers.getnnz(axis=0)) == 0
     n_items, total, n_new = max(len(counts), 1), counts.sum(), int(new.sum())
     if total <= 0:
@@ -100,7 +98,10 @@ def log_prior(
     if n_new:
         s = min(max(share, 0.0), 1.0)
         prior = (1.0 - s) * prior + s * new / n_new
-    return np.log(np.maximum(prior, 1e-6 / n_items)).astype(np.float32)
+    logs = np.log(np.maximum(prior, 1e-6 / n_items))
+    if n_new and not (prior[new] > 0).any():
+        logs[new] = logs[~new].mean()
+    return logs.astype(np.float32)
 
 
 def log_popularity(
@@ -115,7 +116,7 @@ def log_popularity(
     gives items without interactions no share at all.
     """
     share = None if new_items else 0.0
-    prior = log_prior(user_items, context, half_life_days, share, fallback_share=0.0).astype(np.float64)
+    prior = log_prior(user_items, context, half_life_days, share).astype(np.float64)
     std = prior.std()
     return ((prior - prior.mean()) / std if std > 0 else np.zeros_like(prior)).astype(np.float32)
 
@@ -171,15 +172,86 @@ def validation_cut(
 
 def recall_at(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix, k: int) -> float:
     """Mean Recall@``k`` of the rows of ``scores`` (``seen`` entries filtered)."""
-    scores = scores.copy()
-    rows, cols = seen.nonzero()
-    scores[rows, cols] = -np.inf
-    ids, _ = top_n(scores, k)
-    hits = np.zeros(len(ids))
-    for row in range(len(ids)):
+    return float(per_user_recall(scores, seen, relevant, k).mean()) if len(scores) else 0.0
+
+
+def per_user_recall(scores: np.ndarray, seen: sp.csr_matrix | None, relevant: sp.csr_matrix, k: int) -> np.ndarray:
+    """Recall@``k`` of each row of ``scores`` (``seen`` entries filtered; ``None``: already done)."""
+    if seen is not None:
+        scores = scores.copy()
+        rows, cols = seen.nonzero()
+        scores[rows, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.zeros((len(scores), 0), np.int64)
+    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    hits = np.zeros(len(scores))
+    for row in range(len(scores)):
         wanted = relevant.indices[relevant.indptr[row] : relevant.indptr[row + 1]]
-        hits[row] = np.isin(ids[row], wanted).sum() / max(len(wanted), 1)
-    return float(hits.mean()) if len(hits) else 0.0
+        hits[row] = np.isin(top[row], wanted).sum() / max(len(wanted), 1)
+    return hits
+
+
+def prior_options(
+    user_items: sp.csr_matrix,
+    context: FitContext | None,
+    half_lives: tuple[float | None, ...] = PRIOR_HALF_LIVES,
+    new_items: tuple[bool, ...] = (False, True),
+) -> dict[tuple[float | None, bool], np.ndarray]:
+    """Every candidate prior, by ``(half-life, new-item share on)`` (see :func:`log_popularity`).
+
+    Without items lacking interactions, or without timestamps to estimate their share,
+    the new-item variant equals the plain one and is left out.
+    """
+    out = {}
+    estimable = estimate_new_item_share(user_items, context) not in (None, 0.0)
+    for half_life in half_lives:
+        for new in new_items:
+            if new and not estimable:
+                continue
+            out[(half_life, new)] = log_popularity(user_items, context, half_life, new)
+    return out
+
+
+def choose_blend(
+    personal: np.ndarray,
+    priors: dict[tuple, np.ndarray],
+    weights: tuple[float, ...],
+    seen: sp.csr_matrix,
+    relevant: sp.csr_matrix,
+    k: int,
+    combine=blend,
+) -> tuple[float, tuple | None, float]:
+    """``(weight, prior key, recall)`` of the blend with the best Recall@``k``.
+
+    Candidates are tried in order and a later one must be strictly better, so with
+    ``weights[0] == 0`` the plain personal scores win every tie: a prior is kept only
+    where it helps on the validation cut. A prior's key does not matter at weight 0,
+    which is scored once.
+    """
+    if combine is blend:  # standardise and filter once, not per candidate
+        personal = standardise_rows(personal)
+        rows, cols = seen.nonzero()
+        personal[rows, cols] = -np.inf
+        seen = None
+
+        def combine(z, prior, weight):
+            return z + np.float32(weight) * prior[None, :] if weight else z
+
+    best, best_recall = (weights[0], None), -1.0
+    plain_done = False
+    for key, prior in priors.items():
+        for weight in weights:
+            if not weight:
+                if plain_done:
+                    continue
+                plain_done = True
+            scores = combine(personal, prior, weight)
+            recall = float(per_user_recall(scores, seen, relevant, k).mean()) if len(scores) else 0.0
+            if recall > best_recall + 1e-9:
+                best, best_recall = (weight, key if weight else None), recall
+    if not priors:
+        best_recall = float(per_user_recall(personal, seen, relevant, k).mean()) if len(personal) else 0.0
+    return float(best[0]), best[1], best_recall
 
 
 class PriorBlended(Recommender):
@@ -210,7 +282,7 @@ class PriorBlended(Recommender):
         super().__init__()
         self.prior = np.zeros(0, dtype=np.float32)
         self.weight = 0.0
-        self.prior_half_life: float | None = None
+        self.prior_key: tuple[float | None, bool] = (None, False)
         self.chosen: dict[str, Any] = {}
 
     def fit_personal(
@@ -223,13 +295,19 @@ class PriorBlended(Recommender):
         """Dense personal scores (the role ``score`` plays in other models)."""
         raise NotImplementedError
 
-    def make_prior(self, user_items: sp.csr_matrix, context: FitContext | None, half_life: float | None) -> np.ndarray:
-        """Per-item prior learned from the interactions (default: :func:`log_popularity`)."""
-        return log_popularity(user_items, context, half_life, self.new_item_prior)
+    def make_prior(
+        self, user_items: sp.csr_matrix, context: FitContext | None, key: tuple[float | None, bool]
+    ) -> np.ndarray:
+        """Per-item prior: :func:`log_popularity` with ``key = (half-life, new items)``."""
+        return log_popularity(user_items, context, key[0], key[1])
 
     def half_lives(self) -> tuple[float | None, ...]:
         """Candidate half-lives of the prior, the first being the default (see :data:`PRIOR_HALF_LIVES`)."""
         return PRIOR_HALF_LIVES
+
+    def new_item_options(self) -> tuple[bool, ...]:
+        """Whether the prior gives new items their estimated share (:attr:`new_item_prior`)."""
+        return (self.new_item_prior,)
 
     def combine(self, personal: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
         """Final scores from personal scores and the prior (default: :func:`blend`)."""
@@ -243,15 +321,17 @@ class PriorBlended(Recommender):
         show_progress: bool = False,
     ) -> PriorBlended:
         user_items = sp.csr_matrix(user_items, dtype=np.float32)
-        weight, self.prior_half_life = getattr(self, self.weight_param), self.half_lives()[0]
+        weight = getattr(self, self.weight_param)
+        self.prior_key = (self.half_lives()[0], self.new_item_options()[0])
         self.chosen = {name: getattr(self, name) for name in self.tuned_params}
         if weight is None or None in self.chosen.values():
-            weight, self.prior_half_life, self.chosen = self._validated(user_items, item_features, context)
+            weight, key, self.chosen = self._validated(user_items, item_features, context)
+            self.prior_key = key or self.prior_key
         self.weight = float(weight)
         for name, value in self.chosen.items():
             setattr(self, name, value)  # the fitted model records its choice (get_params, artifacts)
         self.fit_personal(user_items, item_features, context)
-        self.prior = self.make_prior(user_items, context, self.prior_half_life)
+        self.prior = self.make_prior(user_items, context, self.prior_key)
         return self
 
     def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
@@ -268,12 +348,16 @@ class PriorBlended(Recommender):
 
     def _validated(
         self, user_items: sp.csr_matrix, item_features: np.ndarray | None, context: FitContext | None
-    ) -> tuple[float, float | None, dict[str, Any]]:
-        """(weight, half-life, tuned parameters) with the best Recall on a validation cut."""
+    ) -> tuple[float, tuple | None, dict[str, Any]]:
+        """(weight, prior key, tuned parameters) with the best Recall on a validation cut.
+
+        The weights start at 0 and a later candidate must be strictly better, so the
+        plain model (no prior, the first parameters) stays unless the extras help.
+        """
         fixed = getattr(self, self.weight_param)
         weights = self.prior_weights if fixed is None else (fixed,)
         candidates = self._candidates()
-        best, best_recall = (weights[0], self.half_lives()[0], candidates[0]), -1.0
+        best, best_recall = (weights[0], None, candidates[0]), -1.0
         fit_part, held, fit_context = validation_cut(user_items, context)
         held = (held - held.multiply(fit_part != 0)).tocsr()
         held.eliminate_zeros()
@@ -285,22 +369,17 @@ class PriorBlended(Recommender):
             users = np.sort(np.random.default_rng(0).choice(users, limit, replace=False))
         k = min(self.validation_k, user_items.shape[1])
         seen, wanted = fit_part[users], held[users]
-        priors = {h: self.make_prior(fit_part, fit_context, h) for h in self.half_lives()}
+        keys = [(h, new) for h in self.half_lives() for new in self.new_item_options()]
+        priors = {key: self.make_prior(fit_part, fit_context, key) for key in keys}
         for params in candidates:
             twin = type(self)(**{**self.get_params(), **params, self.weight_param: weights[0]})
             twin.fit_personal(fit_part, item_features, fit_context)
             personal = twin.personal_scores(users, seen)
-            for n, (half_life, prior) in enumerate(priors.items()):
-                for weight in weights:
-                    if n and not weight:
-                        continue  # without the prior its half-life does not matter: scored once
-                    recall = recall_at(self.combine(personal, prior, weight), seen, wanted, k)
-                    if recall > best_recall + 1e-9:
-                        best, best_recall = (weight, half_life, params), recall
-        logger.debug(
-            "%s: validated prior weight, half-life, parameters %s (recall@%d %.4f)", self.name, best, k, best_recall
-        )
-        return float(best[0]), best[1], best[2]
+            weight, key, recall = choose_blend(personal, priors, weights, seen, wanted, k, self.combine)
+            if recall > best_recall + 1e-9:
+                best, best_recall = (weight, key, params), recall
+        logger.debug("%s: validated prior weight, key, parameters %s (recall@%d %.4f)", self.name, best, k, best_recall)
+        return best
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {**super().get_state(), "prior": self.prior, "weight": np.asarray(self.weight, dtype=np.float64)}

@@ -8,11 +8,9 @@ start). Items without an image (zero rows of ``item_features``) get no visual sc
 k-means on the image vectors of what they interacted with (weights: interaction
 strength, halved every ``half_life_days`` before their latest interaction), the
 number of tastes growing with the history. An item scores a soft maximum of its cosines to
-the tastes, plus ``popularity_weight`` times the log of a prior that mixes recent
-popularity with a share for items nobody has interacted with yet (new products). That
-share is estimated from the training history by default (:func:`.blend.estimate_new_item_share`):
-a fashion shop whose catalogue turns over sells mostly new articles, a shop with a stable
-catalogue hardly any, and a fixed share would crowd every list with its few unseen items.
+the tastes. Both models blend in the validated popularity prior of :mod:`.blend`, which
+may give items nobody has interacted with yet a share estimated from the shop's own
+history (:func:`.blend.estimate_new_item_share`); validation keeps it only where it helps.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .base import FitContext, Ids, Recommender, Scores, register, top_n
-from .blend import PriorBlended, log_prior
+from .blend import PriorBlended
 from .judged import learn_pair_weights, reweight
 from .popularity import DAY
 
@@ -228,9 +226,7 @@ class ImageCF(PriorBlended, _VisualBase):
 
     Shoppers seen in training keep the tastes learned at fit time (with recency
     weights from ``FitContext.timestamps``); user ids beyond the training matrix
-    (anonymous sessions) get tastes built on the fly from the rows passed in. The
-    defaults were tuned on a validation cut inside the training period of the H&M
-    sample (last 16 weeks before the test split), never on its test period.
+    (anonymous sessions) get tastes built on the fly from the rows passed in.
 
     Parameters
     ----------
@@ -243,21 +239,12 @@ class ImageCF(PriorBlended, _VisualBase):
         One more taste per this many (distinct, imaged) history items.
     iterations : int
         Spherical k-means iterations.
-    popularity_weight : float, optional
-        Weight of ``log prior``; 0 = pure visual; ``None`` = the best of
-        ``prior_weights`` on a validation cut of the training data (:mod:`.blend`).
-    popularity_half_life_days : float, optional
-        Half-life of the recent-popularity prior (before ``FitContext.now`` or the
-        latest timestamp); ``None`` = all-time popularity.
-    new_item_share : float, optional
-        Share of the prior given to items nobody has interacted with yet (spread
-        evenly over them), so new products compete with recent best-sellers; the
-        rest follows recent popularity. ``None`` = estimate it from the training
-        timestamps (:func:`.blend.estimate_new_item_share`; ``FALLBACK_NEW_ITEM_SHARE``
-        without them), so it fits the shop's catalogue turnover.
     taste_temperature : float
         How tastes combine: ``t * log sum_k mass_k exp(cos_k / t)``; 0 = the best
         taste alone (max), large = the mass-weighted mean of the cosines.
+    popularity_weight : float, optional
+        Weight of the popularity prior (:mod:`.blend`); 0 = pure visual; ``None`` =
+        validated at fit, with the prior's recency and new-item share.
     center : bool
         Centre image vectors on the catalogue mean.
     whiten : int, optional
@@ -268,7 +255,6 @@ class ImageCF(PriorBlended, _VisualBase):
     name = "image_cf"
     new_item_prior = True
     weight_param = "popularity_weight"
-    prior_weights = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
     tuned_params = {"whiten": (128, 0)}
 
     def __init__(
@@ -279,8 +265,6 @@ class ImageCF(PriorBlended, _VisualBase):
         iterations: int = 10,
         taste_temperature: float = 0.2,
         popularity_weight: float | None = None,
-        popularity_half_life_days: float | None = 120.0,
-        new_item_share: float | None = None,
         center: bool = True,
         whiten: int | None = None,
     ) -> None:
@@ -290,8 +274,6 @@ class ImageCF(PriorBlended, _VisualBase):
         self.items_per_taste = items_per_taste
         self.iterations = iterations
         self.popularity_weight = popularity_weight
-        self.popularity_half_life_days = popularity_half_life_days
-        self.new_item_share = new_item_share
         self.taste_temperature = taste_temperature
         self.center = center
         self.whiten = whiten
@@ -301,7 +283,7 @@ class ImageCF(PriorBlended, _VisualBase):
 
     @property
     def log_prior(self) -> np.ndarray:
-        """Per-item log prior (recent popularity mixed with the new-item share)."""
+        """Per-item prior (standardised log of recent popularity, possibly with a new-item share)."""
         return self.prior
 
     def fit_personal(
@@ -311,16 +293,6 @@ class ImageCF(PriorBlended, _VisualBase):
         weights = history_weights(user_items, context, self.half_life_days)
         self.tastes, self.taste_mass, self.taste_indptr = self._tastes(weights)
         logger.debug("image_cf: %d taste vectors for %d users", len(self.tastes), user_items.shape[0])
-
-    def make_prior(self, user_items: sp.csr_matrix, context: FitContext | None, half_life: float | None) -> np.ndarray:
-        return log_prior(user_items, context, half_life, self.new_item_share if self.new_item_prior else 0.0)
-
-    def half_lives(self) -> tuple[float | None, ...]:
-        return (self.popularity_half_life_days,)
-
-    def combine(self, personal: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
-        """Raw cosines plus ``weight * log prior`` (the scales are comparable as they are)."""
-        return personal + np.float32(weight) * prior[None, :]
 
     def _n_tastes(self, n_items: int) -> int:
         return max(1, min(self.max_tastes, math.ceil(n_items / max(self.items_per_taste, 1))))

@@ -138,6 +138,35 @@ VALUES = np.ones(7)
 TIMES = np.array([1, 2, 3, 1, 5, 4, 3])
 
 
+def test_paired_bootstrap_sees_a_consistent_small_win_that_separate_intervals_miss():
+    # given two models on the same 400 users: user difficulty varies a lot, and model a
+    # hits one more item than model b for one user in ten
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0.0, 0.5, 400)
+    a = b + np.where(np.arange(400) % 10 == 0, 0.1, 0.0)
+    # when
+    mean, low, high = ev.paired_bootstrap_diff(a, b, n=1000, seed=0)
+    # then the paired interval of the difference excludes 0
+    assert mean == pytest.approx(0.01)
+    assert 0.0 < low < mean < high
+    # while the two unpaired intervals overlap
+    a_low, _ = ev.bootstrap_ci(a, 1000, 0)
+    _, b_high = ev.bootstrap_ci(b, 1000, 0)
+    assert a_low < b_high
+
+
+def test_paired_bootstrap_of_a_tie_straddles_zero_and_needs_the_same_users():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(0, 1, 300), rng.uniform(0, 1, 300)
+    mean, low, high = ev.paired_bootstrap_diff(a, a.copy())
+    assert mean == low == high == 0.0
+    _, low, high = ev.paired_bootstrap_diff(a, b[rng.permutation(300)])
+    assert low < 0.0 < high
+    assert all(math.isnan(x) for x in ev.paired_bootstrap_diff(np.zeros(0), np.zeros(0)))
+    with pytest.raises(ValueError):
+        ev.paired_bootstrap_diff(a, b[:10])
+
+
 def test_temporal_split():
     train, test = ev.temporal_split(USERS, ITEMS, VALUES, TIMES, split_time=3)
     np.testing.assert_array_equal(np.flatnonzero(test), [2, 4, 5, 6])
