@@ -379,11 +379,26 @@ class Fusion(PriorBlended):
             setattr(self, f"{key}_", value.astype(bool) if key in ("cold_items", "seen_users") else value)
 
 
+#: The last few similarity spaces computed, by features (address, shape, checksum), dims and seed:
+#: refits on the same catalogue (validation, then the final fit; other fusion modes) share one.
+_SPACES: dict[tuple, np.ndarray] = {}
+
+
 def similarity_space(features: np.ndarray, dims: int, seed: int = 0, sample: int = 5000) -> np.ndarray:
     """Image vectors centred, projected on their top ``dims`` principal axes and L2-normalised (float16).
 
     Items without an image (zero rows) stay zero. ``dims = 0`` gives an empty space.
     """
+    key = (features.__array_interface__["data"][0], features.shape, float(features[::7].sum()), dims, seed, sample)
+    if key not in _SPACES:
+        if len(_SPACES) >= 4:
+            _SPACES.pop(next(iter(_SPACES)))
+        _SPACES[key] = _similarity_space(features, dims, seed, sample)
+        _SPACES[key].setflags(write=False)
+    return _SPACES[key]
+
+
+def _similarity_space(features: np.ndarray, dims: int, seed: int, sample: int) -> np.ndarray:
     has = np.abs(features).sum(axis=1) > 0
     dims = min(dims, features.shape[1], int(has.sum()))
     if dims <= 0:
@@ -391,8 +406,10 @@ def similarity_space(features: np.ndarray, dims: int, seed: int = 0, sample: int
     centred = features - features[has].mean(axis=0)
     rows = np.flatnonzero(has)
     rows = np.random.default_rng(seed).choice(rows, size=min(sample, len(rows)), replace=False)
-    _, _, vt = np.linalg.svd(centred[rows], full_matrices=False)
-    out = centred @ vt[:dims].T
+    sample_rows = centred[rows].astype(np.float64)
+    values, vectors = np.linalg.eigh(sample_rows.T @ sample_rows)  # the sample's principal axes, as its SVD's
+    axes = vectors[:, np.argsort(values)[::-1][:dims]].astype(np.float32)  # (a d x d eigenproblem: seconds)
+    out = centred @ axes
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     out[~has] = 0.0
     return out.astype(np.float16)
