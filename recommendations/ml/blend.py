@@ -82,7 +82,7 @@ def log_prior(
     products): ``new_item_share``, else :func:`estimate_new_item_share` (the shop's own
     history: how much of its newest interactions went to items unseen before), else 0
     (no timestamps, so no evidence that new items sell). Without a share, items nobody
-    has interacted with get the mean log value of the others: no evidence either way, so
+    has interacted with get the median log value of the others (a typical item): no evidence, so
     the prior neither pushes them up nor shuts them out (their own scores decide).
     Floored at ``1e-6 / n_items``.
     """
@@ -100,7 +100,7 @@ def log_prior(
         prior = (1.0 - s) * prior + s * new / n_new
     logs = np.log(np.maximum(prior, 1e-6 / n_items))
     if n_new and not (prior[new] > 0).any():
-        logs[new] = logs[~new].mean()
+        logs[new] = np.median(logs[~new])
     return logs.astype(np.float32)
 
 
