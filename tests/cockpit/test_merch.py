@@ -203,7 +203,7 @@ def _rule_post(**fields) -> dict:
     ],
 )
 def test_rule_form_validation(shop, fields, field, message):
-    from recommendations.admin_merch import RuleForm
+    from recommendations.cockpit.merch import RuleForm
 
     data = _rule_post(**{k: shop[0].pk if v == "P" else v for k, v in fields.items()})
     data["starts_at"], data["ends_at"] = fields.get("starts_at", ""), fields.get("ends_at", "")

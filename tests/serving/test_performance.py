@@ -144,7 +144,7 @@ def test_rankings_are_computed_once_per_process_even_after_the_shared_cache_empt
         calls.append(args)
         return real(*args)
 
-    monkeypatch.setattr(serving, "_rank", counted)
+    monkeypatch.setattr(serving.fallbacks, "_rank", counted)
     threads = [threading.Thread(target=rank_in_thread) for _ in range(6)]
     for t in threads:
         t.start()

@@ -16,11 +16,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from . import health, serving
-from .audit import ADDITION, CHANGE, log_change
-from .conf import get_adapter, get_product_model
-from .models import ImageState, Rule, SimilarityJudgement
-from .rules import previewing
+from .. import serving
+from ..audit import ADDITION, CHANGE, log_change
+from ..conf import get_adapter, get_product_model
+from ..models import ImageState, Rule, SimilarityJudgement
+from ..rules import previewing
+from . import health
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
