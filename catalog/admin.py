@@ -100,7 +100,7 @@ class ProductAdmin(admin.ModelAdmin):
     change_form_template = "admin/catalog/product/change_form.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("images")
+        return super().get_queryset(request).prefetch_related("images", "visrec_images")
 
     def get_urls(self):
         from recommendations.cockpit.merch import judge_view
@@ -143,10 +143,10 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description="embedding")
     def embedding_status(self, obj: Product) -> str:
-        image = obj.primary_image
-        if image is None:
+        states = list(obj.visrec_images.all())  # visrec's state of the product's images (prefetched)
+        if not states:
             return "no image"
-        return _status_html(_state(image))
+        return _status_html(next((s for s in states if s.is_primary), states[0]))
 
 
 @admin.register(ProductImage)

@@ -30,7 +30,7 @@ def _read_image(image) -> bytes:
 
 def embed_query_image(image, model: EmbeddingModel) -> np.ndarray:
     """Validate and embed an uploaded photo with ``model``'s backbone (loaded once per process)."""
-    from .embedding import _embedder_for
+    from ..embedding import _embedder_for
 
     pil = load_image(_read_image(image), int(visrec_settings.MAX_IMAGE_PIXELS))
     embedder = _embedder_for(model)

@@ -120,7 +120,7 @@ def _neighbour_model(model) -> tuple[Any, np.ndarray | None]:
     (cosine ignores a row's scale), so a call scores the items the model knows and the
     answers are the model's own. Other models are served as they are.
     """
-    from .ml.mf import _FactorModel
+    from ..ml.mf import _FactorModel
 
     factors = getattr(model, "item_factors", None)
     if not isinstance(model, _FactorModel) or not isinstance(factors, np.ndarray) or factors.ndim != 2:
@@ -156,7 +156,7 @@ def loaded_model(version: ModelVersion | None) -> LoadedModel | None:
 
 
 def _load_model(version: ModelVersion) -> LoadedModel | None:
-    from .training import load_version, registry
+    from ..training import load_version, registry
 
     try:
         registry()
