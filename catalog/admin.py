@@ -53,8 +53,8 @@ def _status_html(state: ImageState | None) -> str:
 
 
 class _ImageStatusMixin:
-    @admin.display(description="embedding")
-    def embedding(self, obj: ProductImage) -> str:
+    @admin.display(description="embedding status")
+    def status(self, obj: ProductImage) -> str:
         return _status_html(_state(obj)) if obj.pk else "—"
 
     @admin.display(description="reason")
@@ -80,8 +80,8 @@ class CategoryAdmin(admin.ModelAdmin):
 class ProductImageInline(_ImageStatusMixin, admin.TabularInline):
     model = ProductImage
     extra = 0
-    fields = ["preview", "file", "position", "is_primary", "embedding", "reason", "width", "height"]
-    readonly_fields = ["preview", "embedding", "reason", "width", "height"]
+    fields = ["preview", "file", "position", "is_primary", "status", "reason", "width", "height"]
+    readonly_fields = ["preview", "status", "reason", "width", "height"]
 
     @admin.display(description="preview")
     def preview(self, obj: ProductImage) -> str:
@@ -151,11 +151,11 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(ProductImage)
 class ProductImageAdmin(_ImageStatusMixin, admin.ModelAdmin):
-    list_display = ["thumbnail", "product", "is_primary", "embedding", "width", "height", "updated_at"]
+    list_display = ["thumbnail", "product", "is_primary", "status", "width", "height", "updated_at"]
     list_filter = ["is_primary"]
     search_fields = ["product__sku", "product__title", "sha256", "import_error"]
     raw_id_fields = ["product"]
-    readonly_fields = ["sha256", "width", "height", "embedding", "reason", "import_error"]
+    readonly_fields = ["sha256", "width", "height", "status", "reason", "import_error"]
     actions = ["reembed"]
 
     @admin.display(description="image")

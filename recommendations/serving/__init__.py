@@ -19,8 +19,8 @@ cached list never shows a product that went inactive or out of stock meanwhile.
 The package by concern: ``results`` (what callers get), ``keys`` (cache keys),
 ``versions`` (active versions, loaded models), ``cards``, ``vectors`` (pgvector SQL, prepared
 statements), ``rules_sql``, ``lists`` (cards, arranging, blending), ``fallbacks``
-(popular, trending, topping up), ``similar``, ``history`` (shopper history, session
-taste), ``for_you`` and ``photo``. Everything is re-exported here:
+(popular, trending, topping up), ``similar``, ``taste`` (shopper history, session
+taste), ``personal`` (for you, recently viewed) and ``photo``. Everything is re-exported here:
 ``from recommendations import serving; serving.similar_items(...)``.
 """
 
@@ -52,18 +52,6 @@ from .fallbacks import (  # noqa: F401
     remember_popular_if_stale,
     trending,
 )
-from .for_you import (  # noqa: F401
-    _for_you_ranked,
-    _model_for_shopper,
-    for_you,
-    recently_viewed,
-)
-from .history import (  # noqa: F401
-    History,
-    _taste_weights,
-    history,
-    taste_expression,
-)
 from .keys import (  # noqa: F401
     _cache_get_many,
     _cache_set,
@@ -81,6 +69,12 @@ from .lists import (  # noqa: F401
     _normalised,
     products_sql,
     raw_products,
+)
+from .personal import (  # noqa: F401
+    _for_you_ranked,
+    _model_for_shopper,
+    for_you,
+    recently_viewed,
 )
 from .photo import (  # noqa: F401
     _read_image,
@@ -106,6 +100,12 @@ from .similar import (  # noqa: F401
     anchor_product,
     similar_items,
     similar_items_or_fallback,
+)
+from .taste import (  # noqa: F401
+    History,
+    _taste_weights,
+    history,
+    taste_expression,
 )
 from .vectors import (  # noqa: F401
     SQLVector,

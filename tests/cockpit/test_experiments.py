@@ -120,7 +120,7 @@ def test_settings_arms_change_the_blend_label_lists_and_are_cached_apart(vector_
     running()
     weights = []
     real_blend = serving._blend
-    for module in (serving.similar, serving.for_you):  # where the package's modules look it up
+    for module in (serving.similar, serving.personal):  # where the package's modules look it up
         monkeypatch.setattr(module, "_blend", lambda sources, w: weights.append(w) or real_blend(sources, w))
     control, treatment = _session_in("control"), _session_in("treatment")
 

@@ -8,11 +8,11 @@ from ..conf import visrec_settings
 from ..data import shopper_key
 from ..rules import Rules, overfetch, rules_for
 from .fallbacks import _fill
-from .history import History, history, taste_expression
 from .keys import _cache_get_many, _cache_set, _key
 from .lists import _blend, _finish, _has_shopper, _normalised, products_sql, raw_products
 from .results import Recommendation, RecommendationList
 from .similar import _experiment_arm
+from .taste import History, history, taste_expression
 from .vectors import nearest_products
 from .versions import Active, LoadedModel, loaded_model
 
