@@ -166,11 +166,13 @@ def recall_sweep(built, queries: np.ndarray, ef_values) -> tuple[list[dict], dic
 
 def _synthetic_share(exact: list[set[int]]) -> float:
     """Share of the exact top-10 neighbours of the real queries that are synthetic products."""
-    from catalog.models import ProductImage
+    from recommendations.models import ImageState
 
     ids = set().union(*exact)
     synthetic = set(
-        ProductImage.objects.filter(pk__in=ids, product__sku__startswith="SYN-").values_list("pk", flat=True)
+        ImageState.objects.filter(pk__in=ids, product__visrec_snapshot__sku__startswith="SYN-").values_list(
+            "pk", flat=True
+        )
     )
     return sum(len(s & synthetic) for s in exact) / max(sum(len(s) for s in exact), 1)
 
@@ -274,7 +276,7 @@ def make_sessions(count: int, rng: np.random.Generator, product_ids: np.ndarray)
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.utils import timezone
 
-    from catalog.models import Interaction
+    from recommendations.models import Interaction
 
     store = import_module(settings.SESSION_ENGINE).SessionStore
     users = list(get_user_model().objects.filter(username__startswith="ext-").order_by("pk"))

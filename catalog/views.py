@@ -12,19 +12,18 @@ import time
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from recommendations import serving, tracking
+from recommendations import serving
 from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
 
 from . import services
-from .models import Category, Product
+from .models import PRIMARY_FILE, Category, Product, ProductImage
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 24
@@ -127,17 +126,36 @@ def _product_for_page(pk: int) -> Product | None:
     return product
 
 
+def _product_row(pk: int) -> Product | None:
+    """The active product ``pk`` with its primary image's file name (``PRIMARY_FILE``), in one query."""
+    fields = Product._meta.concrete_fields
+    image = ProductImage._meta.db_table
+    sql = (
+        f"SELECT {', '.join('p.' + connection.ops.quote_name(f.column) for f in fields)}, "
+        f"(SELECT i.file FROM {image} i WHERE i.product_id = p.id "
+        f"ORDER BY i.is_primary DESC, i.position, i.id LIMIT 1) "
+        f"FROM {Product._meta.db_table} p WHERE p.id = %s AND p.is_active"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [int(pk)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    product = Product.from_db(connection.alias, [f.attname for f in fields], row[:-1])
+    product.__dict__[PRIMARY_FILE] = row[-1] or ""
+    return product
+
+
 def _active_product(pk: int) -> Product:
     """The active product ``pk`` with its primary image file and its category (one query; raises ``Http404``).
 
-    Written out (``serving.products_sql``) rather than built by the ORM, which costs more
-    than the query on a page every shopper sees; the category comes from the per-process
-    copy of the categories when it is there.
+    Written out rather than built by the ORM, which costs more than the query on a page
+    every shopper sees; the category comes from the per-process copy of the categories
+    when it is there.
     """
-    found = serving.raw_products(*serving.products_sql([pk], None, card=False))
-    if not found:
+    product = _product_row(pk)
+    if product is None:
         raise Http404("No product matches the given query.")
-    product = found[0]
     if product.category_id is not None:
         category = _navigation()[2].get(product.category_id)
         product.category = category if category is not None else Category.objects.get(pk=product.category_id)
@@ -160,26 +178,6 @@ def _record(request, product: Product, kind: str, source: str) -> None:
         services.record_interaction(product, kind, user=user, session_key=session_key or "", source=source)
     except Exception:
         logger.warning("could not record a %s", kind, exc_info=True, extra={"product_id": product.pk})
-
-
-def recommendation_click(request, token: str):
-    """``/r/<token>/``: count the click on a recommended item, then go to the product."""
-    try:
-        data = tracking.read_click_token(token)
-    except tracking.InvalidClickToken as e:
-        raise Http404(str(e)) from None
-    session_key = _shopper_session(request)
-    user, _ = shopper(request)
-    try:
-        tracking.record_click(token, user=user, session_key=session_key)
-        product = Product.objects.filter(pk=data["product_id"]).first()
-        if product is not None:
-            services.record_interaction(
-                product, "click", user=user, session_key=session_key or "", source=data["widget"][:64]
-            )
-    except Exception:
-        logger.warning("could not record a recommendation click", exc_info=True)
-    return redirect(reverse("shop:product", kwargs={"pk": data["product_id"]}))
 
 
 @require_http_methods(["GET", "POST"])

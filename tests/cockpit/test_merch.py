@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from recommendations import rules as rules_mod
 from recommendations import serving
-from recommendations.models import Rule, SimilarityJudgement
+from recommendations.models import ImageState, Rule, SimilarityJudgement
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +78,7 @@ def test_boost_multiplies_scores_before_the_final_sort_within_its_dates(shop):
     anchor = shop[0]
     before = serving.similar_items(anchor, 8)
     last = before[7]
-    rule = Rule.objects.create(kind=Rule.BOOST, product=last.product, multiplier=10.0)
+    rule = Rule.objects.create(kind=Rule.BOOST, product_id=last.product.pk, multiplier=10.0)
     after = serving.similar_items(anchor, 8)
     assert after[0].product.pk == last.product.pk
     assert after[0].score == pytest.approx(last.score * 10.0)
@@ -122,7 +122,7 @@ def test_rules_apply_to_for_you_and_popular(shop):
     Rule.objects.create(kind=Rule.PIN, product=pinned, widget="for-you")
     assert serving.for_you(session_key="s1", limit=5)[0].product.pk == pinned.pk
     top = serving.popular(5)
-    Rule.objects.create(kind=Rule.BLOCK, product=top[0].product)
+    Rule.objects.create(kind=Rule.BLOCK, product_id=top[0].product.pk)
     assert top[0].product.pk not in [r.product.pk for r in serving.popular(5)]
 
 
@@ -203,7 +203,7 @@ def _rule_post(**fields) -> dict:
     ],
 )
 def test_rule_form_validation(shop, fields, field, message):
-    from recommendations.admin_merch import RuleForm
+    from recommendations.cockpit.merch import RuleForm
 
     data = _rule_post(**{k: shop[0].pk if v == "P" else v for k, v in fields.items()})
     data["starts_at"], data["ends_at"] = fields.get("starts_at", ""), fields.get("ends_at", "")
@@ -288,7 +288,7 @@ def test_judgement_buttons_apply_at_once_and_are_logged(shop, client, staff_user
     url = f"/admin/catalog/product/{anchor.pk}/judge/"
     response = client.post(url, {"neighbour": neighbour.pk, "verdict": "not_similar"})
     assert response.status_code == 302
-    judgement = SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour)
+    judgement = SimilarityJudgement.objects.get(product=anchor, neighbour_id=neighbour.pk)
     assert judgement.verdict == "not_similar" and judgement.created_by == user
     assert neighbour.pk not in _ids(serving.similar_items(anchor, 8))
     assert LogEntry.objects.filter(object_id=str(anchor.pk), user=user, change_message__contains="Not similar").exists()
@@ -296,7 +296,7 @@ def test_judgement_buttons_apply_at_once_and_are_logged(shop, client, staff_user
     assert neighbour.pk not in [r.product.pk for r, _ in page.context["similar_rows"]]
     # changing one's mind: good match replaces the verdict and lifts it to the top
     client.post(url, {"neighbour": neighbour.pk, "verdict": "good"})
-    assert SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour).verdict == "good"
+    assert SimilarityJudgement.objects.get(product=anchor, neighbour_id=neighbour.pk).verdict == "good"
     assert _ids(serving.similar_items(anchor, 8))[0] == neighbour.pk
 
 
@@ -331,23 +331,22 @@ def test_bulk_reembed_and_retry_failed_need_the_task_permission(
 ):
     from django.contrib.admin.models import LogEntry
 
-    from catalog.models import ProductImage
 
-    image = ProductImage.objects.get(product=shop[2])
-    image.status, image.error = ProductImage.Status.FAILED, "cannot identify image file"
+    image = ImageState.objects.get(product=shop[2])
+    image.status, image.error = ImageState.Status.FAILED, "cannot identify image file"
     image.save()
     data = {"action": "retry_failed", "_selected_action": [shop[2].pk, shop[3].pk]}
     client.force_login(staff_user("catalog.change_product", "catalog.view_product"))
     client.post("/admin/catalog/product/", data)
     image.refresh_from_db()
-    assert image.status == ProductImage.Status.FAILED
+    assert image.status == ImageState.Status.FAILED
     user = staff_user("catalog.change_product", "catalog.view_product", "recommendations.add_taskrun", username="boss")
     client.force_login(user)
     with django_capture_on_commit_callbacks() as callbacks:
         client.post("/admin/catalog/product/", data)
     image.refresh_from_db()
-    assert image.status == ProductImage.Status.PENDING and image.error == "" and len(callbacks) == 1
-    assert ProductImage.objects.get(product=shop[3]).status == ProductImage.Status.READY  # only failed ones
+    assert image.status == ImageState.Status.PENDING and image.error == "" and len(callbacks) == 1
+    assert ImageState.objects.get(product=shop[3]).status == ImageState.Status.READY  # only failed ones
     assert LogEntry.objects.filter(object_id=str(shop[2].pk), user=user).exists()
 
 
@@ -408,8 +407,8 @@ def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_
     import numpy as np
     from django.utils import timezone
 
-    from catalog.models import Interaction
     from recommendations import training
+    from recommendations.models import Interaction
 
     settings.VISREC = {**settings.VISREC, "CACHE_DIR": str(tmp_path), "TRAIN_HOLDOUT_FRACTION": 0.25}
     rng = np.random.default_rng(1)
@@ -426,8 +425,9 @@ def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_
     )
     anchor = shop[0]
     visual = [r.product for r in serving.similar_items(anchor, 8)]
-    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[0], verdict=SimilarityJudgement.GOOD)
-    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[1], verdict=SimilarityJudgement.NOT_SIMILAR)
+    SimilarityJudgement.objects.create(product=anchor, neighbour_id=visual[0].pk, verdict=SimilarityJudgement.GOOD)
+    not_similar = SimilarityJudgement.NOT_SIMILAR
+    SimilarityJudgement.objects.create(product=anchor, neighbour_id=visual[1].pk, verdict=not_similar)
     version = training.train(["item_knn"])
     m = version.metrics
     assert m["judged_pairs"] == 3 and 0 <= m["judgement_agreement@8"] <= 1
@@ -550,9 +550,8 @@ def test_rule_pages_render_with_the_preview_controls(shop, admin_client):
 
 
 def test_product_list_shows_failure_reasons(shop, admin_client):
-    from catalog.models import ProductImage
 
-    ProductImage.objects.filter(product=shop[0]).update(status=ProductImage.Status.FAILED, error="truncated JPEG")
+    ImageState.objects.filter(product=shop[0]).update(status=ImageState.Status.FAILED, error="truncated JPEG")
     page = admin_client.get("/admin/catalog/product/?q=V3-00000").content.decode()
     assert "truncated JPEG" in page and "Failed" in page
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.models import Interaction
 from recommendations import serving, training
-from recommendations.models import ModelVersion
+from recommendations.models import Interaction, ModelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +20,8 @@ def vector_queries(monkeypatch):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(serving, "nearest_products", counting)
+    for module in (serving.similar, serving.personal, serving.photo):  # where the package's modules look it up
+        monkeypatch.setattr(module, "nearest_products", counting)
     return calls
 
 

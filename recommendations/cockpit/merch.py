@@ -9,32 +9,53 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from . import health, serving
-from .audit import ADDITION, CHANGE, log_change
-from .conf import get_image_model, get_product_model
-from .models import Rule, SimilarityJudgement
-from .rules import previewing
+from .. import serving
+from ..audit import ADDITION, CHANGE, log_change
+from ..conf import get_adapter, get_product_model
+from ..models import ImageState, Rule, SimilarityJudgement
+from ..rules import previewing
+from . import health
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
 
 
+def category_choices() -> list[tuple[str, str]]:
+    """The shop's categories (through the adapter) as form choices, blank first."""
+    return [("", "---------"), *((str(c.id), c.name) for c in get_adapter().categories())]
+
+
 class RuleForm(forms.ModelForm):
     """A rule with what its kind needs: a product to pin/block, a category to exclude, a sensible boost."""
 
+    category = forms.TypedChoiceField(
+        coerce=int, empty_value=None, required=False, help_text=Rule._meta.get_field("category_id").help_text
+    )
+    scope_category = forms.TypedChoiceField(
+        coerce=int, empty_value=None, required=False, help_text=Rule._meta.get_field("scope_category_id").help_text
+    )
+
     class Meta:
         model = Rule
-        exclude = ["created_by"]
+        exclude = ["created_by", "category_id", "scope_category_id"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        choices = category_choices()
+        for name in ("category", "scope_category"):
+            self.fields[name].choices = choices
+            self.initial.setdefault(name, getattr(self.instance, f"{name}_id"))
 
     def clean(self):
         data = super().clean()
+        self.instance.category_id, self.instance.scope_category_id = data.get("category"), data.get("scope_category")
         kind, product, category = data.get("kind"), data.get("product"), data.get("category")
         if kind in (Rule.PIN, Rule.BLOCK) and product is None:
             self.add_error("product", "A pin or block needs a product.")
@@ -58,11 +79,11 @@ class RuleForm(forms.ModelForm):
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
     form = RuleForm
-    list_display = ["__str__", "kind", "widget", "scope_product", "scope_category", "multiplier", "position"]
+    list_display = ["__str__", "kind", "widget", "scope_product", "scope_category_id", "multiplier", "position"]
     list_display += ["starts_at", "ends_at", "is_active"]
     list_filter = ["kind", "is_active", "widget"]
     raw_id_fields = ["product", "scope_product"]
-    search_fields = ["product__sku", "product__title", "category__name", "note"]
+    search_fields = ["note"]
     change_form_template = "admin/recommendations/rule/change_form.html"
 
     def save_model(self, request, obj: Rule, form, change: bool) -> None:
@@ -76,6 +97,8 @@ class RuleAdmin(admin.ModelAdmin):
             path("preview/", view(self.preview_view), name="recommendations_rule_preview"),
             path("<path:object_id>/preview/", view(self.preview_view), name="recommendations_rule_preview"),
             path("health/", view(health_view), name="visrec_health"),
+            path("product/<str:object_id>/", view(product_preview_view), name="visrec_product_preview"),
+            path("product/<str:object_id>/judge/", view(judge_view), name="visrec_product_judge"),
             path("health/retry/", view(retry_failed_view), name="visrec_health_retry"),
             *super().get_urls(),
         ]
@@ -104,16 +127,17 @@ class RuleAdmin(admin.ModelAdmin):
 
 
 def _scope(rule: Rule, product_id, category_id):
+    """The product and category id a preview shows the rule's widget for."""
     Product = get_product_model()
-    from catalog.models import Category
-
-    product, category = rule.scope_product, rule.scope_category
+    product, category = rule.scope_product, rule.scope_category_id
     try:
         if product_id:
-            product = Product.objects.get(pk=int(product_id))
+            product = Product.objects.get(pk=Product._meta.pk.to_python(product_id))
         if category_id:
-            category = Category.objects.get(pk=int(category_id))
-    except (ValueError, Product.DoesNotExist, Category.DoesNotExist):
+            category = int(category_id)
+            if category not in {c.id for c in get_adapter().categories()}:
+                raise ValueError(category_id)
+    except (ValueError, ValidationError, Product.DoesNotExist):
         raise ValueError("No such product or category to preview with.") from None
     return product, category
 
@@ -166,17 +190,27 @@ def judge(user, product, neighbour, verdict: str) -> SimilarityJudgement:
     return judgement
 
 
+def _product_or_none(Product, key):
+    try:
+        return Product.objects.filter(pk=Product._meta.pk.to_python(key)).first()
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
 @require_POST
 def judge_view(request, object_id):
-    """POST ``neighbour`` and ``verdict`` (good / not_similar): the judgement applies to serving at once."""
+    """POST ``neighbour`` and ``verdict`` (good / not_similar): the judgement applies to serving at once.
+
+    Redirects back to ``next`` (a local URL: the page the buttons were on) or to visrec's
+    product preview page.
+    """
     if not request.user.has_perm("recommendations.add_similarityjudgement"):
         raise PermissionDenied
     Product = get_product_model()
-    product = Product.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
-    neighbour_id = request.POST.get("neighbour", "")
-    neighbour = Product.objects.filter(pk=neighbour_id).first() if neighbour_id.isdigit() else None
+    product = _product_or_none(Product, object_id)
+    neighbour = _product_or_none(Product, request.POST.get("neighbour", ""))
     verdict = request.POST.get("verdict", "")
-    url = reverse("admin:catalog_product_change", args=[object_id]) if product else reverse("admin:index")
+    url = _back(request, object_id) if product else reverse("admin:index")
     if (
         product is None
         or neighbour is None
@@ -188,6 +222,35 @@ def judge_view(request, object_id):
     judge(request.user, product, neighbour, verdict)
     messages.success(request, f"“{neighbour}” marked {dict(SimilarityJudgement.VERDICTS)[verdict].lower()}.")
     return HttpResponseRedirect(url + "#similar-items-preview")
+
+
+def _back(request, object_id) -> str:
+    """Where the judge buttons were: ``next`` when it is a local URL, else the shop's or visrec's product page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back.split("#")[0]
+    from ..templatetags.visrec import product_admin_url
+
+    return product_admin_url(object_id) or reverse("admin:visrec_product_preview", args=[object_id])
+
+
+def product_preview_view(request, object_id):
+    """Visrec's own page of one product of any shop: its similar items as shoppers see them, with the judge buttons."""
+    opts = get_product_model()._meta
+    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
+        raise PermissionDenied
+    product = _product_or_none(get_product_model(), object_id)
+    if product is None:
+        raise Http404("No such product.")
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Similar items of {product}",
+        "original": product,
+        **similar_preview(request, product),
+    }
+    return TemplateResponse(request, "admin/visrec/product_preview.html", context)
 
 
 def similar_preview(request, product) -> dict:
@@ -227,18 +290,19 @@ def _page(request, name: str, items):
 
 def health_view(request):
     """Near-duplicates, failed images, products without vectors, never-recommended products, coverage."""
-    if not request.user.has_perm("catalog.view_product"):
+    opts = get_product_model()._meta
+    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
         raise PermissionDenied
     refresh = request.method == "POST" and request.POST.get("refresh") == "1"
     if refresh and not request.user.has_perm("recommendations.add_taskrun"):
         raise PermissionDenied
     model = serving.active().embedding
     when, pairs, looked = health.near_duplicates(model, refresh=refresh)
-    images = get_image_model().objects.in_bulk({i for p in pairs for i in p[:2]})
+    images = ImageState.objects.select_related("product").in_bulk({i for p in pairs for i in p[:2]})
     near = [(images[a], images[b], d) for a, b, d in pairs if a in images and b in images]
     shas = _page(request, "dup", health.duplicate_shas())
     never = _page(request, "never", health.never_recommended_ids(refresh=refresh))
-    products = get_product_model().objects.select_related("category").in_bulk(list(never.object_list))
+    products = get_product_model().objects.select_related("visrec_snapshot").in_bulk(list(never.object_list))
     context = {
         **admin.site.each_context(request),
         "title": "Catalogue visual health",
