@@ -151,10 +151,11 @@ def _torch_net(encoder: str, n_items: int, d_img: int, params: dict):
             self.drop = nn.Dropout(dropout)
 
         def items(self, features, ids, keep):
-            """``(e_i, b_i)`` of ``ids`` with the ID part where ``keep`` is 1."""
-            f = features[ids]
-            vec = self.image(f) + self.item_id(ids) * keep.unsqueeze(-1)
-            return vec, self.image_bias(f).squeeze(-1) + self.item_bias(ids).squeeze(-1) * keep
+            """``(e_i, b_i)`` of the 1-d ``ids`` with the ID part where ``keep`` is 1 (pictures projected once)."""
+            unique, inverse = torch.unique(ids, return_inverse=True)
+            f = features[unique]
+            vec = self.image(f)[inverse] + self.item_id(ids) * keep.unsqueeze(-1)
+            return vec, self.image_bias(f).squeeze(-1)[inverse] + self.item_bias(ids).squeeze(-1) * keep
 
         def encode(self, x):
             """State after each position of ``x`` (B, L, dim): it sees that position and the earlier ones."""
@@ -273,6 +274,7 @@ class SequenceRecommender(PriorBlended):
         warm = np.zeros(n_items, dtype=bool)
         warm[user_items.indices[user_items.data > 0]] = True
         windows = training_windows(histories, self.max_len)
+        lengths = (windows >= 0).sum(axis=1)
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         device = _device(self.device)
@@ -284,7 +286,7 @@ class SequenceRecommender(PriorBlended):
         net.train()
         for epoch in range(self.epochs if len(windows) else 0):
             total, count = 0.0, 0
-            for batch in np.array_split(rng.permutation(len(windows)), max(1, -(-len(windows) // self.batch_size))):
+            for batch in self._batches(lengths, rng):
                 seqs = torch.from_numpy(windows[batch]).to(device)
                 negatives = torch.from_numpy(rng.integers(0, n_items, self.negatives)).to(device)
                 loss, n = self._batch_loss(net, feats, warm_t, seqs, negatives)
@@ -296,6 +298,12 @@ class SequenceRecommender(PriorBlended):
             log.debug("%s epoch %d/%d loss %.4f", self.name, epoch + 1, self.epochs, self.loss_history_[-1])
         net.eval()
         self._set_learned(net, features, warm, histories)
+
+    def _batches(self, lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        """Windows of about the same length together (little padding), batches in random order."""
+        order = np.argsort(lengths + rng.uniform(0, 4, len(lengths)), kind="stable")
+        batches = np.array_split(order, max(1, -(-len(order) // self.batch_size)))
+        return [batches[n] for n in rng.permutation(len(batches))]
 
     def _net_params(self) -> dict[str, Any]:
         return {
@@ -310,19 +318,18 @@ class SequenceRecommender(PriorBlended):
         import torch
         import torch.nn.functional as F
 
+        seqs = seqs[:, : int((seqs >= 0).sum(1).max())]  # right-padded: drop the columns that are padding only
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
-        valid = targets >= 0
-        shown = 1.0 - self.id_dropout
-
-        def keep(ids):
-            return warm[ids] * (torch.rand(ids.shape, device=ids.device) < shown).float()
-
-        ids = inputs.clamp(min=0)
-        x, _ = net.items(feats, ids, keep(ids))
+        real, valid = inputs >= 0, targets >= 0
+        n_in, pos = int(real.sum()), targets[valid]
+        ids = torch.cat([inputs[real], pos, negatives])
+        keep = warm[ids] * (torch.rand(ids.shape, device=ids.device) >= self.id_dropout).float()
+        vec, bias = net.items(feats, ids, keep)
+        x = torch.zeros(*inputs.shape, self.dim, device=vec.device)
+        x[real] = vec[:n_in]
         h = net.encode(x)[valid]
-        pos = targets[valid]
-        e_pos, b_pos = net.items(feats, pos, keep(pos))
-        e_neg, b_neg = net.items(feats, negatives, keep(negatives))
+        e_pos, b_pos = vec[n_in : n_in + len(pos)], bias[n_in : n_in + len(pos)]
+        e_neg, b_neg = vec[n_in + len(pos) :], bias[n_in + len(pos) :]
         logits_neg = (h @ e_neg.T + b_neg).masked_fill(pos[:, None] == negatives[None, :], float("-inf"))
         logits = torch.cat([((h * e_pos).sum(-1) + b_pos)[:, None], logits_neg], dim=1)
         target = torch.zeros(len(pos), dtype=torch.long, device=pos.device)
