@@ -72,6 +72,10 @@ GRIDS: dict[str, list[dict]] = {
         ]
         for mode in ("concat", "weighted", "attention")
     },
+    # sequence models: one configuration each (picked on benchmarks/sequence_dev.py's cut inside hm's training
+    # period); their popularity-prior weight is validated at fit like the other blended models'
+    "sasrec": [{"epochs": 20, "lr": 0.003}],
+    "gru4rec": [{"epochs": 20, "lr": 0.003}],
 }
 PEER_GRIDS: dict[str, list[dict]] = {
     "implicit_als": [

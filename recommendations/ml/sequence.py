@@ -17,9 +17,12 @@ in training, 0 for the others. During training ``m_i`` is also 0 for a random sh
 never-bought item still has a representation, can appear in a session, and can be
 recommended. A sequence encoder (causal Transformer blocks with learned positions,
 or a GRU) turns the inputs into a state ``h_t`` after each event; the score of item
-``i`` as the next one is ``h_t · e_i + b_i``. Training: sampled softmax of every next
+``i`` as the next one is ``h_t · e_i + b_i`` (plus, with timestamps, a learned bias by
+the item's age since its first interaction at the time of the event, as in :mod:`.vbpr`;
+frozen at the fit's time for serving). Training: sampled softmax of every next
 item against ``negatives`` items drawn uniformly from the whole catalogue per batch
-(Adam, seeded). Being a :class:`~.blend.PriorBlended` model, the popularity prior's
+(Adam, seeded); ``W`` starts as the pictures' principal directions, so the model
+starts from visual similarity. Being a :class:`~.blend.PriorBlended` model, the popularity prior's
 weight is validated at fit time like every other model's.
 
 torch trains (CPU, or the GPU with ``device="auto"``); serving is numpy only: every
@@ -43,6 +46,7 @@ import scipy.sparse as sp
 from .base import FitContext, register, top_n
 from .blend import PriorBlended
 from .mf import _cosine_top_n
+from .pairwise import AGE_EDGES_DAYS, DAY, N_AGE_BUCKETS, age_buckets
 from .vbpr import as_features
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,13 @@ def ordered_histories(user_items: sp.csr_matrix, context: FitContext | None, see
     every row when there are no timestamps, are broken in a seeded random order, never
     by item id.
     """
+    return timed_histories(user_items, context, seed)[0]
+
+
+def timed_histories(
+    user_items: sp.csr_matrix, context: FitContext | None, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`ordered_histories` and, beside each, the times of its items (zeros without timestamps)."""
     coo = sp.coo_matrix(user_items)
     keep = coo.data > 0
     rows, cols = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
@@ -67,29 +78,34 @@ def ordered_histories(user_items: sp.csr_matrix, context: FitContext | None, see
         times = np.asarray(sp.csr_matrix(stamps)[rows, cols], dtype=np.float64).ravel()
     ties = np.random.default_rng(seed).random(len(rows))
     order = np.lexsort((ties, times, rows))
-    counts = np.bincount(rows, minlength=user_items.shape[0])
-    return np.split(cols[order], np.cumsum(counts)[:-1])
+    bounds = np.cumsum(np.bincount(rows, minlength=user_items.shape[0]))[:-1]
+    return np.split(cols[order], bounds), np.split(times[order], bounds)
 
 
-def training_windows(histories: list[np.ndarray], max_len: int) -> np.ndarray:
-    """``(n, max_len + 1)`` windows of the histories, right-padded with -1.
+def training_windows(
+    histories: list[np.ndarray], max_len: int, times: list[np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, max_len + 1)`` windows of the histories, right-padded with -1, and their items' times.
 
     A history longer than ``max_len + 1`` is cut from its end into windows that overlap
     by one item, so each transition (item -> next item) is a target exactly once.
     """
-    out = []
-    for history in histories:
+    spans = []
+    for user, history in enumerate(histories):
         end = len(history)
         while end >= 2:
             start = max(0, end - (max_len + 1))
-            out.append(history[start:end])
+            spans.append((user, start, end))
             if start == 0:
                 break
             end = start + 1
-    windows = np.full((len(out), max_len + 1), -1, dtype=np.int64)
-    for n, window in enumerate(out):
-        windows[n, : len(window)] = window
-    return windows
+    windows = np.full((len(spans), max_len + 1), -1, dtype=np.int64)
+    window_times = np.zeros((len(spans), max_len + 1), dtype=np.float64)
+    for n, (user, start, end) in enumerate(spans):
+        windows[n, : end - start] = histories[user][start:end]
+        if times is not None:
+            window_times[n, : end - start] = times[user][start:end]
+    return windows, window_times
 
 
 def pad_right(sequences: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +157,7 @@ def _torch_net(encoder: str, n_items: int, d_img: int, params: dict):
             self.image = nn.Linear(d_img, dim, bias=False)
             self.image_bias = nn.Linear(d_img, 1, bias=False)
             nn.init.zeros_(self.image_bias.weight)
+            self.age_bias = nn.Parameter(torch.zeros(N_AGE_BUCKETS))
             if encoder == "sasrec":
                 self.position = nn.Embedding(params["max_len"], dim)
                 nn.init.normal_(self.position.weight, std=0.02)
@@ -171,6 +188,51 @@ def _torch_net(encoder: str, n_items: int, d_img: int, params: dict):
             return self.norm(x)
 
     return Net()
+
+
+def principal_directions(features: np.ndarray, k: int, seed: int = 0, sample: int = 5000) -> np.ndarray:
+    """``(k, d)`` top principal directions of the non-zero feature rows (a seeded sample), zeros where fewer.
+
+    They start the image projection, so at first ``e_i`` is the item's picture in its
+    ``k`` main directions and ``h · e_i`` is a visual similarity, which training refines.
+    """
+    rows = features[np.abs(features).sum(axis=1) > 0]
+    out = np.zeros((k, features.shape[1]), dtype=np.float32)
+    if len(rows) < 2:
+        return out
+    rng = np.random.default_rng(seed)
+    if len(rows) > sample:
+        rows = rows[rng.choice(len(rows), sample, replace=False)]
+    centred = (rows - rows.mean(axis=0)).astype(np.float32)
+    # randomised range finder (Halko et al. 2011) with two power iterations: a full SVD costs minutes here
+    basis = centred @ rng.normal(size=(centred.shape[1], min(k + 10, min(centred.shape)))).astype(np.float32)
+    for _ in range(2):
+        basis = centred @ (centred.T @ np.linalg.qr(basis)[0])
+    _, _, vt = np.linalg.svd(np.linalg.qr(basis)[0].T @ centred, full_matrices=False)
+    out[: min(k, len(vt))] = vt[:k]
+    return out
+
+
+def _age_buckets(when, launch, edges):
+    """:func:`~.pairwise.age_buckets` in torch: 0 = no interaction before ``when``, else 1 + age bin."""
+    import torch
+
+    age = when - launch
+    return torch.where(age > 0, 1 + torch.bucketize(torch.nan_to_num(age), edges, right=True), 0)
+
+
+def launches(
+    times: list[np.ndarray], histories: list[np.ndarray], n_items: int, context: FitContext | None
+) -> tuple[np.ndarray, float]:
+    """Per item the time of its first interaction (``inf`` for none) and the fit's reference time."""
+    launch = np.full(n_items, np.inf)
+    if histories:
+        np.minimum.at(launch, np.concatenate(histories), np.concatenate(times))
+    stamped = np.concatenate(times) if times else np.zeros(0)
+    now = context.now if context is not None and context.now is not None else float(stamped.max(initial=0.0))
+    if not (stamped > 0).any():
+        launch[:] = np.inf  # no timestamps: no freshness
+    return launch, float(now)
 
 
 def _device(name: str):
@@ -220,6 +282,9 @@ class SequenceRecommender(PriorBlended):
         Items drawn uniformly from the catalogue per batch for the sampled softmax.
     weight_decay : float
         Adam's L2 weight on every parameter.
+    freshness : bool
+        Learn a bias by the item's age since its first interaction, at each event's time
+        (:mod:`.pairwise` buckets; bucket 0 = not bought by anyone yet); needs timestamps.
     seed : int
         Seed of the initialisation, the batches, the negatives and the tie order.
     device : str
@@ -239,13 +304,14 @@ class SequenceRecommender(PriorBlended):
         layers: int = 2,
         heads: int = 2,
         max_len: int = 50,
-        epochs: int = 30,
+        epochs: int = 20,
         batch_size: int = 128,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         dropout: float = 0.2,
         id_dropout: float = 0.5,
         negatives: int = 512,
         weight_decay: float = 0.0,
+        freshness: bool = True,
         seed: int = 0,
         device: str = "auto",
         prior_weight: float | None = None,
@@ -255,6 +321,7 @@ class SequenceRecommender(PriorBlended):
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
         self.dropout, self.id_dropout, self.negatives = float(dropout), float(id_dropout), int(negatives)
         self.weight_decay, self.seed, self.device = float(weight_decay), int(seed), str(device)
+        self.freshness, self.fresh_ = bool(freshness), False
         self.prior_weight = prior_weight
         if self.encoder == "sasrec" and self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
@@ -270,26 +337,35 @@ class SequenceRecommender(PriorBlended):
         user_items = sp.csr_matrix(user_items)
         n_users, n_items = user_items.shape
         features = as_features(item_features, n_items)
-        histories = ordered_histories(user_items, context, self.seed)
+        histories, times = timed_histories(user_items, context, self.seed)
         warm = np.zeros(n_items, dtype=bool)
         warm[user_items.indices[user_items.data > 0]] = True
-        windows = training_windows(histories, self.max_len)
+        windows, window_times = training_windows(histories, self.max_len, times)
         lengths = (windows >= 0).sum(axis=1)
+        launch, now = launches(times, histories, n_items, context)
+        self.fresh_ = bool(self.freshness and np.isfinite(launch).any())
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         device = _device(self.device)
-        net = _torch_net(self.encoder, n_items, features.shape[1], self._net_params()).to(device)
-        feats = torch.from_numpy(features).to(device)
-        warm_t = torch.from_numpy(warm.astype(np.float32)).to(device)
+        net = _torch_net(self.encoder, n_items, features.shape[1], self._net_params())
+        with torch.no_grad():  # the picture part starts as the pictures' main directions (visual similarity)
+            net.image.weight.copy_(torch.from_numpy(principal_directions(features, self.dim, self.seed)))
+        net = net.to(device)
+        fixed = {
+            "features": torch.from_numpy(features).to(device),
+            "warm": torch.from_numpy(warm.astype(np.float32)).to(device),
+            "launch": torch.from_numpy(launch).to(device),
+            "edges": torch.from_numpy(AGE_EDGES_DAYS * DAY).to(device),
+        }
         optimiser = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.loss_history_ = []
         net.train()
         for epoch in range(self.epochs if len(windows) else 0):
             total, count = 0.0, 0
             for batch in self._batches(lengths, rng):
-                seqs = torch.from_numpy(windows[batch]).to(device)
+                seqs, stamps = (torch.from_numpy(a[batch]).to(device) for a in (windows, window_times))
                 negatives = torch.from_numpy(rng.integers(0, n_items, self.negatives)).to(device)
-                loss, n = self._batch_loss(net, feats, warm_t, seqs, negatives)
+                loss, n = self._batch_loss(net, fixed, seqs, stamps, negatives)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -297,7 +373,7 @@ class SequenceRecommender(PriorBlended):
             self.loss_history_.append(total / max(count, 1))
             log.debug("%s epoch %d/%d loss %.4f", self.name, epoch + 1, self.epochs, self.loss_history_[-1])
         net.eval()
-        self._set_learned(net, features, warm, histories)
+        self._set_learned(net, features, warm, histories, age_buckets(np.full(n_items, now), launch))
 
     def _batches(self, lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         """Windows of about the same length together (little padding), batches in random order."""
@@ -314,28 +390,37 @@ class SequenceRecommender(PriorBlended):
             "max_len": self.max_len,
         }
 
-    def _batch_loss(self, net, feats, warm, seqs, negatives):
+    def _batch_loss(self, net, fixed: dict, seqs, stamps, negatives):
         import torch
         import torch.nn.functional as F
 
-        seqs = seqs[:, : int((seqs >= 0).sum(1).max())]  # right-padded: drop the columns that are padding only
+        length = int((seqs >= 0).sum(1).max())  # right-padded: drop the columns that are padding only
+        seqs, stamps = seqs[:, :length], stamps[:, :length]
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
         real, valid = inputs >= 0, targets >= 0
         n_in, pos = int(real.sum()), targets[valid]
         ids = torch.cat([inputs[real], pos, negatives])
-        keep = warm[ids] * (torch.rand(ids.shape, device=ids.device) >= self.id_dropout).float()
-        vec, bias = net.items(feats, ids, keep)
+        keep = fixed["warm"][ids] * (torch.rand(ids.shape, device=ids.device) >= self.id_dropout).float()
+        vec, bias = net.items(fixed["features"], ids, keep)
         x = torch.zeros(*inputs.shape, self.dim, device=vec.device)
         x[real] = vec[:n_in]
         h = net.encode(x)[valid]
         e_pos, b_pos = vec[n_in : n_in + len(pos)], bias[n_in : n_in + len(pos)]
         e_neg, b_neg = vec[n_in + len(pos) :], bias[n_in + len(pos) :]
+        if self.fresh_:  # each candidate's freshness at the time of the event it would have been
+            when = stamps[:, 1:][valid]
+            b_pos = b_pos + net.age_bias[_age_buckets(when, fixed["launch"][pos], fixed["edges"])]
+            b_neg = (
+                b_neg + net.age_bias[_age_buckets(when[:, None], fixed["launch"][negatives][None, :], fixed["edges"])]
+            )
         logits_neg = (h @ e_neg.T + b_neg).masked_fill(pos[:, None] == negatives[None, :], float("-inf"))
         logits = torch.cat([((h * e_pos).sum(-1) + b_pos)[:, None], logits_neg], dim=1)
         target = torch.zeros(len(pos), dtype=torch.long, device=pos.device)
         return F.cross_entropy(logits, target), len(pos)
 
-    def _set_learned(self, net, features: np.ndarray, warm: np.ndarray, histories: list[np.ndarray]) -> None:
+    def _set_learned(
+        self, net, features: np.ndarray, warm: np.ndarray, histories: list[np.ndarray], buckets: np.ndarray
+    ) -> None:
         import torch
 
         with torch.no_grad():
@@ -347,6 +432,8 @@ class SequenceRecommender(PriorBlended):
         self.item_bias_ = (
             features @ self.net_["image_bias.weight"][0] + self.net_["item_bias.weight"][:, 0] * mask
         ).astype(np.float32)
+        if self.fresh_:  # each item's freshness now (frozen at fit, as in VBPR: refit regularly)
+            self.item_bias_ = (self.item_bias_ + self.net_["age_bias"][buckets]).astype(np.float32)
         self.warm_items_ = warm
         self.histories_, self.history_lengths_ = pad_right(histories, self.max_len)
 

@@ -81,7 +81,7 @@ def test_histories_follow_time_and_windows_cover_every_transition():
     stamps = sp.csr_matrix(np.array([[30, 10, 20, 0], [0, 5, 0, 1]], dtype=np.float64))
     histories = ordered_histories(user_items, FitContext(timestamps=stamps))
     assert [h.tolist() for h in histories] == [[1, 2, 0], [3, 1]]
-    windows = training_windows([np.arange(7)], max_len=3)  # 6 transitions, windows of 4 items
+    windows, _ = training_windows([np.arange(7)], max_len=3)  # 6 transitions, windows of 4 items
     transitions = {(a, b) for w in windows for a, b in zip(w[:-1], w[1:], strict=True) if b >= 0}
     assert transitions == {(i, i + 1) for i in range(6)}
     assert sum(int((w[1:] >= 0).sum()) for w in windows) == 6
