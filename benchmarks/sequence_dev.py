@@ -95,6 +95,12 @@ def table(rows: list[dict]) -> str:
     return markdown_table(headers, body)
 
 
+def section(title: str, script: str, argv: list[str] | None, intro: str, text: str, line: str) -> str:
+    """A report section: title, the command that made it, what was measured, the table, the RESULT line."""
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    return "\n".join([f"## {title}", "", f"Command: `{command}`", "", intro, "", text, "", "```", line, "```"])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "hm"))
@@ -129,24 +135,12 @@ def main(argv: list[str] | None = None) -> str:
         f"recall50={best['metrics']['recall@50']:.4f} ndcg12={best['metrics']['ndcg@12']:.4f}"
     )
     if args.out:
-        command = "python benchmarks/sequence_dev.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        body = "\n".join(
-            [
-                "## Sequence models on a development cut of hm",
-                "",
-                f"Command: `{command}`",
-                "",
-                f"Fit on interactions before {args.fit_before}, evaluated on {args.fit_before} ≤ t < {args.until} "
-                f"(inside hm's training period; the test period is never read). {len(split[3]):,} users; "
-                f"machine: {machine()}.",
-                "",
-                text,
-                "",
-                "```",
-                line,
-                "```",
-            ]
+        intro = (
+            f"Fit on interactions before {args.fit_before}, evaluated on {args.fit_before} ≤ t < {args.until} "
+            f"(inside hm's training period; the test period is never read). {len(split[3]):,} users; "
+            f"machine: {machine()}."
         )
+        body = section("Sequence models on a development cut of hm", "sequence_dev.py", argv, intro, text, line)
         write_section(ROOT / args.out, "sequence-dev", "Sequence models (development)", body)
     print(line)
     return line

@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from _common import DOCS, ROOT, isolated_django, machine, markdown_table, stop_isolated, write_section
 from _quality_data import image_vectors, load_dataset, parse_time
+from sequence_dev import section
 
 log = logging.getLogger("visrec.bench.sequence_serving")
 
@@ -194,29 +195,17 @@ def main(argv: list[str] | None = None) -> str:
         f"baseline_p95_ms={rows[0][1]['p95']:.1f} baseline_model={rows[0][1]['kind']} events={args.events} "
         f"target_ms={TARGET_P95_MS:.0f} pass={'yes' if worst[1]['p95'] < TARGET_P95_MS else 'no'}"
     )
-    command = "python benchmarks/sequence_serving.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    section = "\n".join(
-        [
-            "## For you with an active sequence model",
-            "",
-            f"Command: `{command}`",
-            "",
-            f"hm's {data.n_items:,} products with their image vectors (HNSW index), its purchases before {HM_SPLIT} as "
-            f"events, and one signed-in shopper with {args.events} events, on a private embedded PostgreSQL; "
-            f"machine: {machine()}. `serving.for_you(user=shopper, limit=12)` timed {args.calls} times per active "
-            "model, the cache cleared before each call (every call a miss: history query, model scores, session-taste "
-            "vector query, top-up, product query). The baseline is the model `training.train()` activates with "
-            "the default `TRAIN_MODELS`; the sequence models rank from the shopper's events, newest last (one "
-            "numpy forward pass over the 50 events, all products scored); `model step` is that part alone.",
-            "",
-            text,
-            "",
-            "```",
-            line,
-            "```",
-        ]
+    intro = (
+        f"hm's {data.n_items:,} products with their image vectors (HNSW index), its purchases before {HM_SPLIT} as "
+        f"events, and one signed-in shopper with {args.events} events, on a private embedded PostgreSQL; "
+        f"machine: {machine()}. `serving.for_you(user=shopper, limit=12)` timed {args.calls} times per active "
+        "model, the cache cleared before each call (every call a miss: history query, model scores, session-taste "
+        "vector query, top-up, product query). The baseline is the model `training.train()` activates with "
+        "the default `TRAIN_MODELS`; the sequence models rank from the shopper's events, newest last (one "
+        "numpy forward pass over the 50 events, all products scored); `model step` is that part alone."
     )
-    write_section(args.out if args.out.startswith("/") else ROOT / args.out, "sequence-serving", "Serving", section)
+    body_text = section("For you with an active sequence model", "sequence_serving.py", argv, intro, text, line)
+    write_section(args.out if args.out.startswith("/") else ROOT / args.out, "sequence-serving", "Serving", body_text)
     print(line)
     return line
 
