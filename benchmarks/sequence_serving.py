@@ -27,14 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
-from _common import DOCS, ROOT, isolated_django, machine, markdown_table, stop_isolated, write_section
-from _quality_data import image_vectors, load_dataset, parse_time
-from sequence_dev import section
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as a web process runs (wsgi.py)
+    os.environ.setdefault(_name, "1")
+
+import numpy as np  # noqa: E402 (after the thread settings)
+from _common import DOCS, ROOT, isolated_django, machine, markdown_table, stop_isolated, write_section  # noqa: E402
+from _quality_data import image_vectors, load_dataset, parse_time  # noqa: E402
+from sequence_dev import section  # noqa: E402
 
 log = logging.getLogger("visrec.bench.sequence_serving")
 
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> str:
     try:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(1)
         from django.conf import settings
 
         from recommendations import training
@@ -199,7 +203,8 @@ def main(argv: list[str] | None = None) -> str:
         f"hm's {data.n_items:,} products with their image vectors (HNSW index), its purchases before {HM_SPLIT} as "
         f"events, and one signed-in shopper with {args.events} events, on a private embedded PostgreSQL; "
         f"machine: {machine()}. `serving.for_you(user=shopper, limit=12)` timed {args.calls} times per active "
-        "model, the cache cleared before each call (every call a miss: history query, model scores, session-taste "
+        "model, the cache cleared before each call, BLAS single-threaded as in a web process (every call a miss: "
+        "history query, model scores, session-taste "
         "vector query, top-up, product query). The baseline is the model `training.train()` activates with "
         "the default `TRAIN_MODELS`; the sequence models rank from the shopper's events, newest last (one "
         "numpy forward pass over the 50 events, all products scored); `model step` is that part alone."
