@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> str:
         "numpy forward pass over the 50 events, all products scored); `model step` is that part alone."
     )
     body_text = section("For you with an active sequence model", "sequence_serving.py", argv, intro, text, line)
-    write_section(args.out if args.out.startswith("/") else ROOT / args.out, "sequence-serving", "Serving", body_text)
+    write_section(ROOT / args.out, "sequence-serving", "Serving", body_text)  # an absolute --out stays absolute
     print(line)
     return line
 
