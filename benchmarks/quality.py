@@ -97,6 +97,10 @@ GRIDS: dict[str, list[dict]] = {
         f"fusion_{mode}": [{"epochs": 5, "item_dropout": 0.5}, {"epochs": 5, "item_dropout": 0.2, "sim_dims": 0}]
         for mode in ("concat", "weighted", "attention")
     },
+    # sequence models: one configuration each (picked on benchmarks/sequence_dev.py's cut inside hm's training
+    # period); their popularity-prior weight is validated at fit like the other blended models'
+    "sasrec": [{"epochs": 20, "lr": 0.003}],
+    "gru4rec": [{"epochs": 20, "lr": 0.003}],
 }
 PEER_GRIDS: dict[str, list[dict]] = {
     "implicit_als": [{**c, "random_state": 0} for c in _ALS],

@@ -28,7 +28,7 @@ from .models import EmbeddingModel, ModelVersion
 
 logger = logging.getLogger(__name__)
 
-MODEL_MODULES = ("popularity", "knn", "mf", "visual", "vbpr", "fusion")
+MODEL_MODULES = ("popularity", "knn", "mf", "visual", "vbpr", "fusion", "sequence")
 Progress = Callable[[str, int, int], None]
 
 

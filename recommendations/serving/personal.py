@@ -7,6 +7,7 @@ import numpy as np
 from ..conf import visrec_settings
 from ..data import shopper_key
 from ..rules import Rules, overfetch, rules_for
+from . import sequence
 from .fallbacks import _fill
 from .keys import _cache_get_many, _cache_set, _key
 from .lists import _blend, _finish, _has_shopper, _normalised, products_sql, raw_products
@@ -18,8 +19,22 @@ from .versions import Active, LoadedModel, loaded_model
 
 
 def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:
-    if loaded is None or key not in loaded.row:
+    if loaded is not None and sequence.is_sequential(loaded.model):  # ranks from this shopper's events
+        ids, scores = sequence.recommend_for_session(
+            loaded.model, loaded.column, events.product_ids, n, items=loaded.neighbour_cols
+        )
+    elif loaded is None or key not in loaded.row:
         return []
+    else:
+        ids, scores = _model_row_scores(loaded, key, events, n)
+    keep = (ids >= 0) & np.isfinite(scores)
+    scores = scores[keep].astype(float)
+    if len(scores):
+        scores = scores - min(float(scores.min()), 0.0)
+    return list(zip(loaded.pks(ids[keep]), _normalised(scores).tolist(), strict=True))
+
+
+def _model_row_scores(loaded: LoadedModel, key: str, events: History, n: int) -> tuple[np.ndarray, np.ndarray]:
     import scipy.sparse as sp
 
     cols = [loaded.column[pk] for _, pk, _, _ in events.events if pk in loaded.column]
@@ -29,12 +44,7 @@ def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n:
     )
     row.sum_duplicates()
     ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n, items=loaded.neighbour_cols)
-    ids, scores = ids[0], scores[0]
-    keep = (ids >= 0) & np.isfinite(scores)
-    scores = scores[keep].astype(float)
-    if len(scores):
-        scores = scores - min(float(scores.min()), 0.0)
-    return list(zip(loaded.pks(ids[keep]), _normalised(scores).tolist(), strict=True))
+    return ids[0], scores[0]
 
 
 def for_you(
