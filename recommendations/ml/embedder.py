@@ -83,8 +83,17 @@ class Embedder:
         return self.backbone.dimensions
 
     def prepare(self, image) -> np.ndarray:
-        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe)."""
-        return resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
+        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe).
+
+        A descriptor with a colour part gets ``(H, W, 6)``: the CNN's view, then the whole
+        photo on its own background that the colour histogram reads.
+        """
+        cnn = resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
+        if self.backbone.colour is None:
+            return cnn
+        geometry = self.backbone.preprocessing["colour"]["geometry"]
+        whole = resize_crop(image, self._crop, self._crop, self._interpolation, geometry)
+        return np.concatenate([cnn, whole], axis=2)
 
     def embed(self, images: Sequence) -> np.ndarray:
         """Embed RGB PIL images; returns an ``(n, dimensions)`` array of unit vectors."""
@@ -99,10 +108,11 @@ class Embedder:
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Embed prepared ``(H, W, 3)`` uint8 arrays (a descriptor joins its colour histogram)."""
         batch = np.stack(arrays)
-        features = self._features(batch)
         if self.backbone.colour is None:
-            return features
-        return combine(features, colour_descriptor(batch, self.backbone.colour), self.backbone.colour_weight)
+            return self._features(batch)
+        features = self._features(np.ascontiguousarray(batch[..., :3]))
+        colour = colour_descriptor(batch[..., 3:], self.backbone.colour)
+        return combine(features, colour, self.backbone.colour_weight)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         """The CNN's unit feature vectors of a prepared uint8 batch."""

@@ -102,3 +102,22 @@ def test_embedder_serves_colour_in_the_same_unit_vector(descriptor, runtime, tmp
     cnn_gap = p_red @ p_blue - p_red @ p_ball
     # ...and the joined vector moves the colour match up by the colour weight's share.
     assert (red @ blue - red @ ball) < cnn_gap - 0.5 * descriptor.colour_weight
+
+
+def test_a_reencoded_copy_keeps_its_colours_even_when_the_pattern_reaches_the_frame():
+    # Stripes to the edge fill half the border: JPEG noise must not flip what counts as background.
+    import io
+
+    im = Image.new("RGB", (224, 224), (245, 245, 245))
+    draw = ImageDraw.Draw(im)
+    for x in range(0, 224, 28):
+        draw.rectangle((x, 0, x + 14, 224), fill=RED)
+    copies = []
+    for quality in (95, 80):
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        copies.append(Image.open(buf).convert("RGB"))
+    original, copy = colour_descriptor(prepared(*copies))
+    (blue,) = colour_descriptor(prepared(garment(BLUE)))
+    assert original @ copy > 0.97
+    assert original @ blue < 0.2
