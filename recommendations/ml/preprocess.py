@@ -30,6 +30,13 @@ def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, fl
     return (left / sx, top / sy, (left + crop) / sx, (top + crop) / sy)
 
 
+def edge_colour(image: Image.Image) -> tuple[int, int, int]:
+    """Median colour of the picture's outermost rows and columns (its background)."""
+    a = np.asarray(image)
+    border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    return tuple(int(v) for v in np.median(border, axis=0))
+
+
 def resize_crop(
     image: Image.Image, resize: int, crop: int, interpolation: str = "bilinear", geometry: str = "crop-box"
 ) -> np.ndarray:
@@ -37,12 +44,15 @@ def resize_crop(
 
     ``geometry="crop-box"`` keeps what the weights' transforms keep (the centre crop);
     ``"pad"`` keeps the whole picture, scaled to fit and centred on white, which keeps
-    the top and bottom of tall product photos.
+    the top and bottom of tall product photos; ``"pad-edge"`` does the same on the
+    picture's own background colour (the median of its border pixels), so the product
+    sits on one seamless background.
     """
-    if geometry == "pad":
+    if geometry in ("pad", "pad-edge"):
         scale = crop / max(image.width, image.height)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        canvas = Image.new("RGB", (crop, crop), (255, 255, 255))
+        fill = edge_colour(image) if geometry == "pad-edge" else (255, 255, 255)
+        canvas = Image.new("RGB", (crop, crop), fill)
         canvas.paste(image.resize(size, _RESAMPLE[interpolation]), ((crop - size[0]) // 2, (crop - size[1]) // 2))
         return np.asarray(canvas, dtype=np.uint8)
     box = crop_box(image.width, image.height, resize, crop)

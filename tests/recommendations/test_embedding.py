@@ -5,9 +5,14 @@ import pytest
 from django.db import connection
 
 from recommendations import embedding
+from recommendations.ml.backbones import DESCRIPTORS
 from recommendations.models import EmbeddingModel, ImageEmbedding, ImageState
 
 pytestmark = pytest.mark.django_db
+
+# The default backbone: EfficientNet-Lite0's 1280 features joined with the colour histogram.
+DEFAULT = "efficientnet_lite0_colour"
+DEFAULT_DIMENSIONS = 1280 + DESCRIPTORS[DEFAULT].colour.dimensions
 
 
 def _vector(product) -> np.ndarray:
@@ -19,12 +24,12 @@ def _embed_all():
     return embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
 
 
-def test_vectors_are_1280_d_unit_norm(product_with_image):
+def test_vectors_have_the_default_descriptors_dimensions_and_unit_norm(product_with_image):
     product = product_with_image()
     report = _embed_all()
     assert report.embedded == 1
     vec = _vector(product)
-    assert vec.shape == (1280,)
+    assert vec.shape == (DEFAULT_DIMENSIONS,)
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-2)  # halfvec precision
     image = product.visrec_images.get()
     assert image.status == "ready" and image.width == 120 and image.height == 120
@@ -77,12 +82,12 @@ def test_version_is_recorded_and_hnsw_index_exists(product_with_image):
     product_with_image()
     _embed_all()
     model = EmbeddingModel.objects.get()
-    assert model.is_active and model.backbone == "efficientnet_lite0" and model.dimensions == 1280
+    assert model.is_active and model.backbone == DEFAULT and model.dimensions == DEFAULT_DIMENSIONS
     assert len(model.weights_sha256) == 64 and model.preprocessing["mean"] == [0.5, 0.5, 0.5]
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [model.index_name])
         (indexdef,) = cursor.fetchone()
-    assert "hnsw" in indexdef and "halfvec(1280)" in indexdef and "halfvec_cosine_ops" in indexdef
+    assert "hnsw" in indexdef and f"halfvec({DEFAULT_DIMENSIONS})" in indexdef and "halfvec_cosine_ops" in indexdef
 
 
 def test_similar_items_query_uses_the_hnsw_index(product_with_image):
