@@ -47,7 +47,7 @@ START = {"max_tastes": 5, "items_per_taste": 4, "taste_temperature": 0.2, "half_
 #: Blocks of parameters searched jointly (every combination), in this order; in each
 #: block the values are listed simplest first, so a tie keeps the simpler model.
 GRID: list[dict[str, tuple]] = [
-    {"max_tastes": (1, 2, 3, 5, 8), "taste_temperature": (1.0, 0.5, 0.2, 0.1, 0.0)},
+    {"max_tastes": (1, 2, 3, 5, 8), "taste_temperature": (2.0, 1.0, 0.5, 0.2, 0.1, 0.0)},
     {"items_per_taste": (8, 4, 2)},
     {"half_life_days": (None, 365.0, 90.0, 30.0)},
 ]
