@@ -228,20 +228,29 @@ class ImageCF(PriorBlended, _VisualBase):
     weights from ``FitContext.timestamps``); user ids beyond the training matrix
     (anonymous sessions) get tastes built on the fly from the rows passed in.
 
+    The defaults of ``half_life_days``, ``max_tastes``, ``items_per_taste`` and
+    ``taste_temperature`` are those ``benchmarks/tune_defaults.py`` chose by validation
+    Recall@50 on synthetic shops (table in ``docs/benchmarks/defaults.md``), not on any
+    benchmark dataset; a shop's own validation (``benchmarks/quality.py``'s grid) may
+    override them.
+
     Parameters
     ----------
     half_life_days : float, optional
         History recency: a purchase's weight halves every ``half_life_days`` before
         the shopper's latest one (needs ``FitContext.timestamps``); ``None`` = no decay.
+        Default 90 (``benchmarks/tune_defaults.py``).
     max_tastes : int
-        Most taste vectors per shopper.
+        Most taste vectors per shopper. Default 2 (``benchmarks/tune_defaults.py``).
     items_per_taste : int
-        One more taste per this many (distinct, imaged) history items.
+        One more taste per this many (distinct, imaged) history items. Default 4
+        (``benchmarks/tune_defaults.py``).
     iterations : int
         Spherical k-means iterations.
     taste_temperature : float
         How tastes combine: ``t * log sum_k mass_k exp(cos_k / t)``; 0 = the best
-        taste alone (max), large = the mass-weighted mean of the cosines.
+        taste alone (max), large = the mass-weighted mean of the cosines. Default 1.0
+        (``benchmarks/tune_defaults.py``).
     popularity_weight : float, optional
         Weight of the popularity prior (:mod:`.blend`); 0 = pure visual; ``None`` =
         validated at fit, with the prior's recency and new-item share.
@@ -259,11 +268,11 @@ class ImageCF(PriorBlended, _VisualBase):
 
     def __init__(
         self,
-        half_life_days: float | None = 365.0,
-        max_tastes: int = 5,
+        half_life_days: float | None = 90.0,
+        max_tastes: int = 2,
         items_per_taste: int = 4,
         iterations: int = 10,
-        taste_temperature: float = 0.2,
+        taste_temperature: float = 1.0,
         popularity_weight: float | None = None,
         center: bool = True,
         whiten: int | None = None,

@@ -33,12 +33,15 @@ def clustered(
     days: float = 100.0,
     test_days: float = 20.0,
     seed: int = 0,
+    groups_per_user: int = 1,
 ) -> Synthetic:
     """Users belong to groups and mostly buy (and rate highly) items of their group.
 
     Item image vectors cluster by group with noise. Item popularity is skewed and
     drifts (each item has a launch day; interest fades after it), and the last
-    ``cold_per_group`` items of each group launch in the test period only.
+    ``cold_per_group`` items of each group launch in the test period only. With
+    ``groups_per_user`` > 1 a user has that many groups (``user_group`` is the first)
+    and each own-group purchase picks one of them at random.
     """
     rng = np.random.default_rng(seed)
     n_items = n_groups * items_per_group
@@ -56,12 +59,16 @@ def clustered(
         launch[cold] = rng.uniform(split, days - 5, cold_per_group)
         quality[cold] = np.quantile(quality, 0.8)
     user_group = rng.integers(0, n_groups, n_users)
+    groups = user_group[:, None]
+    if groups_per_user > 1:
+        groups = np.hstack([groups, rng.integers(0, n_groups, (n_users, groups_per_user - 1))])
     rows = []
     for u in range(n_users):
         for t in np.sort(rng.uniform(0, days, rng.integers(8, 20))):
             interest = quality * np.where(t >= launch, np.exp(-(t - launch) / 60.0), 0.0)
             own = rng.random() < 0.85
-            p = interest * ((item_group == user_group[u]) if own else (item_group != user_group[u]))
+            group = user_group[u] if groups_per_user == 1 else rng.choice(groups[u])
+            p = interest * ((item_group == group) if own else ~np.isin(item_group, groups[u]))
             item = rng.choice(n_items, p=p / p.sum())
             rating = rng.choice([4.0, 5.0]) if own else rng.choice([1.0, 2.0])
             rows.append((u, item, rating, t * DAY))
