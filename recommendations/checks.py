@@ -55,3 +55,39 @@ def check_backbone_weights(app_configs=None, **kwargs) -> list[Error]:
     except (WeightsNotFound, UnknownBackbone) as e:
         return [Error(str(e), hint="Set VISREC['BACKBONE'] / VISREC['WEIGHTS'] in settings.", id="visrec.E003")]
     return []
+
+
+@register()
+def check_product_model(app_configs=None, **kwargs) -> list[Error]:
+    """visrec.E010/E011: ``VISREC_PRODUCT_MODEL`` names an installed model, ``VISREC_PRODUCT_ADAPTER`` an adapter."""
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import get_adapter, get_product_model
+
+    errors = []
+    if not hasattr(settings, "VISREC_PRODUCT_MODEL"):
+        errors.append(
+            Error(
+                "VISREC_PRODUCT_MODEL is not set",
+                hint="Set VISREC_PRODUCT_MODEL = 'app_label.Model' to the shop's product model.",
+                id="visrec.E010",
+            )
+        )
+    try:
+        get_product_model()
+    except ImproperlyConfigured as e:
+        errors.append(Error(str(e), hint="Set VISREC_PRODUCT_MODEL = 'app_label.Model'.", id="visrec.E010"))
+        return errors
+    try:
+        get_adapter.cache_clear()
+        get_adapter()
+    except ImproperlyConfigured as e:
+        errors.append(
+            Error(
+                str(e),
+                hint="Set VISREC_PRODUCT_ADAPTER to a dotted path such as 'shop.visrec.ShopAdapter'.",
+                id="visrec.E011",
+            )
+        )
+    return errors

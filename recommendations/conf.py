@@ -6,12 +6,14 @@ the cache is reset on ``setting_changed``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
     # Backbone that embeds product images: "efficientnet_lite0" (packaged, offline) or
@@ -136,9 +138,20 @@ visrec_settings = VisrecSettings()
 def _reset(*, setting: str, **kwargs: Any) -> None:
     if setting == "VISREC":
         visrec_settings.reset()
+    if setting in ("VISREC_PRODUCT_MODEL", "VISREC_PRODUCT_ADAPTER"):
+        get_adapter.cache_clear()
 
 
 setting_changed.connect(_reset, dispatch_uid="visrec_conf_reset")
+
+#: The product model when ``VISREC_PRODUCT_MODEL`` is not set (the bundled catalogue); a
+#: shop sets its own. Only a label: the plugin never imports the bundled shop.
+DEFAULT_PRODUCT_MODEL = "catalog.Product"
+
+
+def product_model_label() -> str:
+    """``VISREC_PRODUCT_MODEL`` ("app_label.Model"), for foreign keys and ``swappable_dependency``."""
+    return getattr(settings, "VISREC_PRODUCT_MODEL", DEFAULT_PRODUCT_MODEL)
 
 
 def _get_model(setting_name: str, default: str):
@@ -152,14 +165,35 @@ def _get_model(setting_name: str, default: str):
 
 
 def get_product_model():
-    """The shop's product model (``VISREC_PRODUCT_MODEL``, default ``catalog.Product``)."""
-    return _get_model("VISREC_PRODUCT_MODEL", "catalog.Product")
+    """The shop's product model (``VISREC_PRODUCT_MODEL``)."""
+    return _get_model("VISREC_PRODUCT_MODEL", DEFAULT_PRODUCT_MODEL)
+
+
+@functools.cache
+def get_adapter():
+    """The shop's product adapter (an instance of the class named in ``VISREC_PRODUCT_ADAPTER``).
+
+    Raises ``ImproperlyConfigured`` naming the setting when it is missing, cannot be
+    imported or is not a ``recommendations.adapters.ProductAdapter``; the system check
+    ``visrec.E011`` reports the same at start-up.
+    """
+    from .adapters import ProductAdapter
+
+    path = getattr(settings, "VISREC_PRODUCT_ADAPTER", None)
+    if not path:
+        raise ImproperlyConfigured("VISREC_PRODUCT_ADAPTER is not set (a dotted path to a ProductAdapter subclass)")
+    try:
+        cls = import_string(path)
+    except ImportError as e:
+        raise ImproperlyConfigured(f"VISREC_PRODUCT_ADAPTER refers to {path!r}, which cannot be imported: {e}") from e
+    if not (isinstance(cls, type) and issubclass(cls, ProductAdapter)):
+        raise ImproperlyConfigured(
+            f"VISREC_PRODUCT_ADAPTER refers to {path!r}, which is not a "
+            "recommendations.adapters.ProductAdapter subclass"
+        )
+    return cls(get_product_model())
 
 
 def get_image_model():
-    """The shop's product image model (``VISREC_IMAGE_MODEL``, default ``catalog.ProductImage``).
-
-    It must have ``product``, ``file``, ``sha256``, ``is_primary``, ``status``, ``error``,
-    ``width`` and ``height`` fields, like ``catalog.ProductImage``.
-    """
+    """The shop's product image model (``VISREC_IMAGE_MODEL``); goes away once image state is visrec's own."""
     return _get_model("VISREC_IMAGE_MODEL", "catalog.ProductImage")

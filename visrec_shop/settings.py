@@ -186,6 +186,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 VISREC_PRODUCT_MODEL = "catalog.Product"
+VISREC_PRODUCT_ADAPTER = "catalog.adapter.CatalogAdapter"
 VISREC = {
     "WEIGHTS_DIR": os.environ.get("VISREC_WEIGHTS_DIR", ""),
     "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
