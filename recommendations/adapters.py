@@ -204,6 +204,13 @@ class ProductAdapter:
 
     # -- optional shop hooks ---------------------------------------------------------
 
+    def connect(self) -> None:
+        """Connect the shop's own signals that feed visrec's events; called once from ``AppConfig.ready()``.
+
+        Use ``dispatch_uid`` so a second call connects nothing twice. Default: nothing
+        (a shop without such signals records events with :mod:`recommendations.events`).
+        """
+
     def import_view(self) -> Callable | None:
         """An admin view that imports products into the shop (the cockpit links to it), or None."""
         return None

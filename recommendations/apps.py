@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 
 
 class RecommendationsConfig(AppConfig):
@@ -9,3 +10,10 @@ class RecommendationsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, signals  # noqa: F401  (registers checks and signal handlers)
+        from .conf import get_adapter
+
+        try:
+            adapter = get_adapter()
+        except ImproperlyConfigured:
+            return  # the system check (visrec.E011) names the setting
+        adapter.connect()
