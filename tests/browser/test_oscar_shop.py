@@ -64,8 +64,13 @@ class Shop:
 
 
 def _fresh_venv(path: Path) -> Path:
-    """A new virtual environment that also sees this one's installed packages (a ``.pth`` line, searched last)."""
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    """A new virtual environment that also sees this one's installed packages (a ``.pth`` line, searched last).
+
+    Created without pip or setuptools of its own (Python 3.11's bundled setuptools would
+    shadow the newer one torch requires): pip, too, comes from this environment and
+    installs into the new one.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=300)
     python = path / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
