@@ -76,14 +76,15 @@ def run(args) -> list[list]:
 
     from catalog.demo import builder
     from catalog.demo.tastes import taste_recovery
-    from catalog.models import Product, ProductImage
+    from catalog.models import Product
     from recommendations import embedding, training
     from recommendations.data import build_snapshot
     from recommendations.ml.evaluation import bootstrap_ci
+    from recommendations.models import ImageState
 
     with override_settings(VISREC={**settings.VISREC, "TRAIN_HOLDOUT_FRACTION": 0.2}):
         demo = builder.build_demo(builder.DemoParams(products=args.products, users=args.users, seed=args.seed))
-        embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+        embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
         snapshot = build_snapshot()
         names = sorted(training.registry())
         candidates = training.evaluate_models(snapshot, [(n, {}) for n in names])

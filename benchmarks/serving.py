@@ -274,7 +274,7 @@ def make_sessions(count: int, rng: np.random.Generator, product_ids: np.ndarray)
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
     from django.utils import timezone
 
-    from catalog.models import Interaction
+    from recommendations.models import Interaction
 
     store = import_module(settings.SESSION_ENGINE).SessionStore
     users = list(get_user_model().objects.filter(username__startswith="ext-").order_by("pk"))

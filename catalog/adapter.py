@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import models
+from django.urls import reverse
 
 from recommendations.adapters import CategoryRecord, ImageRecord, ProductAdapter, ProductsOf
 
@@ -31,7 +32,7 @@ class CatalogAdapter(ProductAdapter):
         return CategoryRecord(id=category.pk, name=category.name, path=tuple(reversed(path)))
 
     def images(self, product: Product) -> list[ImageRecord]:
-        return [self.image_record(image) for image in product.images.all() if image.file]
+        return [self.image_record(image) for image in product.images.all() if image.file or image.import_error]
 
     @staticmethod
     def image_record(image: ProductImage) -> ImageRecord:
@@ -39,10 +40,11 @@ class CatalogAdapter(ProductAdapter):
         return ImageRecord(
             key=str(image.pk),
             version=image.file.name,
-            url=image.file.url,
+            url=image.file.url if image.file else "",
             is_primary=image.is_primary,
             position=image.position,
-            file=image.file,
+            file=image.file if image.file else None,
+            problem=image.import_error,
         )
 
     def categories(self) -> Iterable[CategoryRecord]:
@@ -53,6 +55,11 @@ class CatalogAdapter(ProductAdapter):
                 path.append(pk)
                 pk = parents.get(pk)
             yield CategoryRecord(id=category.pk, name=category.name, path=tuple(reversed(path)))
+
+    def import_url(self, request) -> str | None:
+        from .admin_import import IMPORT_PERMS
+
+        return reverse("admin:visrec_import") if request.user.has_perms(IMPORT_PERMS) else None
 
     def watched(self) -> dict[type[models.Model], ProductsOf]:
         return {

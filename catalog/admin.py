@@ -1,14 +1,16 @@
-"""Admin for the catalogue: thumbnails, search, filters and embedding status."""
+"""Admin for the catalogue: thumbnails, search, filters and visrec's embedding status of each image."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 from django.urls import path
 from django.utils.html import format_html
 
+from recommendations.models import ImageState
+
 from . import services
-from .models import Category, Interaction, Product, ProductImage
+from .models import Category, Product, ProductImage
 
 
 def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
@@ -19,12 +21,46 @@ def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
     )
 
 
-def _requeue(model_admin, request, images) -> None:
-    """Queue ``images`` for embedding again (pending, error cleared), logged per product."""
+def _requeue(model_admin, request, states) -> None:
+    """Queue visrec's ``states`` of images for embedding again (pending, error cleared), logged per product."""
     from recommendations.health import requeue_images
 
-    n = requeue_images(request.user, images)
+    n = requeue_images(request.user, states)
     model_admin.message_user(request, f"Queued {n} image(s) for embedding.", messages.SUCCESS)
+
+
+def _state(image: ProductImage) -> ImageState | None:
+    """Visrec's state of ``image`` (the catalogue adapter keys images by pk)."""
+    return ImageState.objects.filter(product_id=image.product_id, key=str(image.pk)).first()
+
+
+def _states_of(images) -> QuerySet:
+    rows = images.values_list("product_id", "pk")
+    keys = Q(pk__in=[])
+    for product_id, pk in rows:
+        keys |= Q(product_id=product_id, key=str(pk))
+    return ImageState.objects.filter(keys)
+
+
+def _status_html(state: ImageState | None) -> str:
+    if state is None:
+        return "—"
+    if state.status == ImageState.Status.FAILED and state.error:
+        return format_html(
+            '{} <small title="{}">({})</small>', state.get_status_display(), state.error, state.error[:60]
+        )
+    return state.get_status_display()
+
+
+class _ImageStatusMixin:
+    @admin.display(description="embedding")
+    def embedding(self, obj: ProductImage) -> str:
+        return _status_html(_state(obj)) if obj.pk else "—"
+
+    @admin.display(description="reason")
+    def reason(self, obj: ProductImage) -> str:
+        state = _state(obj) if obj.pk else None
+        return state.error if state else ""
 
 
 @admin.register(Category)
@@ -41,11 +77,11 @@ class CategoryAdmin(admin.ModelAdmin):
         return obj._products
 
 
-class ProductImageInline(admin.TabularInline):
+class ProductImageInline(_ImageStatusMixin, admin.TabularInline):
     model = ProductImage
     extra = 0
-    fields = ["preview", "file", "position", "is_primary", "status", "error", "width", "height"]
-    readonly_fields = ["preview", "status", "error", "width", "height"]
+    fields = ["preview", "file", "position", "is_primary", "embedding", "reason", "width", "height"]
+    readonly_fields = ["preview", "embedding", "reason", "width", "height"]
 
     @admin.display(description="preview")
     def preview(self, obj: ProductImage) -> str:
@@ -56,7 +92,7 @@ class ProductImageInline(admin.TabularInline):
 class ProductAdmin(admin.ModelAdmin):
     list_display = ["thumbnail", "sku", "title", "category", "price", "stock", "is_active", "embedding_status"]
     list_display_links = ["thumbnail", "sku", "title"]
-    list_filter = ["is_active", "category", "images__status"]
+    list_filter = ["is_active", "category", "visrec_images__status"]
     search_fields = ["sku", "title", "description"]
     list_select_related = ["category"]
     inlines = [ProductImageInline]
@@ -69,8 +105,11 @@ class ProductAdmin(admin.ModelAdmin):
     def get_urls(self):
         from recommendations.admin_merch import judge_view
 
-        judge = path("<path:object_id>/judge/", self.admin_site.admin_view(judge_view), name="catalog_product_judge")
-        return [judge, *super().get_urls()]
+        from .admin_import import import_view
+
+        wrap = self.admin_site.admin_view
+        judge = path("<path:object_id>/judge/", wrap(judge_view), name="catalog_product_judge")
+        return [path("import/", wrap(import_view), name="visrec_import"), judge, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         from recommendations.admin_merch import similar_preview
@@ -85,17 +124,17 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-embed the images of selected products", permissions=["reembed"])
     def reembed(self, request, queryset) -> None:
-        _requeue(self, request, ProductImage.objects.filter(product__in=queryset))
+        _requeue(self, request, ImageState.objects.filter(product__in=queryset))
 
     @admin.action(description="Retry failed images of selected products", permissions=["reembed"])
     def retry_failed(self, request, queryset) -> None:
-        _requeue(self, request, ProductImage.objects.filter(product__in=queryset, status=ProductImage.Status.FAILED))
+        _requeue(self, request, ImageState.objects.filter(product__in=queryset, status=ImageState.Status.FAILED))
 
     def save_formset(self, request, form, formset, change: bool) -> None:
         if formset.model is ProductImage:
             for image_form in formset.forms:
                 if "file" in image_form.changed_data:
-                    services.mark_new_file(image_form.instance)
+                    services.checksum_new_file(image_form.instance)
         super().save_formset(request, form, formset, change)
 
     @admin.display(description="image")
@@ -107,20 +146,16 @@ class ProductAdmin(admin.ModelAdmin):
         image = obj.primary_image
         if image is None:
             return "no image"
-        if image.status == ProductImage.Status.FAILED and image.error:
-            return format_html(
-                '{} <small title="{}">({})</small>', image.get_status_display(), image.error, image.error[:60]
-            )
-        return image.get_status_display()
+        return _status_html(_state(image))
 
 
 @admin.register(ProductImage)
-class ProductImageAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "product", "is_primary", "status", "error", "width", "height", "updated_at"]
-    list_filter = ["status", "is_primary"]
-    search_fields = ["product__sku", "product__title", "sha256", "error"]
+class ProductImageAdmin(_ImageStatusMixin, admin.ModelAdmin):
+    list_display = ["thumbnail", "product", "is_primary", "embedding", "width", "height", "updated_at"]
+    list_filter = ["is_primary"]
+    search_fields = ["product__sku", "product__title", "sha256", "import_error"]
     raw_id_fields = ["product"]
-    readonly_fields = ["sha256", "width", "height", "status", "error"]
+    readonly_fields = ["sha256", "width", "height", "embedding", "reason", "import_error"]
     actions = ["reembed"]
 
     @admin.display(description="image")
@@ -132,21 +167,9 @@ class ProductImageAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-embed selected images", permissions=["reembed"])
     def reembed(self, request, queryset) -> None:
-        _requeue(self, request, queryset)
+        _requeue(self, request, _states_of(queryset))
 
     def save_model(self, request, obj: ProductImage, form, change: bool) -> None:
         if "file" in form.changed_data:
-            services.mark_new_file(obj)
+            services.checksum_new_file(obj)
         super().save_model(request, obj, form, change)
-
-
-@admin.register(Interaction)
-class InteractionAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "kind", "product", "user", "session_key", "value", "source"]
-    list_filter = ["kind", "source", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["product__sku", "user__username", "session_key"]
-    raw_id_fields = ["product", "user"]
-    date_hierarchy = "created_at"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("product", "user")

@@ -42,8 +42,10 @@ from django.utils.text import slugify
 
 from recommendations.conf import visrec_settings
 from recommendations.ml.images import ImageRejected, load_image, probe
+from recommendations.models import Interaction
+from recommendations.sync import sync_products
 
-from .models import Category, Interaction, Product, ProductImage
+from .models import Category, Product, ProductImage
 from .services import sha256_of
 
 logger = logging.getLogger(__name__)
@@ -336,7 +338,7 @@ class ImportReport:
     categories_created: int = 0
     failures: list[Failure] = field(default_factory=list)
     failure_count: int = 0
-    new_image_ids: list[int] = field(default_factory=list)
+    new_image_ids: list[int] = field(default_factory=list)  # visrec's ImageState ids to embed
     keep: int = 20
     sink: Callable[[Failure], None] | None = None
 
@@ -588,8 +590,7 @@ class ExistingImage:
     pk: int
     sha256: str
     is_primary: bool
-    status: str
-    error: str
+    import_error: str
     file: str
 
 
@@ -675,6 +676,8 @@ class ProductImporter:
             updated = self._update_products([r for r in rows if r.sku in existing], existing)
             products = {**existing, **created}
             touched = self._write_images(rows, products, images, checks)
+            changed_pks = [products[sku].pk for sku in (updated | touched | created.keys())]
+            self.report.new_image_ids.extend(sync_products(changed_pks, embed=False).queued)  # visrec's copy
         self.report.products.created += len(created)
         changed = (updated | touched) - created.keys()
         self.report.products.updated += len(changed)
@@ -689,7 +692,7 @@ class ProductImporter:
 
     def _existing_images(self, product_ids: list[int]) -> dict[int, list[ExistingImage]]:
         images: dict[int, list[ExistingImage]] = {}
-        fields = ("product_id", "pk", "sha256", "is_primary", "status", "error", "file")
+        fields = ("product_id", "pk", "sha256", "is_primary", "import_error", "file")
         for product_id, *values in ProductImage.objects.filter(product_id__in=product_ids).values_list(*fields):
             images.setdefault(product_id, []).append(ExistingImage(*values))
         return images
@@ -791,7 +794,6 @@ class ProductImporter:
             names = [im.file for im in replaced if im.file]
             transaction.on_commit(lambda: _delete_files(names))
         ProductImage.objects.bulk_create(new)
-        self.report.new_image_ids.extend(im.pk for im in new if im.status == ProductImage.Status.PENDING)
         return touched
 
     def _image_change(
@@ -802,27 +804,21 @@ class ProductImporter:
         primary = next((im for im in current if im.is_primary), None)
         if check.unchanged:
             same = next(im for im in current if im.sha256 == check.sha256)
-            if same.status == ProductImage.Status.FAILED:
+            if same.import_error:
                 counts.failed += 1
-                self.report.fail(self.file, row.row, row.sku, same.error or "image failed earlier")
+                self.report.fail(self.file, row.row, row.sku, same.import_error)
             else:
                 counts.unchanged += 1
             return None, None
         if check.error:
             counts.failed += 1
             self.report.fail(self.file, row.row, row.sku, check.error)
-            keep = primary is not None and primary.status != ProductImage.Status.FAILED
+            keep = primary is not None and not primary.import_error
             if keep or (current and primary is None):
                 return None, None
-            if primary is not None and (primary.sha256, primary.error) == (check.sha256, check.error):
+            if primary is not None and (primary.sha256, primary.import_error) == (check.sha256, check.error):
                 return None, None
-            failed = ProductImage(
-                product=product,
-                sha256=check.sha256,
-                is_primary=True,
-                status=ProductImage.Status.FAILED,
-                error=check.error,
-            )
+            failed = ProductImage(product=product, sha256=check.sha256, is_primary=True, import_error=check.error)
             return failed, primary
         counts.stored += 1
         counts.replaced += primary is not None

@@ -1,19 +1,17 @@
-"""Catalogue models: categories, products, product images and shopper interactions."""
+"""Catalogue models: categories, products and product images (shopper events are visrec's own)."""
 
 from __future__ import annotations
 
 import functools
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.core.validators import MinValueValidator
 from django.db import models
-from django.utils import timezone
 
 from recommendations.urlcache import reverse_one
 
-from .managers import InteractionQuerySet, ProductImageQuerySet, ProductQuerySet
+from .managers import ProductQuerySet
 
 
 class Category(models.Model):
@@ -34,8 +32,6 @@ class Category(models.Model):
         return reverse_one("shop:category", "slug", self.slug)
 
 
-#: Attribute in which list queries (``recommendations.serving.products_sql``) put the primary image's file name.
-PRIMARY_FILE = "visrec_primary_file"
 
 
 def file_url(storage, name: str) -> str:
@@ -48,6 +44,10 @@ def file_url(storage, name: str) -> str:
 @functools.lru_cache(maxsize=50_000)
 def _local_file_url(base_url: str, name: str, storage) -> str:
     return storage.url(name)
+
+
+#: Attribute in which the product page's query (``views._product_row``) puts the primary image's file name.
+PRIMARY_FILE = "catalog_primary_file"
 
 
 class Product(models.Model):
@@ -116,26 +116,20 @@ def product_image_path(instance: ProductImage, filename: str) -> str:
 
 
 class ProductImage(models.Model):
-    """A product photo and the state of its embedding."""
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
+    """A product photo; visrec keeps its embedding state in its own table (``recommendations.ImageState``)."""
 
     product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
     file = models.FileField(upload_to=product_image_path, max_length=500, blank=True)
     position = models.PositiveIntegerField(default=0)
     is_primary = models.BooleanField(default=False)
+    # Facts about the file the shop keeps for itself (the importer skips unchanged files by checksum).
     sha256 = models.CharField(max_length=64, blank=True, db_index=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
-    error = models.TextField(blank=True)
+    # Why an import could not store this image (no file then); the adapter reports it to visrec.
+    import_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    objects = ProductImageQuerySet.as_manager()
 
     class Meta:
         ordering = ["product", "position", "pk"]
@@ -146,62 +140,4 @@ class ProductImage(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"image {self.pk} of {self.product_id} ({self.status})"
-
-
-class Interaction(models.Model):
-    """One shopper action on a product, by a user or an anonymous session."""
-
-    class Kind(models.TextChoices):
-        VIEW = "view", "View"
-        CLICK = "click", "Click"
-        ADD_TO_CART = "add_to_cart", "Add to cart"
-        PURCHASE = "purchase", "Purchase"
-        RATING = "rating", "Rating"
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="interactions"
-    )
-    session_key = models.CharField(max_length=64, blank=True, default="")
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="interactions")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    value = models.FloatField(default=1.0)
-    source = models.CharField("source widget", max_length=64, blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # "<poster>:<client event id>" for events posted with an id: a retried event is stored once.
-    event_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
-
-    objects = InteractionQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [
-            models.Index(fields=["user", "-created_at"], name="interaction_user_hist"),
-            models.Index(fields=["session_key", "-created_at"], name="interaction_session_hist"),
-            models.Index(fields=["product", "kind"], name="interaction_product_kind"),
-        ]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(user__isnull=False) | ~models.Q(session_key=""), name="interaction_has_shopper"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} of {self.product_id}"
-
-
-class EventBatch(models.Model):
-    """A batch of events accepted under an ``Idempotency-Key``; a retry gets ``response`` again."""
-
-    scope = models.CharField(max_length=100, help_text="who posted it: token:<id>, user:<id> or session:<key>")
-    key = models.CharField(max_length=255)
-    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body")
-    status_code = models.PositiveSmallIntegerField()
-    response = models.JSONField()
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="event_batch_unique_key")]
-
-    def __str__(self) -> str:
-        return f"event batch {self.key} of {self.scope}"
+        return f"image {self.pk} of {self.product_id}"

@@ -12,7 +12,7 @@ import time
 
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -24,7 +24,7 @@ from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
 
 from . import services
-from .models import Category, Product
+from .models import PRIMARY_FILE, Category, Product, ProductImage
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 24
@@ -127,17 +127,36 @@ def _product_for_page(pk: int) -> Product | None:
     return product
 
 
+def _product_row(pk: int) -> Product | None:
+    """The active product ``pk`` with its primary image's file name (``PRIMARY_FILE``), in one query."""
+    fields = Product._meta.concrete_fields
+    image = ProductImage._meta.db_table
+    sql = (
+        f"SELECT {', '.join('p.' + connection.ops.quote_name(f.column) for f in fields)}, "
+        f"(SELECT i.file FROM {image} i WHERE i.product_id = p.id "
+        f"ORDER BY i.is_primary DESC, i.position, i.id LIMIT 1) "
+        f"FROM {Product._meta.db_table} p WHERE p.id = %s AND p.is_active"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [int(pk)])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    product = Product.from_db(connection.alias, [f.attname for f in fields], row[:-1])
+    product.__dict__[PRIMARY_FILE] = row[-1] or ""
+    return product
+
+
 def _active_product(pk: int) -> Product:
     """The active product ``pk`` with its primary image file and its category (one query; raises ``Http404``).
 
-    Written out (``serving.products_sql``) rather than built by the ORM, which costs more
-    than the query on a page every shopper sees; the category comes from the per-process
-    copy of the categories when it is there.
+    Written out rather than built by the ORM, which costs more than the query on a page
+    every shopper sees; the category comes from the per-process copy of the categories
+    when it is there.
     """
-    found = serving.raw_products(*serving.products_sql([pk], None, card=False))
-    if not found:
+    product = _product_row(pk)
+    if product is None:
         raise Http404("No product matches the given query.")
-    product = found[0]
     if product.category_id is not None:
         category = _navigation()[2].get(product.category_id)
         product.category = category if category is not None else Category.objects.get(pk=product.category_id)

@@ -55,7 +55,9 @@ class ImageRecord:
     row is typical) and is unique within its product; ``version`` changes whenever the
     file changes (the file name, or a modification time): visrec embeds an image again
     when either is new. ``file`` is what :meth:`ProductAdapter.open_image` opens (a
-    ``FieldFile`` by default); it takes no part in comparisons.
+    ``FieldFile`` by default); it takes no part in comparisons. ``problem``: the shop
+    already knows the image is unusable (e.g. its import failed); visrec marks it failed
+    with that reason instead of trying to embed it.
     """
 
     key: str
@@ -63,6 +65,7 @@ class ImageRecord:
     url: str = ""
     is_primary: bool = False
     position: int = 0
+    problem: str = ""
     file: Any = field(default=None, compare=False, repr=False)
 
 
@@ -73,6 +76,7 @@ class ProductRecord:
     pk: ProductKey
     title: str
     url: str = ""
+    sku: str = ""
     price: Decimal | None = None
     currency: str = ""
     active: bool = True
@@ -133,6 +137,10 @@ class ProductAdapter:
         """Name shown on cards. Default: ``product.title``, else ``str(product)``."""
         return str(getattr(product, "title", "") or product)
 
+    def sku(self, product: models.Model) -> str:
+        """The shop's reference code (shown in the API and admin). Default: ``product.sku`` or ``""``."""
+        return str(getattr(product, "sku", "") or "")
+
     def url(self, product: models.Model) -> str:
         """The product page's URL. Default: ``product.get_absolute_url()`` or ``""``."""
         get = getattr(product, "get_absolute_url", None)
@@ -175,6 +183,7 @@ class ProductAdapter:
             pk=product.pk,
             title=self.title(product),
             url=self.url(product),
+            sku=self.sku(product),
             price=self.price(product),
             currency=self.currency(product),
             active=self.is_active(product),
@@ -211,8 +220,8 @@ class ProductAdapter:
         (a shop without such signals records events with :mod:`recommendations.events`).
         """
 
-    def import_view(self) -> Callable | None:
-        """An admin view that imports products into the shop (the cockpit links to it), or None."""
+    def import_url(self, request) -> str | None:
+        """URL of the shop's page that imports products, when ``request.user`` may use it (the cockpit links it)."""
         return None
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -18,23 +18,43 @@ from django.views.decorators.http import require_POST
 
 from . import health, serving
 from .audit import ADDITION, CHANGE, log_change
-from .conf import get_image_model, get_product_model
-from .models import Rule, SimilarityJudgement
+from .conf import get_adapter, get_product_model
+from .models import ImageState, Rule, SimilarityJudgement
 from .rules import previewing
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
 
 
+def category_choices() -> list[tuple[str, str]]:
+    """The shop's categories (through the adapter) as form choices, blank first."""
+    return [("", "---------"), *((str(c.id), c.name) for c in get_adapter().categories())]
+
+
 class RuleForm(forms.ModelForm):
     """A rule with what its kind needs: a product to pin/block, a category to exclude, a sensible boost."""
 
+    category = forms.TypedChoiceField(
+        coerce=int, empty_value=None, required=False, help_text=Rule._meta.get_field("category_id").help_text
+    )
+    scope_category = forms.TypedChoiceField(
+        coerce=int, empty_value=None, required=False, help_text=Rule._meta.get_field("scope_category_id").help_text
+    )
+
     class Meta:
         model = Rule
-        exclude = ["created_by"]
+        exclude = ["created_by", "category_id", "scope_category_id"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        choices = category_choices()
+        for name in ("category", "scope_category"):
+            self.fields[name].choices = choices
+            self.initial.setdefault(name, getattr(self.instance, f"{name}_id"))
 
     def clean(self):
         data = super().clean()
+        self.instance.category_id, self.instance.scope_category_id = data.get("category"), data.get("scope_category")
         kind, product, category = data.get("kind"), data.get("product"), data.get("category")
         if kind in (Rule.PIN, Rule.BLOCK) and product is None:
             self.add_error("product", "A pin or block needs a product.")
@@ -58,11 +78,11 @@ class RuleForm(forms.ModelForm):
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
     form = RuleForm
-    list_display = ["__str__", "kind", "widget", "scope_product", "scope_category", "multiplier", "position"]
+    list_display = ["__str__", "kind", "widget", "scope_product", "scope_category_id", "multiplier", "position"]
     list_display += ["starts_at", "ends_at", "is_active"]
     list_filter = ["kind", "is_active", "widget"]
     raw_id_fields = ["product", "scope_product"]
-    search_fields = ["product__sku", "product__title", "category__name", "note"]
+    search_fields = ["note"]
     change_form_template = "admin/recommendations/rule/change_form.html"
 
     def save_model(self, request, obj: Rule, form, change: bool) -> None:
@@ -104,16 +124,17 @@ class RuleAdmin(admin.ModelAdmin):
 
 
 def _scope(rule: Rule, product_id, category_id):
+    """The product and category id a preview shows the rule's widget for."""
     Product = get_product_model()
-    from catalog.models import Category
-
-    product, category = rule.scope_product, rule.scope_category
+    product, category = rule.scope_product, rule.scope_category_id
     try:
         if product_id:
-            product = Product.objects.get(pk=int(product_id))
+            product = Product.objects.get(pk=Product._meta.pk.to_python(product_id))
         if category_id:
-            category = Category.objects.get(pk=int(category_id))
-    except (ValueError, Product.DoesNotExist, Category.DoesNotExist):
+            category = int(category_id)
+            if category not in {c.id for c in get_adapter().categories()}:
+                raise ValueError(category_id)
+    except (ValueError, ValidationError, Product.DoesNotExist):
         raise ValueError("No such product or category to preview with.") from None
     return product, category
 
@@ -227,18 +248,19 @@ def _page(request, name: str, items):
 
 def health_view(request):
     """Near-duplicates, failed images, products without vectors, never-recommended products, coverage."""
-    if not request.user.has_perm("catalog.view_product"):
+    opts = get_product_model()._meta
+    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
         raise PermissionDenied
     refresh = request.method == "POST" and request.POST.get("refresh") == "1"
     if refresh and not request.user.has_perm("recommendations.add_taskrun"):
         raise PermissionDenied
     model = serving.active().embedding
     when, pairs, looked = health.near_duplicates(model, refresh=refresh)
-    images = get_image_model().objects.in_bulk({i for p in pairs for i in p[:2]})
+    images = ImageState.objects.select_related("product").in_bulk({i for p in pairs for i in p[:2]})
     near = [(images[a], images[b], d) for a, b, d in pairs if a in images and b in images]
     shas = _page(request, "dup", health.duplicate_shas())
     never = _page(request, "never", health.never_recommended_ids(refresh=refresh))
-    products = get_product_model().objects.select_related("category").in_bulk(list(never.object_list))
+    products = get_product_model().objects.select_related("visrec_snapshot").in_bulk(list(never.object_list))
     context = {
         **admin.site.each_context(request),
         "title": "Catalogue visual health",

@@ -1,5 +1,4 @@
 from django.apps import AppConfig
-from django.core.exceptions import ImproperlyConfigured
 
 
 class RecommendationsConfig(AppConfig):
@@ -9,11 +8,11 @@ class RecommendationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
         from . import checks, signals  # noqa: F401  (registers checks and signal handlers)
-        from .conf import get_adapter
 
         try:
-            adapter = get_adapter()
+            signals.connect_shop()
         except ImproperlyConfigured:
-            return  # the system check (visrec.E011) names the setting
-        adapter.connect()
+            pass  # reported by the system checks visrec.E010 / E011

@@ -193,7 +193,3 @@ def get_adapter():
         )
     return cls(get_product_model())
 
-
-def get_image_model():
-    """The shop's product image model (``VISREC_IMAGE_MODEL``); goes away once image state is visrec's own."""
-    return _get_model("VISREC_IMAGE_MODEL", "catalog.ProductImage")

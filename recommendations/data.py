@@ -11,10 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from catalog.models import Interaction
-
 from .conf import get_product_model, visrec_settings
-from .models import EmbeddingModel, ImageEmbedding, SimilarityJudgement
+from .models import EmbeddingModel, ImageEmbedding, Interaction, SimilarityJudgement
 
 
 def shopper_key(user_id: int | None, session_key: str) -> str:

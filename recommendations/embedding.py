@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.db import connection, transaction
 
-from .conf import get_image_model, visrec_settings
+from .conf import get_adapter, visrec_settings
 from .ml.images import ImageRejected, load_image
-from .models import EmbeddingModel, ImageEmbedding
+from .models import EmbeddingModel, ImageEmbedding, ImageState
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +121,11 @@ def activate_embedding_model(model: EmbeddingModel) -> None:
 
 
 def _read(image) -> tuple[bytes | None, str]:
-    if not image.file:
-        return None, "no image file"
+    record = getattr(image, "record", None)
+    if record is None:
+        return None, "the shop no longer has this image"
     try:
-        with image.file.open("rb") as f:
+        with get_adapter().open_image(record) as f:
             data = f.read(int(visrec_settings.MAX_IMAGE_BYTES) + 1)
     except (OSError, ValueError) as e:
         return None, f"image file cannot be read: {e}"
@@ -181,8 +182,7 @@ def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Pro
 
 def images_missing(model: EmbeddingModel):
     """Usable images (not failed) that have no vector of ``model`` yet."""
-    Image = get_image_model()
-    return Image.objects.exclude(status=Image.Status.FAILED).exclude(embeddings__model=model)
+    return ImageState.objects.exclude(status=ImageState.Status.FAILED).exclude(embeddings__model=model)
 
 
 def switch_if_complete(target: EmbeddingModel) -> bool:
@@ -228,7 +228,7 @@ def _run_pipeline(batches, model, embedder, pool, force, report, progress) -> No
 
 def _plan(ids, model, embedder, pool, force, report, done) -> _Batch:
     """Load the rows, skip what is done, reuse known vectors, start decoding the rest."""
-    Image = get_image_model()
+    Image = ImageState
     images = list(Image.objects.filter(pk__in=ids).order_by("pk"))
     report.skipped += len(ids) - len(images)
     if not force:
@@ -251,6 +251,7 @@ def _plan(ids, model, embedder, pool, force, report, done) -> _Batch:
         else:
             first_by_sha.setdefault(image.sha256 or f"pk{image.pk}", image)
             to_decode.append(image)
+    _attach_records(to_decode)
     futures = [pool.submit(_prepare, image, embedder.prepare) for image in to_decode]
     return _Batch(images, vectors, copies, futures, done)
 
@@ -281,8 +282,17 @@ def _finish(batch: _Batch, model, embedder, report, progress, total) -> None:
         progress(batch.done, total)
 
 
+def _attach_records(images: list[ImageState]) -> None:
+    """Give each image state the adapter's ``ImageRecord`` (``image.record``: how to open the file)."""
+    adapter = get_adapter()
+    products = adapter.prefetch(adapter.model._default_manager.filter(pk__in={im.product_id for im in images}))
+    records = {(product.pk, rec.key): rec for product in products for rec in adapter.images(product)}
+    for image in images:
+        image.record = records.get((image.product_id, image.key))
+
+
 def _fail(image, error: str, report: EmbedReport) -> None:
-    _mark(image, get_image_model().Status.FAILED, error)
+    _mark(image, ImageState.Status.FAILED, error)
     report.failed += 1
     report.failures[image.pk] = error
 
@@ -298,7 +308,7 @@ def _known_vectors(model: EmbeddingModel, shas: set[str]) -> dict[str, np.ndarra
 def _store(model: EmbeddingModel, images, vectors: dict[int, np.ndarray]) -> None:
     from pgvector import HalfVector
 
-    Image = get_image_model()
+    Image = ImageState
     rows = [ImageEmbedding(image_id=pk, model=model, vector=HalfVector(vec)) for pk, vec in vectors.items()]
     ImageEmbedding.objects.bulk_create(
         rows, update_conflicts=True, unique_fields=["image", "model"], update_fields=["vector"]

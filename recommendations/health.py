@@ -17,8 +17,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
 
-from .conf import get_image_model, get_product_model, visrec_settings
-from .models import EmbeddingModel, ImageEmbedding, Impression
+from .conf import get_product_model, visrec_settings
+from .models import EmbeddingModel, ImageEmbedding, ImageState, Impression
 
 NEAR_DUPLICATE_DISTANCE = 0.02  # cosine distance below which two images count as the same picture
 SWEEP_SECONDS = 3.0  # time box of one near-duplicate sweep
@@ -38,8 +38,7 @@ def _cached(name: str, compute, refresh: bool = False):
 def duplicate_shas():
     """File digests (sha256) shared by more than one image, most copies first (a queryset to paginate)."""
     return (
-        get_image_model()
-        .objects.exclude(sha256="")
+        ImageState.objects.exclude(sha256="")
         .values("sha256")
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
@@ -51,7 +50,7 @@ def duplicate_shas():
 def images_with_sha(shas) -> dict[str, list]:
     """``{sha256: [ProductImage, ...]}`` for one page of :func:`duplicate_shas`."""
     groups: dict[str, list] = {sha: [] for sha in shas}
-    for image in get_image_model().objects.filter(sha256__in=list(shas)).select_related("product").order_by("pk"):
+    for image in ImageState.objects.filter(sha256__in=list(shas)).select_related("product").order_by("pk"):
         groups.setdefault(image.sha256, []).append(image)
     return groups
 
@@ -97,12 +96,17 @@ def _sweep(model: EmbeddingModel, threshold: float) -> tuple[list[tuple[int, int
 
 def failed_images():
     """Images whose embedding failed, newest first, with their products."""
-    return get_image_model().objects.filter(status="failed").select_related("product").order_by("-updated_at")
+    return ImageState.objects.filter(status="failed").select_related("product").order_by("-updated_at")
 
 
 def products_without_vector(model: EmbeddingModel | None):
     """Active products with no image vector under ``model`` (all active products when none is active)."""
-    qs = get_product_model().objects.filter(is_active=True).select_related("category").order_by("pk")
+    qs = (
+        get_product_model()
+        .objects.filter(visrec_snapshot__active=True)
+        .select_related("visrec_snapshot")
+        .order_by("pk")
+    )
     if model is None:
         return qs
     vectors = ImageEmbedding.objects.filter(model=model, image__product=OuterRef("pk"))
@@ -131,7 +135,9 @@ def never_recommended_ids(days: int = 30, refresh: bool = False) -> list[int]:
 
     def compute() -> list[int]:
         shown = shown_product_ids(days, refresh)
-        active = get_product_model().objects.filter(is_active=True).order_by("pk").values_list("pk", flat=True)
+        active = (
+            get_product_model().objects.filter(visrec_snapshot__active=True).order_by("pk").values_list("pk", flat=True)
+        )
         return [pk for pk in active.iterator(chunk_size=10_000) if pk not in shown]
 
     return _cached(f"never:{days}", compute, refresh)[1]
@@ -155,7 +161,11 @@ class Coverage:
 
 def coverage_by_category(shown: set[int]) -> list[Coverage]:
     """Per category: active products and how many of them were shown at least once (lowest share first)."""
-    rows = get_product_model().objects.filter(is_active=True).values_list("pk", "category__name")
+    rows = (
+        get_product_model()
+        .objects.filter(visrec_snapshot__active=True)
+        .values_list("pk", "visrec_snapshot__category_name")
+    )
     total: dict[str, int] = {}
     hit: dict[str, int] = {}
     for pk, name in rows.iterator(chunk_size=5000):
@@ -173,7 +183,7 @@ def requeue_images(user, images) -> int:
 
     rows = list(images.values_list("pk", "product_id"))
     ids = [pk for pk, _ in rows]
-    get_image_model().objects.filter(pk__in=ids).update(status="pending", error="")
+    ImageState.objects.filter(pk__in=ids).update(status="pending", error="")
     enqueue_embedding(ids)
     products = get_product_model().objects.in_bulk({product for _, product in rows})
     for product in products.values():

@@ -1,10 +1,22 @@
-"""Models of the recommendation engine: embedding-model versions and image vectors."""
+"""Models of the recommendation engine: image vectors, model versions, shopper events, the cockpit's state.
+
+Foreign keys to the shop's products go to ``VISREC_PRODUCT_MODEL``; no model here
+adds a column to, or migrates, a table of the shop.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
 from django.db import connection, models
+from django.utils import timezone
 from pgvector.django import HalfVectorField
+
+from .conf import product_model_label
+
+#: The shop's product model label (``settings.VISREC_PRODUCT_MODEL``), read once as Django reads AUTH_USER_MODEL.
+VISREC_PRODUCT_MODEL = product_model_label()
 
 
 class EmbeddingModelQuerySet(models.QuerySet):
@@ -64,7 +76,7 @@ class EmbeddingModel(models.Model):
 class ImageEmbedding(models.Model):
     """The L2-normalised vector of one image under one embedding-model version."""
 
-    image = models.ForeignKey(settings.VISREC_IMAGE_MODEL, on_delete=models.CASCADE, related_name="embeddings")
+    image = models.ForeignKey("ImageState", on_delete=models.CASCADE, related_name="embeddings")
     model = models.ForeignKey(EmbeddingModel, on_delete=models.CASCADE, related_name="embeddings")
     vector = HalfVectorField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -167,6 +179,173 @@ class Click(models.Model):
         return f"click on {self.product_id} ({self.widget})"
 
 
+# --- The shop's products as visrec keeps them (copied through the adapter) --------------
+
+
+class ImageStateQuerySet(models.QuerySet):
+    def pending(self) -> ImageStateQuerySet:
+        """Images still waiting for an embedding."""
+        return self.filter(status=ImageState.Status.PENDING)
+
+
+class ImageState(models.Model):
+    """visrec's state of one shop image: the adapter's identity and version, checksum, embedding status.
+
+    One row per image the adapter reports (``ImageRecord``); ``recommendations.sync``
+    creates, updates and deletes them. A new ``version`` makes the image pending again.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    product = models.ForeignKey(VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_images")
+    key = models.CharField(max_length=200, help_text="The adapter's identity of the image within its product.")
+    version = models.CharField(max_length=500, blank=True, default="", help_text="Changes when the file changes.")
+    url = models.CharField(max_length=1000, blank=True, default="")
+    is_primary = models.BooleanField(default=False)
+    position = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ImageStateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["product", "position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["product", "key"], name="visrec_one_state_per_image")]
+
+    def __str__(self) -> str:
+        return f"image {self.key} of {self.product_id} ({self.status})"
+
+
+class ProductSnapshot(models.Model):
+    """What the adapter last said about one product, kept so serving joins only visrec's tables.
+
+    Kept in step by ``recommendations.sync`` (signals of the adapter's watched models,
+    after commit, and the ``visrec_sync`` command); deleted with the product.
+    """
+
+    product = models.OneToOneField(
+        VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="visrec_snapshot"
+    )
+    recommendable = models.BooleanField(default=True)
+    active = models.BooleanField(default=True)
+    in_stock = models.BooleanField(default=True)
+    title = models.CharField(max_length=500, blank=True, default="")
+    sku = models.CharField(max_length=200, blank=True, default="")
+    url = models.CharField(max_length=1000, blank=True, default="")
+    price = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    category_id = models.BigIntegerField(null=True, blank=True)
+    category_name = models.CharField(max_length=300, blank=True, default="")
+    category_path = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    image_url = models.CharField(max_length=1000, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["category_id"], name="snapshot_category"),
+            GinIndex(fields=["category_path"], name="snapshot_category_path"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.product_id})"
+
+    def get_absolute_url(self) -> str:
+        """The product page in the shop (the adapter's URL)."""
+        return self.url
+
+    @property
+    def primary_image_url(self) -> str | None:
+        """URL of the image lists show, or None."""
+        return self.image_url or None
+
+
+# --- Shopper events ----------------------------------------------------------------------
+
+
+class InteractionQuerySet(models.QuerySet):
+    """Queries over shopper interactions."""
+
+    def for_shopper(self, user=None, session_key: str | None = None) -> InteractionQuerySet:
+        """A signed-in user's or an anonymous session's history, newest first."""
+        if user is not None and user.is_authenticated:
+            return self.filter(user=user).order_by("-created_at")
+        if session_key:
+            return self.filter(session_key=session_key).order_by("-created_at")
+        return self.none()
+
+
+class Interaction(models.Model):
+    """One shopper action on a product, by a user or an anonymous session.
+
+    Recorded through :mod:`recommendations.events` (the shop's code, oscar's signals or
+    the events API). The table was ``catalog_interaction`` before the plugin owned it.
+    """
+
+    class Kind(models.TextChoices):
+        VIEW = "view", "View"
+        CLICK = "click", "Click"
+        ADD_TO_CART = "add_to_cart", "Add to cart"
+        PURCHASE = "purchase", "Purchase"
+        RATING = "rating", "Rating"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="visrec_interactions"
+    )
+    session_key = models.CharField(max_length=64, blank=True, default="")
+    product = models.ForeignKey(
+        VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_interactions"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.FloatField(default=1.0)
+    source = models.CharField("source widget", max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # "<poster>:<client event id>" for events posted with an id: a retried event is stored once.
+    event_key = models.CharField(max_length=200, null=True, blank=True, unique=True, editable=False)
+
+    objects = InteractionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="interaction_user_hist"),
+            models.Index(fields=["session_key", "-created_at"], name="interaction_session_hist"),
+            models.Index(fields=["product", "kind"], name="interaction_product_kind"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False) | ~models.Q(session_key=""), name="interaction_has_shopper"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.product_id}"
+
+
+class EventBatch(models.Model):
+    """A batch of events accepted under an ``Idempotency-Key``; a retry gets ``response`` again."""
+
+    scope = models.CharField(max_length=100, help_text="who posted it: token:<id>, user:<id> or session:<key>")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body")
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="event_batch_unique_key")]
+
+    def __str__(self) -> str:
+        return f"event batch {self.key} of {self.scope}"
+
+
 # --- The shop owner's cockpit (admin): merchandising, judgements, experiments, task runs ---
 
 
@@ -200,37 +379,27 @@ class Rule(models.Model):
 
     kind = models.CharField(max_length=32, choices=KINDS)
     product = models.ForeignKey(
-        settings.VISREC_PRODUCT_MODEL,
+        VISREC_PRODUCT_MODEL,
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="+",
         help_text="Target product (pin, block, boost).",
     )
-    category = models.ForeignKey(
-        "catalog.Category",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Target category (boost, exclude category).",
+    category_id = models.BigIntegerField(
+        "category", null=True, blank=True, help_text="Target category (boost, exclude category): the adapter's id."
     )
     widget = models.CharField(max_length=64, blank=True, default="", help_text="Blank: every widget.")
     scope_product = models.ForeignKey(
-        settings.VISREC_PRODUCT_MODEL,
+        VISREC_PRODUCT_MODEL,
         on_delete=models.CASCADE,
         null=True,
         blank=True,
         related_name="+",
         help_text="Only in the lists of this product's page (e.g. its similar items).",
     )
-    scope_category = models.ForeignKey(
-        "catalog.Category",
-        on_delete=models.CASCADE,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="Only in lists shown for this category.",
+    scope_category_id = models.BigIntegerField(
+        "scope category", null=True, blank=True, help_text="Only in lists shown for this category (the adapter's id)."
     )
     multiplier = models.FloatField(default=1.0, help_text="Boost: score multiplier (> 1 lifts, < 1 sinks).")
     position = models.PositiveSmallIntegerField(default=0, help_text="Pin: order among pins (0 first).")
@@ -265,8 +434,8 @@ class SimilarityJudgement(models.Model):
     GOOD, NOT_SIMILAR = "good", "not_similar"
     VERDICTS = [(GOOD, "Good match"), (NOT_SIMILAR, "Not similar")]
 
-    product = models.ForeignKey(settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
-    neighbour = models.ForeignKey(settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
+    product = models.ForeignKey(VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
+    neighbour = models.ForeignKey(VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="+")
     verdict = models.CharField(max_length=16, choices=VERDICTS)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

@@ -39,6 +39,15 @@ _KEYS = {
 }
 
 
+def _jsonable(value):
+    """JSON form of what ``Rules`` holds besides plain values: dataclasses, tuples of ids, UUID product keys."""
+    if is_dataclass(value):
+        return astuple(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return list(value)
+
+
 @dataclass(frozen=True)
 class Rules:
     """The merchandising rules of one list.
@@ -67,8 +76,8 @@ class Rules:
     merch: Merch = field(default_factory=lambda: Merch())
 
     def product_q(self, prefix: str = "") -> Q:
-        """SQL filter of the products this list may show (``prefix``: path to the product)."""
-        q = Q(**{f"{prefix}is_active": True, f"{prefix}stock__gt": 0})
+        """SQL filter over visrec's product snapshots of what this list may show (``prefix``: path to the snapshot)."""
+        q = Q(**{f"{prefix}recommendable": True, f"{prefix}active": True, f"{prefix}in_stock": True})
         if self.only_categories:
             q &= Q(**{f"{prefix}category_id__in": self.only_categories})
         exclude_categories = (*self.exclude_categories, *self.merch.exclude_categories)
@@ -86,7 +95,7 @@ class Rules:
         if found is None:
             raw = json.dumps(
                 [getattr(self, f.name) for f in fields(self)],
-                default=lambda v: astuple(v) if is_dataclass(v) else list(v),
+                default=_jsonable,
             )
             found = hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
             object.__setattr__(self, "_cache_key", found)

@@ -34,17 +34,17 @@ from typing import Any
 
 import numpy as np
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
-
-from catalog.models import PRIMARY_FILE, Interaction
 
 from . import experiments
 from .conf import get_product_model, visrec_settings
 from .data import shopper_key
 from .ml.base import top_n
 from .ml.images import ImageRejected, load_image
-from .models import EmbeddingModel, ImageEmbedding, ModelVersion
+from .models import EmbeddingModel, ImageEmbedding, ImageState, Interaction, ModelVersion, ProductSnapshot
 from .rules import Rules, arrange, overfetch, rules_for
 
 logger = logging.getLogger(__name__)
@@ -423,17 +423,18 @@ def fetch_rows(sql: str, params) -> tuple[list[tuple], list[str]]:
 
 
 def raw_products(sql: str, params) -> list:
-    """Product instances of a written-out query (:func:`products_sql`): its columns set, the others deferred.
+    """Cards (:class:`ProductSnapshot` instances) of a written-out query (:func:`products_sql`).
 
-    Columns that are not the product's fields (``PRIMARY_FILE``) become attributes.
-    Prepared like the other serving queries, and without ``RawQuerySet``'s per-query set-up.
+    Its columns are set, the others deferred; columns that are not fields become
+    attributes. Prepared like the other serving queries, and without ``RawQuerySet``'s
+    per-query set-up.
     """
     return products_from_rows(*fetch_rows(sql, params))
 
 
 def products_from_rows(rows: list[tuple], names: list[str]) -> list:
-    """Product instances of query rows with columns ``names`` (see :func:`raw_products`)."""
-    Product = get_product_model()
+    """Cards of query rows with columns ``names`` (see :func:`raw_products`)."""
+    Product = ProductSnapshot
     attnames = {f.column: f.attname for f in Product._meta.concrete_fields}
     fields = [i for i, name in enumerate(names) if name in attnames]
     extra = [(i, name) for i, name in enumerate(names) if name not in attnames]
@@ -517,23 +518,23 @@ _names_memo: dict[tuple, SimpleNamespace] = {}
 
 
 def _names() -> SimpleNamespace:
-    """Quoted table and column names of the neighbour and product queries (the configured models; kept per process)."""
-    image_model = ImageEmbedding._meta.get_field("image").related_model
-    product_model = get_product_model()
-    key = (product_model, image_model, connection.vendor)
+    """Quoted table and column names of the neighbour and product queries (visrec's own tables; kept per process)."""
+    key = (get_product_model(), connection.vendor)
     found = _names_memo.get(key)
     if found is None:
-        found = _names_memo[key] = _quoted_names(product_model, image_model)
+        found = _names_memo[key] = _quoted_names(ProductSnapshot, ImageState)
     return found
 
 
 def _quoted_names(product_model, image_model) -> SimpleNamespace:
+    """Names in the vector and list queries: ``product`` is visrec's snapshot of the shop's products."""
     quote = connection.ops.quote_name
 
     def column(model, name: str) -> str:
         return quote(model._meta.get_field(name).column)
 
     return SimpleNamespace(
+        pk_type=pk_db_type(),
         emb=quote(ImageEmbedding._meta.db_table),
         emb_image=column(ImageEmbedding, "image"),
         emb_model=column(ImageEmbedding, "model"),
@@ -543,7 +544,7 @@ def _quoted_names(product_model, image_model) -> SimpleNamespace:
         img_product=column(image_model, "product"),
         img_primary=column(image_model, "is_primary"),
         img_position=column(image_model, "position"),
-        img_file=column(image_model, "file"),
+        img_url=column(image_model, "url"),
         product=quote(product_model._meta.db_table),
         product_pk=quote(product_model._meta.pk.column),
     )
@@ -565,7 +566,7 @@ def anchor_vector(product_id: int, model: EmbeddingModel) -> SQLVector:
         f"ORDER BY ai.{n.img_primary} DESC, ai.{n.img_position}, a.{n.emb_image} LIMIT 1)"
         f"::halfvec({int(model.dimensions)})"
     )
-    return SQLVector(sql, (int(product_id),))
+    return SQLVector(sql, (product_key(product_id),))
 
 
 def literal_vector(vector, model: EmbeddingModel) -> SQLVector:
@@ -596,8 +597,8 @@ def rules_where(rules: Rules | None) -> tuple[str, tuple]:
     key = (connection.alias, rules.cache_key() if rules is not None else "active")
     found = _rules_sql.get(key)
     if found is None:
-        products = get_product_model().objects
-        query = (products.filter(rules.product_q()) if rules is not None else products.filter(is_active=True)).query
+        products = ProductSnapshot.objects
+        query = (products.filter(rules.product_q()) if rules is not None else products.filter(active=True)).query
         if sum(1 for count in query.alias_refcount.values() if count) > 1:
             raise ValueError("the rules' product filter must not need joins")
         sql, params = query.get_compiler(connection=connection).compile(query.where)
@@ -637,7 +638,6 @@ def neighbour_sql(
     if card:
         quote = connection.ops.quote_name
         columns = "".join(f", {n.product}.{quote(f.column)}" for f in _card_fields())
-        columns += f", {n.img}.{n.img_file} AS {quote(PRIMARY_FILE)}"
     # A vector computed in the query (an anchor's, a taste's) is computed once, in a CTE that the
     # ordering and the "no vector: no neighbours" filter both read (a taste sums up to
     # TASTE_HISTORY vectors: written twice, it was computed twice).
@@ -653,8 +653,8 @@ def neighbour_sql(
     )
     params = [*vec.params, *where_params]
     if exclude:
-        sql += f" AND NOT ({n.img}.{n.img_product} = ANY(%s::bigint[]))"
-        params.append(int_array(exclude))
+        sql += f" AND NOT ({n.img}.{n.img_product} = ANY(%s::{n.pk_type}[]))"
+        params.append(pk_array(exclude))
     if vec.nullable:  # no vector: no neighbours (a one-time filter, not one per row)
         sql += f" AND {query_vector} IS NOT NULL"
     return sql + f" ORDER BY 2 LIMIT {int(limit)}", params
@@ -690,7 +690,7 @@ def nearest_products(
     rows = search_rows(sql, ef)
     rows = [row for row in rows if row[1] is not None]
     if cards is not None and rows:
-        product_columns = [*(f.column for f in _card_fields()), PRIMARY_FILE]
+        product_columns = [f.column for f in _card_fields()]
         for product in products_from_rows([row[2:] for row in rows], product_columns):
             cards[product.pk] = product
     return sorted(((row[0], 1.0 - float(row[1])) for row in rows), key=lambda row: -row[1])
@@ -702,11 +702,27 @@ Ranked = list[tuple[int, float, str]]  # (product pk, score, reason)
 
 
 def product_image_url(product) -> str | None:
-    """The product's primary image URL (its ``primary_image_url`` when the product model has one)."""
-    if hasattr(type(product), "primary_image_url"):
-        return product.primary_image_url
-    image = getattr(product, "primary_image", None)
-    return image.file.url if image and image.file else None
+    """The primary image URL of a card (a :class:`~recommendations.models.ProductSnapshot`)."""
+    return product.primary_image_url
+
+
+def pk_db_type() -> str:
+    """The database type of the shop's product keys (``bigint`` for integers, else e.g. ``uuid``)."""
+    pk = ProductSnapshot._meta.pk
+    db_type = pk.rel_db_type(connection) if hasattr(pk, "rel_db_type") else pk.db_type(connection)
+    return "bigint" if db_type in ("integer", "bigint", "smallint") else db_type
+
+
+def product_key(value):
+    """``value`` (an int, a UUID or their text) as the product model's primary key value."""
+    return get_product_model()._meta.pk.to_python(value)
+
+
+def pk_array(values) -> str:
+    """A PostgreSQL array literal of product keys, for ``%s::<pk_db_type()>[]``."""
+    if pk_db_type() == "bigint":
+        return int_array(values)
+    return text_array(values)
 
 
 def int_array(values) -> str:
@@ -725,35 +741,29 @@ def text_array(values) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-#: Product fields a card never shows; list queries leave them out (deferred on the instances).
-CARD_DEFERRED = ("description", "attributes", "created_at", "updated_at")
+#: Snapshot fields a card never shows; list queries leave them out (deferred on the instances).
+CARD_DEFERRED = ("category_path", "updated_at")
 
 
 def _card_fields() -> list:
-    """The product fields a list query selects (all but ``CARD_DEFERRED``; the primary key first)."""
-    return [f for f in get_product_model()._meta.concrete_fields if f.name not in CARD_DEFERRED]
+    """The snapshot fields a list query selects (all but ``CARD_DEFERRED``; the primary key first)."""
+    return [f for f in ProductSnapshot._meta.concrete_fields if f.name not in CARD_DEFERRED]
 
 
-def products_sql(
-    ids, rules: Rules | None, user=None, session_key: str | None = None, *, card: bool = True
-) -> tuple[str, list]:
-    """SQL (and params) of the products ``ids`` that pass ``rules`` (None: active), for :func:`raw_products`.
+def products_sql(ids, rules: Rules | None, user=None, session_key: str | None = None) -> tuple[str, list]:
+    """SQL (and params) of the cards of products ``ids`` that pass ``rules`` (None: active), for :func:`raw_products`.
 
-    One query: the card's columns (``card=False``: every column), the primary image's
-    file (``PRIMARY_FILE``, read by ``Product.primary_image``), the rules' filter, and
-    the shopper's products that must not be shown again (per the rules, e.g. bought) as
-    a ``NOT EXISTS``.
+    One query over visrec's product snapshots: the card's columns (the primary image's URL
+    among them), the rules' filter, and the shopper's products that must not be shown
+    again (per the rules, e.g. bought) as a ``NOT EXISTS``.
     """
     n, quote = _names(), connection.ops.quote_name
-    fields = _card_fields() if card else get_product_model()._meta.concrete_fields
     where, where_params = rules_where(rules)
     sql = (
-        f"SELECT {', '.join(f'{n.product}.{quote(f.column)}' for f in fields)}, "
-        f"(SELECT pi.{n.img_file} FROM {n.img} pi WHERE pi.{n.img_product} = {n.product}.{n.product_pk} "
-        f"ORDER BY pi.{n.img_primary} DESC, pi.{n.img_position}, pi.{n.img_pk} LIMIT 1) AS {quote(PRIMARY_FILE)} "
-        f"FROM {n.product} WHERE {n.product}.{n.product_pk} = ANY(%s::bigint[]) AND {where}"
+        f"SELECT {', '.join(f'{n.product}.{quote(f.column)}' for f in _card_fields())} "
+        f"FROM {n.product} WHERE {n.product}.{n.product_pk} = ANY(%s::{n.pk_type}[]) AND {where}"
     )
-    params = [int_array(ids), *where_params]
+    params = [pk_array(ids), *where_params]
     if rules is not None and rules.exclude_interacted_kinds and _has_shopper(user, session_key):
         signed_in = user is not None and getattr(user, "is_authenticated", False)
         shopper = ("user_id", user.pk) if signed_in else ("session_key", session_key)
@@ -868,17 +878,30 @@ def _ranked_ids(kind: str, category=None, at_least: int = 0) -> list[tuple[int, 
 
 
 def _rank(kind: str, cat_id, depth: int) -> list[tuple[int, float]]:
-    Product = get_product_model()
-    qs = Product.objects.recommendable()
+    qs = ProductSnapshot.objects.filter(recommendable=True, active=True, in_stock=True)
     if cat_id is not None:
         qs = qs.filter(category_id=cat_id)
     since = None
     if kind == "trending":
         since = timezone.now() - timedelta(seconds=int(visrec_settings.TRENDING_WINDOW_SECONDS))
-    qs = qs.popular(since=since)
+    qs = _by_popularity(qs, since)
     if kind == "trending":
         qs = qs.filter(popularity__gt=0)
     return [(pk, float(score)) for pk, score in qs.values_list("pk", "popularity")[:depth]]
+
+
+def _by_popularity(products, since=None):
+    """``products`` by weighted event count (purchases 4, carts 2, others 1), most popular first."""
+    weight = Q()
+    events = "product__visrec_interactions"
+    kind = f"{events}__kind"
+    if since is not None:
+        weight &= Q(**{f"{events}__created_at__gte": since})
+    return products.annotate(
+        popularity=Count(events, filter=weight & Q(**{kind: "purchase"})) * 4
+        + Count(events, filter=weight & Q(**{kind: "add_to_cart"})) * 2
+        + Count(events, filter=weight & ~Q(**{f"{kind}__in": ["purchase", "add_to_cart"]}))
+    ).order_by("-popularity", "pk")
 
 
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
@@ -1035,16 +1058,17 @@ def anchor_product(pk: int):
     One plain query (the other fields are deferred): the similar-items API looks the
     anchor up on every call.
     """
-    Product = get_product_model()
     quote = connection.ops.quote_name
-    columns = [Product._meta.pk.column]
-    if any(f.name == "category" for f in Product._meta.concrete_fields):
-        columns.append(Product._meta.get_field("category").column)
+    columns = [ProductSnapshot._meta.pk.column, ProductSnapshot._meta.get_field("category_id").column]
     sql = (
-        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(Product._meta.db_table)} "
-        f"WHERE {quote(Product._meta.pk.column)} = %s"
+        f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(ProductSnapshot._meta.db_table)} "
+        f"WHERE {quote(ProductSnapshot._meta.pk.column)} = %s"
     )
-    return next(iter(raw_products(sql, [int(pk)])), None)
+    try:
+        key = product_key(pk)
+    except ValidationError:
+        return None
+    return next(iter(raw_products(sql, [key])), None)
 
 
 def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active, experiments.Arm]:
@@ -1137,11 +1161,11 @@ def taste_expression(events: History, model: EmbeddingModel) -> SQLVector | None
     n, dims = _names(), int(model.dimensions)
     sql = (
         f"(SELECT sum(t.{n.emb_vector}::vector * array_fill(w.weight, ARRAY[{dims}])::vector)::halfvec({dims}) "
-        f"FROM unnest(%s::bigint[], %s::real[]) AS w(product_id, weight) "
+        f"FROM unnest(%s::{n.pk_type}[], %s::real[]) AS w(product_id, weight) "
         f"JOIN {n.img} ti ON ti.{n.img_product} = w.product_id AND ti.{n.img_primary} "
         f"JOIN {n.emb} t ON t.{n.emb_image} = ti.{n.img_pk} AND t.{n.emb_model} = {int(model.pk)})"
     )
-    return SQLVector(sql, (int_array(weights), "{" + ",".join(repr(float(w)) for w in weights.values()) + "}"))
+    return SQLVector(sql, (pk_array(weights), "{" + ",".join(repr(float(w)) for w in weights.values()) + "}"))
 
 
 def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:

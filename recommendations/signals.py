@@ -1,30 +1,57 @@
-"""Signal handlers: new images are queued for embedding; product changes invalidate cached lists."""
+"""Signal handlers: the shop's changes reach visrec's copy; changes invalidate cached lists.
+
+The adapter's :meth:`~recommendations.adapters.ProductAdapter.watched` models are
+connected in ``AppConfig.ready`` (:func:`connect_shop`): a save or delete re-syncs the
+products it touches in the same transaction (``recommendations.sync``), which queues new
+or changed images for embedding once it commits.
+"""
 
 from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_save
 
-from .conf import get_image_model, get_product_model, visrec_settings
 from .models import EmbeddingModel, ModelVersion, Rule, SimilarityJudgement
 
 
-def _queue_pending_image(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    if raw or not visrec_settings.AUTO_EMBED:
-        return
-    if instance.status == sender.Status.PENDING and instance.file:
-        from .tasks import enqueue_embedding
+def _deleting_products(origin) -> bool:
+    """Whether a delete started from products (its cascade removes visrec's rows; nothing to sync)."""
+    from django.db.models import QuerySet
 
-        enqueue_embedding([instance.pk])
+    from .conf import get_product_model
 
-
-post_save.connect(_queue_pending_image, sender=get_image_model(), dispatch_uid="visrec_queue_pending_image")
+    model = origin.model if isinstance(origin, QuerySet) else type(origin)
+    return origin is not None and issubclass(model, get_product_model())
 
 
-def _bump_product(sender, instance, **kwargs) -> None:
-    """A product (or one of its images) changed: lists anchored on it are recomputed."""
-    from .serving import bump_product_version
+def _product_changed(products_of):
+    def handler(sender, instance, raw: bool = False, origin=None, **kwargs) -> None:
+        if raw or _deleting_products(origin):
+            return
+        from .serving import bump_product_version
+        from .sync import sync_products
 
-    bump_product_version(instance.pk if sender is get_product_model() else instance.product_id)
+        pks = [pk for pk in products_of(instance) if pk is not None]
+        if not pks:
+            return
+        sync_products(pks)
+        for pk in pks:
+            bump_product_version(pk)
+
+    return handler
+
+
+def connect_shop() -> None:
+    """Connect ``post_save`` / ``post_delete`` of every model the adapter watches, and the shop's own event signals."""
+    from .conf import get_adapter
+
+    adapter = get_adapter()
+    adapter.connect()
+    for model, products_of in adapter.watched().items():
+        handler = _product_changed(products_of)
+        for signal in (post_save, post_delete):
+            signal.connect(
+                handler, sender=model, weak=False, dispatch_uid=f"visrec_sync_{model._meta.label_lower}_{signal}"
+            )
 
 
 def _forget_active(sender, instance, **kwargs) -> None:
@@ -34,8 +61,6 @@ def _forget_active(sender, instance, **kwargs) -> None:
 
 
 for _signal in (post_save, post_delete):
-    _signal.connect(_bump_product, sender=get_product_model(), dispatch_uid=f"visrec_bump_product_{_signal}")
-    _signal.connect(_bump_product, sender=get_image_model(), dispatch_uid=f"visrec_bump_image_{_signal}")
     _signal.connect(_forget_active, sender=EmbeddingModel, dispatch_uid=f"visrec_forget_embedding_{_signal}")
     _signal.connect(_forget_active, sender=ModelVersion, dispatch_uid=f"visrec_forget_version_{_signal}")
 
@@ -50,3 +75,4 @@ def _bump_merch(sender, instance, **kwargs) -> None:
 for _signal in (post_save, post_delete):
     for _model in (Rule, SimilarityJudgement):
         _signal.connect(_bump_merch, sender=_model, dispatch_uid=f"visrec_bump_merch_{_model.__name__}_{_signal}")
+

@@ -10,7 +10,7 @@ from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
 from . import taskruns
-from .conf import get_image_model, visrec_settings
+from .conf import visrec_settings
 from .models import TaskRun
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def reembed_missing_and_failed(self, run_id: int) -> dict:
         logger.info("reembed: run already started or gone", extra={"run": run_id})
         return {"queued": 0}
     model = current_embedding_model()
-    Image = get_image_model()
+    from .models import ImageState as Image
     ids = list(Image.objects.exclude(embeddings__model=model).order_by("pk").values_list("pk", flat=True))
     taskruns.started(run_id, total=len(ids), task_id=self.request.id or "", message=f"{len(ids)} images to embed")
     queue_embedding_run(ids, run_id)

@@ -203,4 +203,3 @@ LOGGING = {
         "recommendations": {"handlers": ["console"], "level": "INFO"},
     },
 }
-VISREC_IMAGE_MODEL = "catalog.ProductImage"

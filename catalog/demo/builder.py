@@ -28,7 +28,10 @@ from django.db.models import QuerySet
 from django.utils.text import slugify
 from tqdm import tqdm
 
-from ..models import Category, Interaction, Product, ProductImage
+from recommendations.models import Interaction
+from recommendations.sync import sync_products
+
+from ..models import Category, Product, ProductImage
 from ..services import sha256_of
 from .drawing import SIZE, ImageSpec, draw_product
 from .simulation import SKU_PREFIX, Event, ProductPlan, category_name, plan_catalog, simulate_shoppers
@@ -199,6 +202,7 @@ def build_demo(params: DemoParams, *, workers: int | None = None, progress: bool
         images = _create_images(products, photos)
         users = _create_users(usernames)
         interactions = _create_interactions(simulation.events, products, users)
+        sync_products([p.pk for p in products], embed=False)  # visrec's copy (bulk writes send no signals)
     tastes = {"seed": params.seed, "users": dict(zip(usernames, simulation.tastes, strict=True))}
     _write_json("tastes.json", tastes)
     _write_json("params.json", params.marker())
@@ -253,7 +257,6 @@ def _stored_image(product: Product, data: bytes) -> ProductImage:
         height=SIZE,
         is_primary=True,
         position=0,
-        status=ProductImage.Status.PENDING,
     )
     file_field = ProductImage._meta.get_field("file")
     name = file_field.generate_filename(image, f"{product.sku.lower()}-{sha[:16]}.jpg")

@@ -9,6 +9,10 @@ class Migration(migrations.Migration):
     dependencies = [
         ('catalog', '0001_initial'),
     ]
+    # visrec's 0005 adopts the tables this migration leaves (catalog 0003).
+    run_before = [
+        ('recommendations', '0005_interaction_eventbatch_from_catalog'),
+    ]
 
     operations = [
         migrations.AddField(

@@ -9,11 +9,10 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.exceptions import PermissionDenied
 
-from catalog.models import Interaction
-from catalog.services import record_interactions
-
 from .. import tracking
 from ..conf import get_product_model
+from ..events import record_interactions
+from ..models import Interaction
 from .errors import InvalidEvents
 from .serializers import EventEnvelopeSerializer, EventSerializer
 from .shoppers import is_server_client, may_act_for_others, poster_scope, session_key

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from catalog.models import Interaction
-
+from ..models import Interaction
 from ..serving import product_image_url
 
 MAX_EVENTS = 100
@@ -48,8 +47,7 @@ class RecommendedProductSerializer(serializers.Serializer):
         return self._absolute(obj.product.get_absolute_url())
 
     def get_image_url(self, obj) -> str | None:
-        image = obj.product.primary_image
-        return self._absolute(image.file.url) if image and image.file else None
+        return self._absolute(product_image_url(obj.product))
 
 
 def listed_items_data(items: list[ListedItem], request=None) -> list[dict]:

@@ -16,11 +16,10 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
-from catalog.services import IdempotencyKeyReused as KeyReused
-from catalog.services import fingerprint, run_once
-
 from .. import serving, tracking
 from ..conf import get_product_model, visrec_settings
+from ..events import IdempotencyKeyReused as KeyReused
+from ..events import fingerprint, run_once
 from . import events
 from .errors import (
     IdempotencyKeyReused,

@@ -70,6 +70,10 @@ class OscarAdapter(ProductAdapter):
     def title(self, product: models.Model) -> str:
         return product.get_title()
 
+    def sku(self, product: models.Model) -> str:
+        """Oscar's UPC (the product's own code; stock records carry the partners' SKUs)."""
+        return product.upc or ""
+
     def is_active(self, product: models.Model) -> bool:
         if product.is_child and product.parent is not None and not product.parent.is_public:
             return False

@@ -3,6 +3,7 @@
 import django.db.models.deletion
 import pgvector.django.halfvec
 from pgvector.django import VectorExtension
+from django.conf import settings
 from django.db import migrations, models
 
 
@@ -11,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('catalog', '0001_initial'),
+        migrations.swappable_dependency(settings.VISREC_PRODUCT_MODEL),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0002_interaction_event_key_event_batch'),
+        migrations.swappable_dependency(settings.VISREC_PRODUCT_MODEL),
         ('recommendations', '0003_impressions_and_clicks'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -54,9 +54,9 @@ class Migration(migrations.Migration):
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('category', models.ForeignKey(blank=True, help_text='Target category (boost, exclude category).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.category')),
                 ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('product', models.ForeignKey(blank=True, help_text='Target product (pin, block, boost).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
+                ('product', models.ForeignKey(blank=True, help_text='Target product (pin, block, boost).', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.VISREC_PRODUCT_MODEL)),
                 ('scope_category', models.ForeignKey(blank=True, help_text='Only in lists shown for this category.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.category')),
-                ('scope_product', models.ForeignKey(blank=True, help_text="Only in the lists of this product's page (e.g. its similar items).", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
+                ('scope_product', models.ForeignKey(blank=True, help_text="Only in the lists of this product's page (e.g. its similar items).", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.VISREC_PRODUCT_MODEL)),
             ],
             options={
                 'ordering': ['kind', 'position', '-created_at'],
@@ -70,8 +70,8 @@ class Migration(migrations.Migration):
                 ('verdict', models.CharField(choices=[('good', 'Good match'), ('not_similar', 'Not similar')], max_length=16)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('neighbour', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
+                ('neighbour', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.VISREC_PRODUCT_MODEL)),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.VISREC_PRODUCT_MODEL)),
             ],
             options={
                 'ordering': ['-created_at'],

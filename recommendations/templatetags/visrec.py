@@ -329,3 +329,17 @@ def recently_viewed(context, request=None, limit: int | None = None, exclude=Non
     if rec_list.source == "cache-fallback":  # popular products are not "recently viewed"
         return ""
     return render_widget(context, rec_list, options.get("title"))
+
+
+@register.filter
+def product_admin_url(pk) -> str:
+    """``{{ product.pk|product_admin_url }}``: the shop's admin page of the product ("" without one)."""
+    from django.urls import NoReverseMatch, reverse
+
+    from ..conf import get_product_model
+
+    opts = get_product_model()._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[pk])
+    except NoReverseMatch:
+        return ""

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from catalog.models import Interaction
+from recommendations.models import Interaction
 
 pytestmark = pytest.mark.django_db
 

@@ -9,10 +9,9 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
-from catalog.models import Interaction
 from recommendations import tracking
 from recommendations.api import events as events_module
-from recommendations.models import Click
+from recommendations.models import Click, Interaction
 
 pytestmark = pytest.mark.django_db
 

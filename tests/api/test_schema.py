@@ -63,7 +63,6 @@ def test_listed_items_are_built_exactly_as_the_documented_serializer_renders_the
 
     from rest_framework.test import APIRequestFactory
 
-    from catalog.models import Product
     from recommendations import serving
     from recommendations.api.serializers import ListedItem, RecommendedProductSerializer, listed_items_data
 
@@ -72,7 +71,7 @@ def test_listed_items_are_built_exactly_as_the_documented_serializer_renders_the
     request = APIRequestFactory().get("/api/v1/products/1/similar/", SERVER_NAME="testserver", secure=True)
     for products in (
         [with_image, plain],
-        sorted(Product.objects.raw(*serving.products_sql([with_image.pk, plain.pk], None)), key=lambda p: p.pk),
+        sorted(serving.raw_products(*serving.products_sql([with_image.pk, plain.pk], None)), key=lambda p: p.pk),
     ):
         items = [ListedItem(p, 0.123456789, "visual", n, f"token{n}") for n, p in enumerate(products)]
         expected = RecommendedProductSerializer(items, many=True, context={"request": request}).data

@@ -22,9 +22,9 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db.models import Q
 
-from catalog.models import Product, ProductImage
+from catalog.models import Product
 from recommendations import experiments
-from recommendations.models import Rule, SimilarityJudgement
+from recommendations.models import ImageState, Rule, SimilarityJudgement
 from tests.fixtures.images import make_image
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,7 +134,7 @@ def test_shop_owner_story(new_page, small_catalog, owner, shots, tmp_path):
         return status.inner_text().strip() == "Ready"
 
     assert eventually(embedded, seconds=20), status.inner_text()
-    assert ProductImage.objects.get(product=newcomer).embeddings.exists()
+    assert ImageState.objects.get(product=newcomer).embeddings.exists()
 
     # its similar-items preview: what shoppers see, with scores
     preview = admin.locator("#similar-items-preview")
@@ -235,7 +235,7 @@ def test_bulk_import_in_the_browser(page, owner, shots, tmp_path):
         page.get_by_role("link", name="Download the report of failed rows (CSV)").click()
     report = Path(download.value.path()).read_text()
     assert "price 'abc' is not a number" in report and "../x.png: refused" in report
-    assert Product.objects.get(sku="B1").images.get().status == ProductImage.Status.READY
+    assert Product.objects.get(sku="B1").visrec_images.get().status == ImageState.Status.READY
 
 
 def test_a_run_page_follows_progress_without_reloading(page, owner):

@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from catalog.models import ProductImage
+from recommendations.models import ImageState
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def owner_client(client):
         "/admin/catalog/product/",
         "/admin/catalog/productimage/",
         "/admin/catalog/category/",
-        "/admin/catalog/interaction/",
+        "/admin/recommendations/interaction/",
         "/admin/recommendations/embeddingmodel/",
         "/admin/recommendations/imageembedding/",
     ],
@@ -33,7 +33,7 @@ def test_changelists_load(owner_client, product_with_image, url):
 
 def test_product_list_shows_thumbnail_and_embedding_status(owner_client, product_with_image):
     product = product_with_image(title="Striped mug")
-    ProductImage.objects.filter(product=product).update(status="failed", error="corrupt or truncated image")
+    ImageState.objects.filter(product=product).update(status="failed", error="corrupt or truncated image")
     html = owner_client.get("/admin/catalog/product/").content.decode()
     assert "Striped mug" in html and "<img src=" in html and "Failed" in html
     detail = owner_client.get(f"/admin/catalog/product/{product.pk}/change/").content.decode()
@@ -44,13 +44,13 @@ def test_image_admin_filters_by_status_and_reembed_action_queues(owner_client, p
     from recommendations import tasks
 
     product = product_with_image()
-    image = product.images.get()
+    image = product.visrec_images.get()
     queued = []
     monkeypatch.setattr(tasks, "enqueue_embedding", lambda ids: queued.extend(ids))
-    ProductImage.objects.filter(pk=image.pk).update(status="failed", error="x")
-    assert "x" in owner_client.get("/admin/catalog/productimage/?status__exact=failed").content.decode()
+    ImageState.objects.filter(pk=image.pk).update(status="failed", error="x")
+    assert "x" in owner_client.get("/admin/recommendations/imagestate/?status__exact=failed").content.decode()
     response = owner_client.post(
-        "/admin/catalog/productimage/", {"action": "reembed", "_selected_action": [image.pk]}, follow=True
+        "/admin/recommendations/imagestate/", {"action": "reembed", "_selected_action": [image.pk]}, follow=True
     )
     assert response.status_code == 200
     image.refresh_from_db()

@@ -16,8 +16,10 @@ from PIL import Image
 from catalog.demo import builder
 from catalog.demo.drawing import BACKGROUNDS, COLOURS, PATTERNS, SIZE, TYPES, ImageSpec, draw_product
 from catalog.demo.simulation import REFERENCE_END, plan_catalog, simulate_shoppers
-from catalog.models import Category, Interaction, Product, ProductImage
+from catalog.models import Category, Product, ProductImage
 from catalog.services import sha256_of
+from recommendations.models import Interaction
+from tests.fixtures.catalog import state_of
 
 
 @pytest.fixture
@@ -151,7 +153,7 @@ def test_build_stores_pending_400px_jpegs_matching_their_checksums(var_dir):
         assert (picture.format, picture.size) == ("JPEG", (400, 400))
         assert image.sha256 == sha256_of(data)
         assert image.file.name.startswith(f"products/{image.sha256[:2]}/")
-        assert (image.width, image.height, image.is_primary, image.status) == (400, 400, True, "pending")
+        assert (image.width, image.height, image.is_primary, state_of(image).status) == (400, 400, True, "pending")
     means = {tuple(np.asarray(decode(im.file.open("rb").read())).reshape(-1, 3).mean(0).round(-1)) for im in images}
     assert len(means) > 15
 

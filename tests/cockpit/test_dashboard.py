@@ -11,9 +11,8 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog.models import Interaction
 from recommendations import charts, online_metrics, tasks, training
-from recommendations.models import Click, Impression, ModelVersion, TaskRun
+from recommendations.models import Click, Impression, Interaction, ModelVersion, TaskRun
 from tests.browser.conftest import browser, new_page, page  # noqa: F401  (Playwright fixtures)
 
 pytestmark = pytest.mark.django_db
@@ -219,7 +218,7 @@ def test_reembed_missing_and_failed_runs_with_counts(
 def test_the_sweep_records_a_run_only_when_it_finds_work(product_with_image, settings, monkeypatch):
     settings.VISREC = {"AUTO_EMBED": False}
     assert tasks.embed_missing.apply().get() == {"queued": 0} and not TaskRun.objects.exists()
-    image = product_with_image().images.get()
+    image = product_with_image().visrec_images.get()
     type(image).objects.filter(pk=image.pk).update(updated_at=timezone.now() - datetime.timedelta(hours=1))
     assert tasks.embed_missing.apply().get() == {"queued": 1}
     run = TaskRun.objects.get()

@@ -10,9 +10,8 @@ import pytest
 from django.utils import timezone
 from pgvector import HalfVector
 
-from catalog.models import ProductImage
 from recommendations import health
-from recommendations.models import ImageEmbedding, Impression
+from recommendations.models import ImageEmbedding, ImageState, Impression
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +34,10 @@ def sick_shop(vector_catalog):
     v4 = np.asarray(ImageEmbedding.objects.get(image__product=products[4]).vector, dtype=np.float32)
     ImageEmbedding.objects.filter(image__product=products[5]).update(vector=HalfVector(v4 + 0.001))
     # the same file uploaded for two products
-    ProductImage.objects.filter(product__in=products[10:12]).update(sha256="ab" * 32)
+    ImageState.objects.filter(product__in=products[10:12]).update(sha256="ab" * 32)
     # a failed image without a vector
-    failed = ProductImage.objects.get(product=products[20])
-    ProductImage.objects.filter(pk=failed.pk).update(status=ProductImage.Status.FAILED, error="cannot identify image")
+    failed = ImageState.objects.get(product=products[20])
+    ImageState.objects.filter(pk=failed.pk).update(status=ImageState.Status.FAILED, error="cannot identify image")
     ImageEmbedding.objects.filter(image=failed).delete()
     # shown in the last 30 days: products 0..9 (all of them in categories 0/1/2/3 by i % 4); product 30 long ago
     _impression(products[:6])
@@ -104,8 +103,8 @@ def test_health_needs_view_permission_and_retry_needs_the_task_permission(sick_s
     client.force_login(boss)
     assert "Retry all failed" in client.get(URL).content.decode()
     assert client.post(URL + "retry/").status_code == 302
-    image = ProductImage.objects.get(product=products[20])
-    assert image.status == ProductImage.Status.PENDING and image.error == ""
+    image = ImageState.objects.get(product=products[20])
+    assert image.status == ImageState.Status.PENDING and image.error == ""
     assert LogEntry.objects.filter(user=boss, object_id=str(products[20].pk)).exists()
 
 

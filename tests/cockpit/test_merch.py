@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from recommendations import rules as rules_mod
 from recommendations import serving
-from recommendations.models import Rule, SimilarityJudgement
+from recommendations.models import ImageState, Rule, SimilarityJudgement
 
 pytestmark = pytest.mark.django_db
 
@@ -331,23 +331,22 @@ def test_bulk_reembed_and_retry_failed_need_the_task_permission(
 ):
     from django.contrib.admin.models import LogEntry
 
-    from catalog.models import ProductImage
 
-    image = ProductImage.objects.get(product=shop[2])
-    image.status, image.error = ProductImage.Status.FAILED, "cannot identify image file"
+    image = ImageState.objects.get(product=shop[2])
+    image.status, image.error = ImageState.Status.FAILED, "cannot identify image file"
     image.save()
     data = {"action": "retry_failed", "_selected_action": [shop[2].pk, shop[3].pk]}
     client.force_login(staff_user("catalog.change_product", "catalog.view_product"))
     client.post("/admin/catalog/product/", data)
     image.refresh_from_db()
-    assert image.status == ProductImage.Status.FAILED
+    assert image.status == ImageState.Status.FAILED
     user = staff_user("catalog.change_product", "catalog.view_product", "recommendations.add_taskrun", username="boss")
     client.force_login(user)
     with django_capture_on_commit_callbacks() as callbacks:
         client.post("/admin/catalog/product/", data)
     image.refresh_from_db()
-    assert image.status == ProductImage.Status.PENDING and image.error == "" and len(callbacks) == 1
-    assert ProductImage.objects.get(product=shop[3]).status == ProductImage.Status.READY  # only failed ones
+    assert image.status == ImageState.Status.PENDING and image.error == "" and len(callbacks) == 1
+    assert ImageState.objects.get(product=shop[3]).status == ImageState.Status.READY  # only failed ones
     assert LogEntry.objects.filter(object_id=str(shop[2].pk), user=user).exists()
 
 
@@ -408,8 +407,8 @@ def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_
     import numpy as np
     from django.utils import timezone
 
-    from catalog.models import Interaction
     from recommendations import training
+    from recommendations.models import Interaction
 
     settings.VISREC = {**settings.VISREC, "CACHE_DIR": str(tmp_path), "TRAIN_HOLDOUT_FRACTION": 0.25}
     rng = np.random.default_rng(1)
@@ -550,9 +549,8 @@ def test_rule_pages_render_with_the_preview_controls(shop, admin_client):
 
 
 def test_product_list_shows_failure_reasons(shop, admin_client):
-    from catalog.models import ProductImage
 
-    ProductImage.objects.filter(product=shop[0]).update(status=ProductImage.Status.FAILED, error="truncated JPEG")
+    ImageState.objects.filter(product=shop[0]).update(status=ImageState.Status.FAILED, error="truncated JPEG")
     page = admin_client.get("/admin/catalog/product/?q=V3-00000").content.decode()
     assert "truncated JPEG" in page and "Failed" in page
 

@@ -14,9 +14,8 @@ from django.contrib.admin.models import LogEntry
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from catalog.models import ProductImage
 from recommendations import training
-from recommendations.models import Experiment, ModelVersion, Rule, SimilarityJudgement, TaskRun
+from recommendations.models import Experiment, ImageState, ModelVersion, Rule, SimilarityJudgement, TaskRun
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +33,7 @@ VIEW = (
 @pytest.fixture
 def world(product_with_image):
     a, b = product_with_image(title="A"), product_with_image(title="B")
-    ProductImage.objects.filter(product=b).update(status=ProductImage.Status.FAILED, error="broken")
+    ImageState.objects.filter(product=b).update(status=ImageState.Status.FAILED, error="broken")
     v1 = ModelVersion.objects.create(kind="popularity", artifact="a.npz")
     v2 = ModelVersion.objects.create(kind="als", artifact="b.npz")
     training.activate(v1)
@@ -75,14 +74,14 @@ ACTIONS = {
     "retry failed images (health page)": Action(
         ("recommendations.add_taskrun",),
         lambda c, w: c.post(reverse("admin:visrec_health_retry")),
-        lambda w: not ProductImage.objects.filter(status=ProductImage.Status.FAILED).exists(),
+        lambda w: not ImageState.objects.filter(status=ImageState.Status.FAILED).exists(),
     ),
     "re-embed action on products": Action(
         ("recommendations.add_taskrun",),
         lambda c, w: c.post(
             reverse("admin:catalog_product_changelist"), {"action": "retry_failed", "_selected_action": [w["b"].pk]}
         ),
-        lambda w: not ProductImage.objects.filter(status=ProductImage.Status.FAILED).exists(),
+        lambda w: not ImageState.objects.filter(status=ImageState.Status.FAILED).exists(),
         refused_status=200,  # the admin answers "no action selected": the action is not offered
     ),
     "judge a neighbour": Action(

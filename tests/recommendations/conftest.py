@@ -7,8 +7,8 @@ import io
 import pytest
 from PIL import Image, ImageEnhance
 
-from catalog.models import ProductImage
 from recommendations import embedding
+from recommendations.models import ImageState
 from tests.fixtures.images import make_image
 
 
@@ -44,6 +44,6 @@ def small_catalog(product_with_image, category_factory):
         products[f"other{i}"] = product_with_image(
             image=make_image(color=color, shape=shape, size=(224, 224)), category=mugs
         )
-    report = embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    report = embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
     assert report.failed == 0
     return products

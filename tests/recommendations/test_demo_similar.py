@@ -5,8 +5,9 @@ import re
 import pytest
 
 from catalog.demo import builder
-from catalog.models import Product, ProductImage
+from catalog.models import Product
 from recommendations import embedding
+from recommendations.models import ImageState
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.django_db
 def demo_catalog(settings, tmp_path):
     settings.VAR_DIR = tmp_path
     builder.build_demo(builder.DemoParams(products=120, users=5, seed=11))
-    report = embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    report = embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
     assert report.failed == 0 and report.embedded + report.reused == 120
     return Product.objects.recommendable()
 

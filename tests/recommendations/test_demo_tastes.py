@@ -6,9 +6,10 @@ from django.contrib.auth import get_user_model
 
 from catalog.demo import builder
 from catalog.demo.tastes import taste_recovery
-from catalog.models import Product, ProductImage
+from catalog.models import Product
 from recommendations import embedding, training
 from recommendations.data import build_snapshot
+from recommendations.models import ImageState
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def test_visual_model_lists_fit_hidden_tastes(settings, tmp_path, kind, params):
     settings.VAR_DIR = tmp_path
     demo = builder.build_demo(builder.DemoParams(products=150, users=30, seed=3))
-    embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
     snapshot = build_snapshot()
     if kind not in training.registry():
         pytest.fail(f"{kind} is not registered")
@@ -57,7 +58,7 @@ def test_every_model_beats_popularity_on_the_demo(settings, tmp_path, one_torch_
     settings.VAR_DIR = tmp_path
     settings.VISREC = {**settings.VISREC, "TRAIN_HOLDOUT_FRACTION": 0.2}
     builder.build_demo(builder.DemoParams(products=240, users=160, seed=3))
-    embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
     snapshot = build_snapshot()
     # when every registered model is fitted on the older 80 % and ranks the newest 20 %
     candidates = training.evaluate_models(snapshot, [(name, {}) for name in sorted(training.registry())])

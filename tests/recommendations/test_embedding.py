@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from catalog.models import ProductImage
 from recommendations import embedding
-from recommendations.models import EmbeddingModel, ImageEmbedding
+from recommendations.models import EmbeddingModel, ImageEmbedding, ImageState
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +16,7 @@ def _vector(product) -> np.ndarray:
 
 
 def _embed_all():
-    return embedding.embed_images(ProductImage.objects.values_list("pk", flat=True))
+    return embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
 
 
 def test_vectors_are_1280_d_unit_norm(product_with_image):
@@ -27,7 +26,7 @@ def test_vectors_are_1280_d_unit_norm(product_with_image):
     vec = _vector(product)
     assert vec.shape == (1280,)
     assert np.linalg.norm(vec) == pytest.approx(1.0, abs=1e-2)  # halfvec precision
-    image = product.images.get()
+    image = product.visrec_images.get()
     assert image.status == "ready" and image.width == 120 and image.height == 120
 
 
@@ -58,9 +57,9 @@ def test_bad_image_is_marked_failed_and_batch_goes_on(product_with_image, image_
     truncated = product_with_image(image=image_bytes(size=(300, 300))[:500])
     report = _embed_all()
     assert report.embedded == 1 and report.failed == 2
-    assert good.images.get().status == "ready"
+    assert good.visrec_images.get().status == "ready"
     for product in (bad, truncated):
-        image = product.images.get()
+        image = product.visrec_images.get()
         assert image.status == "failed"
         assert image.error
     assert not ImageEmbedding.objects.filter(image__product__in=[bad, truncated]).exists()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from catalog.models import Interaction
 from recommendations import serving
+from recommendations.models import Interaction
 
 pytestmark = pytest.mark.django_db
 

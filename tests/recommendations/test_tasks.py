@@ -7,15 +7,14 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from catalog.models import ProductImage
 from recommendations import tasks
-from recommendations.models import ImageEmbedding
+from recommendations.models import ImageEmbedding, ImageState
 
 pytestmark = pytest.mark.django_db
 
 
 def test_embed_images_task_is_idempotent(product_with_image):
-    image = product_with_image().images.get()
+    image = product_with_image().visrec_images.get()
     first = tasks.embed_images.apply(args=([image.pk],)).get()
     again = tasks.embed_images.apply(args=([image.pk],)).get()
     assert first["embedded"] == 1 and again == {"embedded": 0, "reused": 0, "failed": 0, "skipped": 1}
@@ -28,9 +27,9 @@ def test_embed_images_task_with_unknown_ids_does_nothing(db):
 
 
 def test_sweep_requeues_only_stale_images(product_with_image, monkeypatch):
-    stale = product_with_image().images.get()
-    fresh = product_with_image().images.get()
-    ProductImage.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    stale = product_with_image().visrec_images.get()
+    fresh = product_with_image().visrec_images.get()
+    ImageState.objects.filter(pk=stale.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     sent = []
     monkeypatch.setattr(tasks.embed_images, "delay", lambda ids, **run: sent.append(ids))
     assert tasks.embed_missing.apply().get() == {"queued": 1}
@@ -40,7 +39,7 @@ def test_sweep_requeues_only_stale_images(product_with_image, monkeypatch):
 def test_on_commit_queues_the_new_image(product_with_image, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         product = product_with_image()
-    assert product.images.get().status == "ready"  # eager Celery ran the task after commit
+    assert product.visrec_images.get().status == "ready"  # eager Celery ran the task after commit
 
 
 def test_visrec_embed_command_reports_speed_and_failures(product_with_image):

@@ -12,9 +12,8 @@ import scipy.sparse as sp
 from django.core.management import call_command
 from django.utils import timezone
 
-from catalog.models import Interaction
 from recommendations import training
-from recommendations.models import ModelVersion
+from recommendations.models import Interaction, ModelVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from catalog.models import ProductImage
 from recommendations import embedding
-from recommendations.models import EmbeddingModel, ImageEmbedding
+from recommendations.models import EmbeddingModel, ImageEmbedding, ImageState
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +36,7 @@ def test_reembedding_with_another_backbone_keeps_serving_then_switches(
     before = _similar_ids(client, anchor)
     # when the shop owner configures another backbone and the images are re-embedded in chunks
     settings.VISREC = {"BACKBONE": "resnet18", "WEIGHTS": {"resnet18": resnet18_weights}, "EMBED_BATCH_SIZE": 2}
-    ids = list(ProductImage.objects.order_by("pk").values_list("pk", flat=True))
+    ids = list(ImageState.objects.order_by("pk").values_list("pk", flat=True))
     served_during = []
 
     def check_serving(done, total):
@@ -67,8 +66,8 @@ def test_new_upload_during_a_switch_is_embedded_by_both_versions(
     old = EmbeddingModel.objects.get(is_active=True)
     settings.VISREC = {"BACKBONE": "resnet18", "WEIGHTS": {"resnet18": resnet18_weights}}
     product = product_with_image()
-    embedding.embed_images([product.images.get().pk])
-    image = product.images.get()
+    embedding.embed_images([product.visrec_images.get().pk])
+    image = product.visrec_images.get()
     assert set(ImageEmbedding.objects.filter(image=image).values_list("model__backbone", flat=True)) == {
         "efficientnet_lite0",
         "resnet18",

@@ -6,9 +6,8 @@ import pytest
 from django.template import Context, Template
 from django.test import RequestFactory
 
-from catalog.models import Interaction
 from recommendations import serving
-from recommendations.models import Impression
+from recommendations.models import Impression, Interaction
 
 pytestmark = pytest.mark.django_db
 

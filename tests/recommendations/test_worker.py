@@ -18,8 +18,8 @@ from django.conf import settings
 from django.db import connection
 
 from catalog import services
-from catalog.models import ProductImage
-from recommendations.models import ImageEmbedding
+from recommendations.models import ImageEmbedding, ImageState
+from tests.fixtures.catalog import state_of
 from visrec_shop.celery import app as celery_app
 
 REDIS_URL = os.environ.get("VISREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -129,9 +129,9 @@ def _wait_for(predicate, timeout: float = 180.0, interval: float = 0.5) -> bool:
 def test_uploaded_image_is_embedded_by_a_real_worker(worker, product_factory, image_bytes):
     # given a running worker, when an image is saved (enqueued on commit)
     product = product_factory()
-    image = services.add_product_image(product, image_bytes(color=(10, 120, 30)), "shirt.jpg")
+    image = state_of(services.add_product_image(product, image_bytes(color=(10, 120, 30)), "shirt.jpg"))
     # then the worker embeds it
-    assert _wait_for(lambda: ProductImage.objects.get(pk=image.pk).status != "pending"), "worker never finished"
+    assert _wait_for(lambda: ImageState.objects.get(pk=image.pk).status != "pending"), "worker never finished"
     image.refresh_from_db()
     assert image.status == "ready", image.error
     assert ImageEmbedding.objects.filter(image=image).count() == 1
@@ -140,8 +140,8 @@ def test_uploaded_image_is_embedded_by_a_real_worker(worker, product_factory, im
 
 def test_hostile_upload_fails_with_reason_on_the_worker(worker, product_factory):
     product = product_factory()
-    image = services.add_product_image(product, b"<html><script>alert(1)</script></html>", "evil.jpg")
-    assert _wait_for(lambda: ProductImage.objects.get(pk=image.pk).status != "pending"), "worker never finished"
+    image = state_of(services.add_product_image(product, b"<html><script>alert(1)</script></html>", "evil.jpg"))
+    assert _wait_for(lambda: ImageState.objects.get(pk=image.pk).status != "pending"), "worker never finished"
     image.refresh_from_db()
     assert image.status == "failed" and "not an image" in image.error
 
@@ -152,8 +152,8 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     for i in range(150):
         colour = (i % 256, (7 * i) % 256, (13 * i) % 256)
         data = b"<html>no</html>" if i % 6 == 5 else image_bytes(color=colour, shape="stripes", size=(300, 300))
-        images.append(services.add_product_image(product_factory(), data, f"p{i}.jpg"))
-    pending = ProductImage.objects.filter(status="pending")
+        images.append(state_of(services.add_product_image(product_factory(), data, f"p{i}.jpg")))
+    pending = ImageState.objects.filter(status="pending")
     import redis
 
     redis.Redis.from_url(broker).flushdb()  # drop the per-image tasks queued on commit
@@ -164,7 +164,7 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     first = start_worker(broker, tmp_path / "worker1.log", **env)
     try:
         # when the worker is SIGKILLed after some, not all, images are done
-        assert _wait_for(lambda: ProductImage.objects.exclude(status="pending").exists(), 180, 0.05), "no progress"
+        assert _wait_for(lambda: ImageState.objects.exclude(status="pending").exists(), 180, 0.05), "no progress"
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(10)
         assert pending.exists(), "the batch finished before the kill; the test proves nothing"
@@ -179,7 +179,7 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     log = "".join((tmp_path / f"worker{n}.log").read_text()[-3000:] for n in (1, 2))
     # then every image ended ready or failed, none stuck, no duplicate vectors
     assert finished, log
-    statuses = dict(ProductImage.objects.values_list("pk", "status"))
+    statuses = dict(ImageState.objects.values_list("pk", "status"))
     assert sorted(set(statuses.values())) == ["failed", "ready"]
     assert sum(1 for s in statuses.values() if s == "failed") == 25
     assert ImageEmbedding.objects.count() == 125

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from pgvector import HalfVector
 
-from catalog.models import Category, Product, ProductImage
-from recommendations.models import EmbeddingModel, ImageEmbedding
+from catalog.models import Category, Product
+from recommendations.models import EmbeddingModel, ImageEmbedding, ImageState
+from recommendations.sync import sync_products
 from tests.recommendations.conftest import small_catalog  # noqa: F401  (re-exported fixture)
 
 
@@ -40,8 +41,9 @@ def vector_catalog(db):
                 for i in range(n)
             ]
         )
-        images = ProductImage.objects.bulk_create(
-            [ProductImage(product=p, is_primary=True, status=ProductImage.Status.READY) for p in products]
+        sync_products([p.pk for p in products])  # visrec's snapshots (bulk writes send no signals)
+        images = ImageState.objects.bulk_create(  # embedded images without files (vectors are made up)
+            [ImageState(product=p, key=f"v{p.pk}", is_primary=True, status=ImageState.Status.READY) for p in products]
         )
         model = EmbeddingModel.objects.create(
             key=f"synthetic-{seed}", backbone="synthetic", weights_sha256="0", dimensions=dims, is_active=True

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from catalog.models import Interaction
 from recommendations import serving, training
-from recommendations.models import ModelVersion
+from recommendations.models import Interaction, ModelVersion
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from django.db import OperationalError, connection
 
-from catalog.models import Interaction
 from recommendations import serving
+from recommendations.models import Interaction
 
 from .conftest import widget_ids
 

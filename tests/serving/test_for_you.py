@@ -8,8 +8,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from catalog.models import Interaction
 from recommendations import serving, training
+from recommendations.models import Interaction
 
 pytestmark = pytest.mark.django_db
 

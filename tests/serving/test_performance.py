@@ -182,7 +182,7 @@ def test_web_processes_run_numeric_libraries_single_threaded():
 @pytest.mark.django_db(transaction=True)
 def test_a_page_view_is_one_round_trip_committed_asynchronously_and_the_setting_ends_with_it():
     from catalog import services
-    from catalog.models import Interaction
+    from recommendations.models import Interaction
 
     product = Product.objects.create(sku="P-V", title="Viewed")
     assert not connection.in_atomic_block
@@ -330,7 +330,7 @@ def test_a_written_out_view_stores_what_the_orm_would_and_refuses_what_full_clea
     from django.core.exceptions import ValidationError
 
     from catalog import services
-    from catalog.models import Interaction
+    from recommendations.models import Interaction
 
     product = Product.objects.create(sku="P-X", title="Viewed")
     user = get_user_model().objects.create_user("viewer")

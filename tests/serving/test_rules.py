@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from catalog.models import Interaction
 from recommendations import rules as rules_mod
 from recommendations import serving
+from recommendations.models import Interaction
 from recommendations.rules import Rules, rules_for
 
 pytestmark = pytest.mark.django_db

@@ -9,9 +9,8 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from catalog.models import Interaction
 from recommendations import serving, tracking
-from recommendations.models import Click, Impression
+from recommendations.models import Click, Impression, Interaction
 
 from .conftest import widget_ids
 

@@ -6,8 +6,9 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from recommendations import embedding
-from recommendations.conf import get_image_model
 from recommendations.ml.backbones import UnknownBackbone, WeightsNotFound
+from recommendations.models import ImageState
+from recommendations.sync import sync_all
 from recommendations.tasks import enqueue_embedding
 
 
@@ -28,6 +29,11 @@ class Command(BaseCommand):
             model = embedding.current_embedding_model()
         except (WeightsNotFound, UnknownBackbone) as e:
             raise CommandError(str(e)) from e
+        synced = sync_all(embed=False)  # the shop's images visrec does not know yet
+        if synced.images_new or synced.images_changed:
+            self.stdout.write(
+                f"Found {synced.images_new} new and {synced.images_changed} changed image(s) in the shop."
+            )
         ids = self._select(model, options)
         if not ids:
             self.stdout.write(f"Nothing to embed ({model}).")
@@ -50,7 +56,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  image {image_id}: {reason}")
 
     def _select(self, model, options) -> list[int]:
-        Image = get_image_model()
+        Image = ImageState
         images = Image.objects.all()
         if options["failed"]:
             images = images.filter(status=Image.Status.FAILED)

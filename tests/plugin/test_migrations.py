@@ -1,0 +1,58 @@
+"""The plugin's migrations keep an existing demo database's rows when state moves into visrec."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+
+BEFORE = [
+    ("catalog", "0002_interaction_event_key_event_batch"),
+    ("recommendations", "0004_cockpit_rules_judgements_experiments_tasks"),
+]
+
+
+def _executor() -> MigrationExecutor:
+    """An executor over the unsquashed history (the test database was built by the squashed migration)."""
+    executor = MigrationExecutor(connection)
+    executor.loader = MigrationLoader(connection, replace_migrations=False)
+    return executor
+
+
+def _migrate(targets):
+    executor = _executor()
+    executor.migrate(targets)
+    return _executor().loader.project_state(targets).apps
+
+
+def _latest():
+    return [node for node in _executor().loader.graph.leaf_nodes() if "squashed" not in node[1]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shopper_events_survive_their_move_into_the_plugin():
+    # given a database at the last migrations before the move, with events and a batch
+    old = _migrate(BEFORE)
+    product = old.get_model("catalog", "Product").objects.create(sku="M-1", title="Kept", price=1, stock=1)
+    Interaction = old.get_model("catalog", "Interaction")
+    Interaction.objects.create(product_id=product.pk, kind="purchase", session_key="s-1", event_key="k:1")
+    Interaction.objects.create(product_id=product.pk, kind="view", session_key="s-2")
+    old.get_model("catalog", "EventBatch").objects.create(
+        scope="session:s-1", key="b-1", fingerprint="f", status_code=201, response={"ok": True}
+    )
+
+    # when the plugin's migrations run
+    new = _migrate(_latest())
+
+    # then the rows are the plugin's, unchanged, and new ones can be added
+    moved = new.get_model("recommendations", "Interaction")
+    assert sorted(moved.objects.values_list("product_id", "kind", "session_key", "event_key")) == [
+        (product.pk, "purchase", "s-1", "k:1"),
+        (product.pk, "view", "s-2", None),
+    ]
+    batch = new.get_model("recommendations", "EventBatch").objects.get()
+    assert (batch.key, batch.response) == ("b-1", {"ok": True})
+    moved.objects.create(product_id=product.pk, kind="click", session_key="s-3")
+    assert moved.objects.count() == 3
+    assert "catalog_interaction" not in connection.introspection.table_names()
