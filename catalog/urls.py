@@ -9,5 +9,4 @@ urlpatterns = [
     path("category/<slug:slug>/", views.category, name="category"),
     path("product/<int:pk>/", views.product_detail, name="product"),
     path("search/photo/", views.search_by_photo, name="search-by-photo"),
-    path("r/<str:token>/", views.recommendation_click, name="recommendation-click"),
 ]

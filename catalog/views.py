@@ -14,12 +14,11 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from recommendations import serving, tracking
+from recommendations import serving
 from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
 
@@ -179,26 +178,6 @@ def _record(request, product: Product, kind: str, source: str) -> None:
         services.record_interaction(product, kind, user=user, session_key=session_key or "", source=source)
     except Exception:
         logger.warning("could not record a %s", kind, exc_info=True, extra={"product_id": product.pk})
-
-
-def recommendation_click(request, token: str):
-    """``/r/<token>/``: count the click on a recommended item, then go to the product."""
-    try:
-        data = tracking.read_click_token(token)
-    except tracking.InvalidClickToken as e:
-        raise Http404(str(e)) from None
-    session_key = _shopper_session(request)
-    user, _ = shopper(request)
-    try:
-        tracking.record_click(token, user=user, session_key=session_key)
-        product = Product.objects.filter(pk=data["product_id"]).first()
-        if product is not None:
-            services.record_interaction(
-                product, "click", user=user, session_key=session_key or "", source=data["widget"][:64]
-            )
-    except Exception:
-        logger.warning("could not record a recommendation click", exc_info=True)
-    return redirect(reverse("shop:product", kwargs={"pk": data["product_id"]}))
 
 
 @require_http_methods(["GET", "POST"])

@@ -245,7 +245,7 @@ def _price_text(price, currency: str, language: str | None) -> str:
 
 
 def click_url(token: str) -> str:
-    return reverse_one("shop:recommendation-click", "token", token)
+    return reverse_one("visrec:click", "token", token)
 
 
 def _limit(value, default: int) -> int:
