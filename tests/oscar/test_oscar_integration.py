@@ -36,8 +36,8 @@ def test_oscar_suite_passes_under_the_oscar_shops_settings(tmp_path):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", str(INNER), "--ds=oscar_shop.settings", "--confcutdir", str(INNER),
-         "-o", "python_files=oscar_test_*.py", "-o", "addopts=", "-p", "no:cacheprovider", "-q", "-rA",
-         "--create-db"],
+         "-o", "python_files=oscar_test_*.py", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "no:warnings",
+         "-q", "-rA", "--create-db"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
     )
     output = done.stdout + done.stderr
