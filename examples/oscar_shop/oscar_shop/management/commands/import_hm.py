@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.test.utils import override_settings
 from oscar.core.loading import get_class, get_model
 
 Product = get_model("catalogue", "Product")
@@ -76,9 +77,12 @@ class Command(BaseCommand):
         )
         partner, _ = Partner.objects.get_or_create(name="H&M")
         created = Counter()
-        for code, group in by_code.items():
-            with transaction.atomic():
-                created.update(self._import_group(dataset, code, group, purchases, product_class, partner))
+        # visrec syncs each saved product at once; its photos are embedded afterwards in batches
+        # (`manage.py visrec_embed --missing`) rather than one by one as they are saved.
+        with override_settings(VISREC={**getattr(settings, "VISREC", {}), "AUTO_EMBED": False}):
+            for code, group in by_code.items():
+                with transaction.atomic():
+                    created.update(self._import_group(dataset, code, group, purchases, product_class, partner))
         self.stdout.write(
             f"Products: {created['standalone']} standalone, {created['parent']} parents with "
             f"{created['child']} children ({len(chosen)} articles, {len(by_code)} product pages)"
@@ -124,25 +128,29 @@ class Command(BaseCommand):
 
     def _import_purchases(self, purchases: dict[str, list[dict]]) -> None:
         """Each H&M customer becomes an oscar customer; each purchase a visrec ``purchase`` event."""
-        from recommendations.events import record
+        from recommendations.conf import get_adapter
+        from recommendations.events import record_interactions
+        from recommendations.models import Interaction
 
-        products = {p.upc: p for p in Product.objects.filter(upc__in=list(purchases))}
-        customers = sorted({row["user_id"] for rows in purchases.values() for row in rows})
         User = get_user_model()
-        existing = set(User.objects.filter(username__startswith="hm-").values_list("username", flat=True))
-        User.objects.bulk_create(
-            [User(username=f"hm-{c[:24]}", email=f"hm-{c[:24]}@example.com", is_active=True)
-             for c in customers if f"hm-{c[:24]}" not in existing]
-        )
-        users = {u.username: u for u in User.objects.filter(username__startswith="hm-")}
-        if existing:
+        if User.objects.filter(username__startswith="hm-").exists():
             self.stdout.write("Purchases: already imported")
             return
-        recorded = 0
-        for item_id, rows in purchases.items():
-            for row in rows:
-                day = datetime.datetime.fromisoformat(row["timestamp"]).replace(tzinfo=datetime.UTC)
-                record(products[item_id], "purchase", user=users[f"hm-{row['user_id'][:24]}"],
-                       source="hm-import", timestamp=day)
-                recorded += 1
-        self.stdout.write(f"Purchases: {recorded} events from {len(customers)} customers")
+        products = {p.upc: p for p in Product.objects.filter(upc__in=list(purchases))}
+        customers = sorted({row["user_id"] for rows in purchases.values() for row in rows})
+        User.objects.bulk_create(
+            [User(username=f"hm-{c[:24]}", email=f"hm-{c[:24]}@example.com", is_active=True) for c in customers]
+        )
+        users = {u.username: u for u in User.objects.filter(username__startswith="hm-")}
+        adapter = get_adapter()  # a colour's purchase counts for its parent, as oscar's own orders do
+        events = [
+            Interaction(
+                product_id=adapter.recommendable_pk(products[item_id]), user=users[f"hm-{row['user_id'][:24]}"],
+                kind="purchase", source="hm-import",
+                created_at=datetime.datetime.fromisoformat(row["timestamp"]).replace(tzinfo=datetime.UTC),
+            )
+            for item_id, rows in purchases.items()
+            for row in rows
+        ]
+        record_interactions(events)
+        self.stdout.write(f"Purchases: {len(events)} events from {len(customers)} customers")
