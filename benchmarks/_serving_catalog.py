@@ -194,12 +194,12 @@ def store_hm_vectors(item_ids: list[str], vectors: np.ndarray, spot: int = 16) -
 
     Returns the stored vectors, their products' category ids (0: none) and the spot check.
     """
-    from catalog.models import ProductImage
     from recommendations.embedding import current_embedding_model
+    from recommendations.models import ImageState
 
     model = current_embedding_model()
     row_of = {item: i for i, item in enumerate(item_ids)}
-    images = list(ProductImage.objects.filter(is_primary=True).exclude(status="failed").select_related("product"))
+    images = list(ImageState.objects.filter(is_primary=True).exclude(status="failed").select_related("product"))
     images = [im for im in images if np.abs(vectors[row_of[im.product.sku]]).sum() > 0]
     rows = np.array([row_of[im.product.sku] for im in images])
     cosine = spot_check(images[:spot], vectors[rows[:spot]])
@@ -210,7 +210,7 @@ def store_hm_vectors(item_ids: list[str], vectors: np.ndarray, spot: int = 16) -
     drop_index(model)  # built once, after the bulk load
     ids = np.array([im.pk for im in images[spot:]], dtype=np.int64)
     copy_embeddings(model.pk, ids, vectors[rows[spot:]])
-    ProductImage.objects.filter(pk__in=ids.tolist()).update(status="ready", error="")
+    ImageState.objects.filter(pk__in=ids.tolist()).update(status="ready", error="")
     categories = np.array([im.product.category_id or 0 for im in images], dtype=np.int64)
     return vectors[rows], categories, cosine
 
@@ -232,6 +232,7 @@ def placeholder_file() -> tuple[str, str]:
 
 def copy_synthetic_products(start: int, categories: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Products ``SYN-<start+1>``... with a primary placeholder image each; returns the image ids in order."""
+    from django.conf import settings
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -255,12 +256,30 @@ def copy_synthetic_products(start: int, categories: np.ndarray, rng: np.random.G
         with connection.cursor() as cur:
             cur.execute(
                 "INSERT INTO catalog_productimage (product_id, file, position, is_primary, sha256, width, height, "
-                "status, error, created_at, updated_at) SELECT id, %s, 0, true, %s, 64, 64, 'ready', '', %s, %s "
+                "import_error, created_at, updated_at) SELECT id, %s, 0, true, %s, 64, 64, '', %s, %s "
                 "FROM catalog_product WHERE sku BETWEEN %s AND %s",
                 [name, sha, now, now, skus[0], skus[-1]],
             )
+            # visrec's copy of them, as recommendations.sync writes it through the catalogue adapter
             cur.execute(
-                "SELECT i.id FROM catalog_productimage i JOIN catalog_product p ON p.id = i.product_id "
+                "INSERT INTO recommendations_productsnapshot (product_id, recommendable, active, in_stock, title, sku, "
+                "url, price, currency, category_id, category_name, category_path, image_url, updated_at) "
+                "SELECT p.id, true, p.is_active, p.stock > 0, p.title, p.sku, '/products/' || p.id || '/', p.price, "
+                "p.currency, p.category_id, COALESCE(c.name, ''), "
+                "CASE WHEN p.category_id IS NULL THEN '{}'::bigint[] ELSE ARRAY[p.category_id] END, %s, %s "
+                "FROM catalog_product p LEFT JOIN catalog_category c ON c.id = p.category_id "
+                "WHERE p.sku BETWEEN %s AND %s",
+                [settings.MEDIA_URL + name, now, skus[0], skus[-1]],
+            )
+            cur.execute(
+                "INSERT INTO recommendations_imagestate (product_id, key, version, url, is_primary, position, sha256, "
+                "width, height, status, error, created_at, updated_at) SELECT i.product_id, i.id::text, i.file, %s, "
+                "true, 0, i.sha256, 64, 64, 'ready', '', %s, %s FROM catalog_productimage i "
+                "JOIN catalog_product p ON p.id = i.product_id WHERE p.sku BETWEEN %s AND %s",
+                [settings.MEDIA_URL + name, now, now, skus[0], skus[-1]],
+            )
+            cur.execute(
+                "SELECT s.id FROM recommendations_imagestate s JOIN catalog_product p ON p.id = s.product_id "
                 "WHERE p.sku BETWEEN %s AND %s ORDER BY p.sku",
                 [skus[0], skus[-1]],
             )

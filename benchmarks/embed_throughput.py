@@ -60,6 +60,8 @@ def _ingest(files: list[Path]) -> list[int]:
 
     from catalog.models import Product, ProductImage
     from catalog.services import sha256_of
+    from recommendations.models import ImageState
+    from recommendations.sync import sync_products
 
     media = Path(settings.MEDIA_ROOT) / "bench"
     media.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,9 @@ def _ingest(files: list[Path]) -> list[int]:
                 product=product, file=f"bench/{path.name}", is_primary=True, sha256=sha256_of(path.read_bytes())
             )
         )
-    return [im.pk for im in ProductImage.objects.bulk_create(images)]
+    ProductImage.objects.bulk_create(images)
+    sync_products([p.pk for p in products], embed=False)  # visrec's image states (bulk writes send no signals)
+    return list(ImageState.objects.filter(product__in=products).order_by("pk").values_list("pk", flat=True))
 
 
 def pipeline(files: list[Path], ids: list[int] | None = None, force: bool = False) -> tuple[float, dict]:

@@ -166,11 +166,13 @@ def recall_sweep(built, queries: np.ndarray, ef_values) -> tuple[list[dict], dic
 
 def _synthetic_share(exact: list[set[int]]) -> float:
     """Share of the exact top-10 neighbours of the real queries that are synthetic products."""
-    from catalog.models import ProductImage
+    from recommendations.models import ImageState
 
     ids = set().union(*exact)
     synthetic = set(
-        ProductImage.objects.filter(pk__in=ids, product__sku__startswith="SYN-").values_list("pk", flat=True)
+        ImageState.objects.filter(pk__in=ids, product__visrec_snapshot__sku__startswith="SYN-").values_list(
+            "pk", flat=True
+        )
     )
     return sum(len(s & synthetic) for s in exact) / max(sum(len(s) for s in exact), 1)
 

@@ -23,7 +23,7 @@ def _thumbnail(image: ProductImage | None, size: int = 64) -> str:
 
 def _requeue(model_admin, request, states) -> None:
     """Queue visrec's ``states`` of images for embedding again (pending, error cleared), logged per product."""
-    from recommendations.health import requeue_images
+    from recommendations.cockpit.health import requeue_images
 
     n = requeue_images(request.user, states)
     model_admin.message_user(request, f"Queued {n} image(s) for embedding.", messages.SUCCESS)
@@ -100,10 +100,10 @@ class ProductAdmin(admin.ModelAdmin):
     change_form_template = "admin/catalog/product/change_form.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("images")
+        return super().get_queryset(request).prefetch_related("images", "visrec_images")
 
     def get_urls(self):
-        from recommendations.admin_merch import judge_view
+        from recommendations.cockpit.merch import judge_view
 
         from .admin_import import import_view
 
@@ -112,7 +112,7 @@ class ProductAdmin(admin.ModelAdmin):
         return [path("import/", wrap(import_view), name="visrec_import"), judge, *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from recommendations.admin_merch import similar_preview
+        from recommendations.cockpit.merch import similar_preview
 
         product = self.get_object(request, object_id)
         if product is not None:
@@ -143,10 +143,10 @@ class ProductAdmin(admin.ModelAdmin):
 
     @admin.display(description="embedding")
     def embedding_status(self, obj: Product) -> str:
-        image = obj.primary_image
-        if image is None:
+        states = list(obj.visrec_images.all())  # visrec's state of the product's images (prefetched)
+        if not states:
             return "no image"
-        return _status_html(_state(image))
+        return _status_html(next((s for s in states if s.is_primary), states[0]))
 
 
 @admin.register(ProductImage)

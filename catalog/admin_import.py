@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from recommendations.admin_dashboard import start_run
+from recommendations.cockpit.dashboard import start_run
 from recommendations.models import TaskRun
 
 from . import importers

@@ -28,8 +28,8 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from recommendations import taskruns
 from recommendations.audit import log_change
+from recommendations.cockpit import taskruns
 from recommendations.conf import visrec_settings
 from recommendations.models import TaskRun
 

@@ -46,7 +46,7 @@ class ImageStateAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-embed selected images", permissions=["reembed"])
     def reembed(self, request, queryset) -> None:
-        from .health import requeue_images
+        from .cockpit.health import requeue_images
 
         n = requeue_images(request.user, queryset)
         self.message_user(request, f"Queued {n} image(s) for embedding.", messages.SUCCESS)
@@ -80,8 +80,8 @@ class InteractionAdmin(admin.ModelAdmin):
 
 
 # The cockpit's admin modules register their admins and pages on import.
-from . import (  # noqa: E402
-    admin_dashboard,  # noqa: F401  (dashboard, model versions, experiments)
-    admin_merch,  # noqa: F401  (rules, judgements, catalogue health)
-    admin_tasks,  # noqa: F401  (task runs, bulk import)
+from .cockpit import (  # noqa: E402
+    dashboard,  # noqa: F401  (dashboard, model versions, experiments)
+    merch,  # noqa: F401  (rules, judgements, catalogue health)
+    runs,  # noqa: F401  (task runs)
 )

@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
-from . import taskruns
+from .cockpit import taskruns
 from .conf import visrec_settings
 from .models import TaskRun
 

@@ -11,7 +11,8 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
-from recommendations import charts, online_metrics, tasks, training
+from recommendations import tasks, training
+from recommendations.cockpit import charts, online_metrics
 from recommendations.models import Click, Impression, Interaction, ModelVersion, TaskRun
 from tests.browser.conftest import browser, new_page, page  # noqa: F401  (Playwright fixtures)
 

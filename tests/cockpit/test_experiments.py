@@ -8,7 +8,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from recommendations import experiments, online_metrics, serving, tracking, training
+from recommendations import experiments, serving, tracking, training
+from recommendations.cockpit import online_metrics
 from recommendations.models import Experiment, Impression, ModelVersion
 
 pytestmark = pytest.mark.django_db
@@ -119,7 +120,8 @@ def test_settings_arms_change_the_blend_label_lists_and_are_cached_apart(vector_
     running()
     weights = []
     real_blend = serving._blend
-    monkeypatch.setattr(serving, "_blend", lambda sources, w: weights.append(w) or real_blend(sources, w))
+    for module in (serving.similar, serving.for_you):  # where the package's modules look it up
+        monkeypatch.setattr(module, "_blend", lambda sources, w: weights.append(w) or real_blend(sources, w))
     control, treatment = _session_in("control"), _session_in("treatment")
 
     a = serving.similar_items(products[0], 4, session_key=control)

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 from pgvector import HalfVector
 
-from recommendations import health
+from recommendations.cockpit import health
 from recommendations.models import ImageEmbedding, ImageState, Impression
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.urls import reverse
 from catalog.importers import ImportReport
 from catalog.models import Product, ProductImage
 from catalog.tasks import ZipLimits, extract_images, import_products, safe_member_path
-from recommendations.models import TaskRun
+from recommendations.models import ImageState, TaskRun
 from tests.fixtures.images import make_image
 
 pytestmark = pytest.mark.django_db
@@ -84,9 +84,9 @@ def test_import_from_the_admin_runs_in_the_background_reports_failed_rows_and_em
     assert run.done == run.total == 6
     assert set(Product.objects.values_list("sku", flat=True)) == {"A1", "A3", "A4", "A5"}
     assert run.result["products_created"] == 4 and run.result["products_failed"] == 2
-    ready = ProductImage.objects.filter(status=ProductImage.Status.READY)
+    ready = ImageState.objects.filter(status=ImageState.Status.READY)
     assert set(ready.values_list("product__sku", flat=True)) == {"A1", "A5"}  # embedded by the pipeline
-    assert ProductImage.objects.get(product__sku="A3").status == ProductImage.Status.FAILED
+    assert ImageState.objects.get(product__sku="A3").status == ImageState.Status.FAILED
 
     report = client.get(reverse("admin:visrec_taskrun_report", args=[run.pk]))
     assert report.status_code == 200 and report["Content-Type"] == "text/csv"

@@ -78,7 +78,7 @@ def test_boost_multiplies_scores_before_the_final_sort_within_its_dates(shop):
     anchor = shop[0]
     before = serving.similar_items(anchor, 8)
     last = before[7]
-    rule = Rule.objects.create(kind=Rule.BOOST, product=last.product, multiplier=10.0)
+    rule = Rule.objects.create(kind=Rule.BOOST, product_id=last.product.pk, multiplier=10.0)
     after = serving.similar_items(anchor, 8)
     assert after[0].product.pk == last.product.pk
     assert after[0].score == pytest.approx(last.score * 10.0)
@@ -122,7 +122,7 @@ def test_rules_apply_to_for_you_and_popular(shop):
     Rule.objects.create(kind=Rule.PIN, product=pinned, widget="for-you")
     assert serving.for_you(session_key="s1", limit=5)[0].product.pk == pinned.pk
     top = serving.popular(5)
-    Rule.objects.create(kind=Rule.BLOCK, product=top[0].product)
+    Rule.objects.create(kind=Rule.BLOCK, product_id=top[0].product.pk)
     assert top[0].product.pk not in [r.product.pk for r in serving.popular(5)]
 
 
@@ -203,7 +203,7 @@ def _rule_post(**fields) -> dict:
     ],
 )
 def test_rule_form_validation(shop, fields, field, message):
-    from recommendations.admin_merch import RuleForm
+    from recommendations.cockpit.merch import RuleForm
 
     data = _rule_post(**{k: shop[0].pk if v == "P" else v for k, v in fields.items()})
     data["starts_at"], data["ends_at"] = fields.get("starts_at", ""), fields.get("ends_at", "")
@@ -288,7 +288,7 @@ def test_judgement_buttons_apply_at_once_and_are_logged(shop, client, staff_user
     url = f"/admin/catalog/product/{anchor.pk}/judge/"
     response = client.post(url, {"neighbour": neighbour.pk, "verdict": "not_similar"})
     assert response.status_code == 302
-    judgement = SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour)
+    judgement = SimilarityJudgement.objects.get(product=anchor, neighbour_id=neighbour.pk)
     assert judgement.verdict == "not_similar" and judgement.created_by == user
     assert neighbour.pk not in _ids(serving.similar_items(anchor, 8))
     assert LogEntry.objects.filter(object_id=str(anchor.pk), user=user, change_message__contains="Not similar").exists()
@@ -296,7 +296,7 @@ def test_judgement_buttons_apply_at_once_and_are_logged(shop, client, staff_user
     assert neighbour.pk not in [r.product.pk for r, _ in page.context["similar_rows"]]
     # changing one's mind: good match replaces the verdict and lifts it to the top
     client.post(url, {"neighbour": neighbour.pk, "verdict": "good"})
-    assert SimilarityJudgement.objects.get(product=anchor, neighbour=neighbour).verdict == "good"
+    assert SimilarityJudgement.objects.get(product=anchor, neighbour_id=neighbour.pk).verdict == "good"
     assert _ids(serving.similar_items(anchor, 8))[0] == neighbour.pk
 
 
@@ -425,8 +425,9 @@ def test_training_reports_judgement_agreement_per_candidate(shop, settings, tmp_
     )
     anchor = shop[0]
     visual = [r.product for r in serving.similar_items(anchor, 8)]
-    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[0], verdict=SimilarityJudgement.GOOD)
-    SimilarityJudgement.objects.create(product=anchor, neighbour=visual[1], verdict=SimilarityJudgement.NOT_SIMILAR)
+    SimilarityJudgement.objects.create(product=anchor, neighbour_id=visual[0].pk, verdict=SimilarityJudgement.GOOD)
+    not_similar = SimilarityJudgement.NOT_SIMILAR
+    SimilarityJudgement.objects.create(product=anchor, neighbour_id=visual[1].pk, verdict=not_similar)
     version = training.train(["item_knn"])
     m = version.metrics
     assert m["judged_pairs"] == 3 and 0 <= m["judgement_agreement@8"] <= 1

@@ -16,7 +16,11 @@ BEFORE = [
 def _executor() -> MigrationExecutor:
     """An executor over the unsquashed history (the test database was built by the squashed migration)."""
     executor = MigrationExecutor(connection)
-    executor.loader = MigrationLoader(connection, replace_migrations=False)
+    loader = MigrationLoader(connection, replace_migrations=False)
+    for key, migration in list(loader.disk_migrations.items()):
+        if migration.replaces and key in loader.graph.nodes:
+            loader.graph.remove_replacement_node(key, migration.replaces)
+    executor.loader = loader
     return executor
 
 
@@ -27,7 +31,7 @@ def _migrate(targets):
 
 
 def _latest():
-    return [node for node in _executor().loader.graph.leaf_nodes() if "squashed" not in node[1]]
+    return _executor().loader.graph.leaf_nodes()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -56,3 +60,40 @@ def test_shopper_events_survive_their_move_into_the_plugin():
     moved.objects.create(product_id=product.pk, kind="click", session_key="s-3")
     assert moved.objects.count() == 3
     assert "catalog_interaction" not in connection.introspection.table_names()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_image_state_and_vectors_survive_their_move_into_the_plugin():
+    # given a demo database before the move: an embedded image and a failed import, a category rule
+    old = _migrate(BEFORE)
+    category = old.get_model("catalog", "Category").objects.create(name="Mugs", slug="mugs")
+    product = old.get_model("catalog", "Product").objects.create(sku="M-2", title="Mug", price=1, stock=1)
+    Image = old.get_model("catalog", "ProductImage")
+    ready = Image.objects.create(
+        product=product, file="products/ab/mug.jpg", is_primary=True, sha256="ab" * 32, status="ready", width=8
+    )
+    failed = Image.objects.create(product=product, file="", position=1, status="failed", error="image file not found")
+    model = old.get_model("recommendations", "EmbeddingModel").objects.create(
+        key="k", backbone="b", weights_sha256="w", dimensions=3, is_active=True
+    )
+    old.get_model("recommendations", "ImageEmbedding").objects.create(image=ready, model=model, vector=[1, 0, 0])
+    old.get_model("recommendations", "Rule").objects.create(kind="exclude_category", category=category)
+
+    # when the plugin's migrations run
+    new = _migrate(_latest())
+
+    # then visrec's image state carries the status, checksum and vector; the shop keeps its columns
+    State = new.get_model("recommendations", "ImageState")
+    moved = State.objects.get(pk=ready.pk)
+    assert (moved.product_id, moved.key, moved.status, moved.sha256, moved.width) == (
+        product.pk,
+        str(ready.pk),
+        "ready",
+        "ab" * 32,
+        8,
+    )
+    assert new.get_model("recommendations", "ImageEmbedding").objects.get().image_id == moved.pk
+    assert State.objects.get(pk=failed.pk).error == "image file not found"
+    assert new.get_model("catalog", "ProductImage").objects.get(pk=failed.pk).import_error == "image file not found"
+    assert new.get_model("recommendations", "Rule").objects.get().category_id == category.pk
+    State.objects.create(product_id=product.pk, key="new")  # the id sequence continues after the copied ids

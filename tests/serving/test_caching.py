@@ -20,7 +20,8 @@ def vector_queries(monkeypatch):
         calls.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(serving, "nearest_products", counting)
+    for module in (serving.similar, serving.for_you, serving.photo):  # where the package's modules look it up
+        monkeypatch.setattr(module, "nearest_products", counting)
     return calls
 
 

@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from catalog.models import Product
 from recommendations import serving
 from recommendations.ml.mf import ALS
+from recommendations.models import ProductSnapshot
+from recommendations.sync import sync_products
 
 from .conftest import widget_ids
 
@@ -144,7 +146,7 @@ def test_rankings_are_computed_once_per_process_even_after_the_shared_cache_empt
         calls.append(args)
         return real(*args)
 
-    monkeypatch.setattr(serving, "_rank", counted)
+    monkeypatch.setattr(serving.fallbacks, "_rank", counted)
     threads = [threading.Thread(target=rank_in_thread) for _ in range(6)]
     for t in threads:
         t.start()
@@ -258,13 +260,13 @@ def test_product_lists_and_history_are_prepared_and_load_as_the_orm_would(small_
     sql, params = serving.products_sql([anchor.pk, twin.pk, small_catalog["sold_out"].pk], rules, None, "prep")
     # when: loaded prepared (the default) and by the ORM's raw query
     prepared = {p.pk: p for p in serving.raw_products(sql, params)}
-    by_orm = {p.pk: p for p in Product.objects.raw(sql, params)}
+    by_orm = {p.pk: p for p in ProductSnapshot.objects.raw(sql, params)}
     events = serving.history(session_key="prep")
     # then: the same products, fields, deferred fields and primary image, and the history newest first
     assert set(prepared) == set(by_orm) == {anchor.pk}  # sold out: filtered; bought: not shown again
     mine, theirs = prepared[anchor.pk], by_orm[anchor.pk]
-    assert mine.get_deferred_fields() == theirs.get_deferred_fields() and "description" in mine.get_deferred_fields()
-    for field in ("title", "price", "currency", "category_id", "stock", "is_active"):
+    assert mine.get_deferred_fields() == theirs.get_deferred_fields() and "category_path" in mine.get_deferred_fields()
+    for field in ("title", "price", "currency", "category_id", "in_stock", "active"):
         assert getattr(mine, field) == getattr(theirs, field)
     assert mine.primary_image_url == theirs.primary_image_url and mine.primary_image_url
     assert mine._state.db == "default" and not mine._state.adding
@@ -285,6 +287,7 @@ def test_remembered_image_urls_follow_the_media_url(small_catalog, settings):
     first = listed_url()
     assert first.startswith(old_media) and listed_url() == first
     settings.MEDIA_URL = "/cdn-media/"  # e.g. a shop moving its media behind a CDN path
+    sync_products([anchor.pk])  # visrec's copy of the shop's URLs is refreshed (visrec_sync does all)
     assert listed_url() == "/cdn-media/" + first.removeprefix(old_media)
 
 
@@ -297,18 +300,18 @@ def test_a_list_without_a_shopper_takes_its_products_from_the_neighbour_query(sm
     # then: no second query loads the shown products: the neighbour query brought their cards
     sql = [q["sql"] for q in captured.captured_queries]
     assert sum("<=>" in s for s in sql) == 1
-    assert not [s for s in sql if '"catalog_product"."title"' in s and "<=>" not in s], sql
+    assert not [s for s in sql if '"recommendations_productsnapshot"."title"' in s and "<=>" not in s], sql
     # and they are loaded as the product list query loads them
     assert len(listed) == 3 and small_catalog["twin"].pk in listed.product_ids
     by_query = {p.pk: p for p in serving.raw_products(*serving.products_sql(listed.product_ids, None))}
     for rec in listed:
         mine, theirs = rec.product, by_query[rec.product.pk]
         assert mine.get_deferred_fields() == theirs.get_deferred_fields()
-        assert (mine.title, mine.price, mine.category_id, mine.stock) == (
+        assert (mine.title, mine.price, mine.category_id, mine.in_stock) == (
             theirs.title,
             theirs.price,
             theirs.category_id,
-            theirs.stock,
+            theirs.in_stock,
         )
         assert mine.primary_image_url == theirs.primary_image_url
 

@@ -133,3 +133,13 @@ def test_admin_rule_preview_and_health_on_uuid_products(shop, client):
     assert page.status_code == 200, html[:2000]
     assert "Red stripes again" in html and str(items["twin"].pk) in html
     assert client.get("/admin/recommendations/rule/health/").status_code == 200
+
+    # the product preview: what shoppers see, with the owner's "not similar" applied at once
+    anchor, twin = items["anchor"], items["twin"]
+    preview = client.get(f"/admin/recommendations/rule/product/{anchor.pk}/").content.decode()
+    assert f'data-neighbour="{twin.pk}"' in preview and "Not similar" in preview
+    judged = client.post(
+        f"/admin/recommendations/rule/product/{anchor.pk}/judge/", {"neighbour": str(twin.pk), "verdict": "not_similar"}
+    )
+    assert judged.status_code == 302
+    assert twin.pk not in serving.similar_items(anchor, 3, cached=False).product_ids

@@ -21,7 +21,7 @@ from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, Ou
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from .models import Click, Impression, Interaction
+from ..models import Click, Impression, Interaction
 
 CONVERSION_WINDOW = datetime.timedelta(days=1)
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import TaskRun
+from ..models import TaskRun
 
 logger = logging.getLogger(__name__)
 

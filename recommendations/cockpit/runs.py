@@ -18,9 +18,9 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from .admin_dashboard import run_json
-from .conf import get_adapter
-from .models import TaskRun
+from ..conf import get_adapter
+from ..models import TaskRun
+from .dashboard import run_json
 
 
 @admin.register(TaskRun)

@@ -26,10 +26,11 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
-from . import charts, experiments, online_metrics, taskruns
-from .audit import ADDITION, log_change
-from .conf import visrec_settings
-from .models import Experiment, ModelVersion, TaskRun
+from .. import experiments
+from ..audit import ADDITION, log_change
+from ..conf import visrec_settings
+from ..models import Experiment, ModelVersion, TaskRun
+from . import charts, online_metrics, taskruns
 
 #: Offline metrics shown side by side (those a version has; the training metric first).
 METRICS = ("recall@12", "recall@50", "ndcg@12", "ndcg@50", "map@12", "cold_recall@50", "coverage@12")
@@ -60,8 +61,8 @@ def version_chart(versions: list[ModelVersion], metric: str):
 
 def activate_version(request: HttpRequest, version: ModelVersion) -> str:
     """Activate ``version`` (atomic), log it as activation or roll-back; returns the message."""
-    from .serving import forget_active
-    from .training import activate
+    from ..serving import forget_active
+    from ..training import activate
 
     current = ModelVersion.objects.active()
     if current is not None and current.pk == version.pk:
@@ -242,7 +243,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @method_post
     def reembed_view(self, request: HttpRequest) -> HttpResponse:
-        from .tasks import reembed_missing_and_failed
+        from ..tasks import reembed_missing_and_failed
 
         _require(request, "add_taskrun")
         run = start_run(request, TaskRun.EMBED, {"images": "missing+failed"}, reembed_missing_and_failed.delay)
@@ -251,7 +252,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @method_post
     def retrain_view(self, request: HttpRequest) -> HttpResponse:
-        from .tasks import train_models
+        from ..tasks import train_models
 
         _require(request, "add_taskrun")
         run = start_run(request, TaskRun.TRAIN, {}, lambda pk: train_models.delay(run_id=pk))
@@ -352,7 +353,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     @method_post
     def end_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        from .serving import forget_active
+        from ..serving import forget_active
 
         _require(request, "change_experiment")
         experiment = get_object_or_404(Experiment, pk=pk)

@@ -11,16 +11,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from . import health, serving
-from .audit import ADDITION, CHANGE, log_change
-from .conf import get_adapter, get_product_model
-from .models import ImageState, Rule, SimilarityJudgement
-from .rules import previewing
+from .. import serving
+from ..audit import ADDITION, CHANGE, log_change
+from ..conf import get_adapter, get_product_model
+from ..models import ImageState, Rule, SimilarityJudgement
+from ..rules import previewing
+from . import health
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
@@ -96,6 +97,8 @@ class RuleAdmin(admin.ModelAdmin):
             path("preview/", view(self.preview_view), name="recommendations_rule_preview"),
             path("<path:object_id>/preview/", view(self.preview_view), name="recommendations_rule_preview"),
             path("health/", view(health_view), name="visrec_health"),
+            path("product/<str:object_id>/", view(product_preview_view), name="visrec_product_preview"),
+            path("product/<str:object_id>/judge/", view(judge_view), name="visrec_product_judge"),
             path("health/retry/", view(retry_failed_view), name="visrec_health_retry"),
             *super().get_urls(),
         ]
@@ -187,17 +190,27 @@ def judge(user, product, neighbour, verdict: str) -> SimilarityJudgement:
     return judgement
 
 
+def _product_or_none(Product, key):
+    try:
+        return Product.objects.filter(pk=Product._meta.pk.to_python(key)).first()
+    except (ValidationError, ValueError, TypeError):
+        return None
+
+
 @require_POST
 def judge_view(request, object_id):
-    """POST ``neighbour`` and ``verdict`` (good / not_similar): the judgement applies to serving at once."""
+    """POST ``neighbour`` and ``verdict`` (good / not_similar): the judgement applies to serving at once.
+
+    Redirects back to ``next`` (a local URL: the page the buttons were on) or to visrec's
+    product preview page.
+    """
     if not request.user.has_perm("recommendations.add_similarityjudgement"):
         raise PermissionDenied
     Product = get_product_model()
-    product = Product.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
-    neighbour_id = request.POST.get("neighbour", "")
-    neighbour = Product.objects.filter(pk=neighbour_id).first() if neighbour_id.isdigit() else None
+    product = _product_or_none(Product, object_id)
+    neighbour = _product_or_none(Product, request.POST.get("neighbour", ""))
     verdict = request.POST.get("verdict", "")
-    url = reverse("admin:catalog_product_change", args=[object_id]) if product else reverse("admin:index")
+    url = _back(request, object_id) if product else reverse("admin:index")
     if (
         product is None
         or neighbour is None
@@ -209,6 +222,35 @@ def judge_view(request, object_id):
     judge(request.user, product, neighbour, verdict)
     messages.success(request, f"“{neighbour}” marked {dict(SimilarityJudgement.VERDICTS)[verdict].lower()}.")
     return HttpResponseRedirect(url + "#similar-items-preview")
+
+
+def _back(request, object_id) -> str:
+    """Where the judge buttons were: ``next`` when it is a local URL, else the shop's or visrec's product page."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    back = request.POST.get("next", "")
+    if back and url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}):
+        return back.split("#")[0]
+    from ..templatetags.visrec import product_admin_url
+
+    return product_admin_url(object_id) or reverse("admin:visrec_product_preview", args=[object_id])
+
+
+def product_preview_view(request, object_id):
+    """Visrec's own page of one product of any shop: its similar items as shoppers see them, with the judge buttons."""
+    opts = get_product_model()._meta
+    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
+        raise PermissionDenied
+    product = _product_or_none(get_product_model(), object_id)
+    if product is None:
+        raise Http404("No such product.")
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Similar items of {product}",
+        "original": product,
+        **similar_preview(request, product),
+    }
+    return TemplateResponse(request, "admin/visrec/product_preview.html", context)
 
 
 def similar_preview(request, product) -> dict:

@@ -17,8 +17,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from pgvector.django import CosineDistance, HalfVectorField
 
-from .conf import get_product_model, visrec_settings
-from .models import EmbeddingModel, ImageEmbedding, ImageState, Impression
+from ..conf import get_product_model, visrec_settings
+from ..models import EmbeddingModel, ImageEmbedding, ImageState, Impression
 
 NEAR_DUPLICATE_DISTANCE = 0.02  # cosine distance below which two images count as the same picture
 SWEEP_SECONDS = 3.0  # time box of one near-duplicate sweep
@@ -71,7 +71,7 @@ def near_duplicates(
 
 
 def _sweep(model: EmbeddingModel, threshold: float) -> tuple[list[tuple[int, int, float]], int]:
-    from .serving import search_rows
+    from ..serving import search_rows
 
     rows = ImageEmbedding.objects.filter(model=model, image__is_primary=True).order_by("-pk")
     started, pairs, seen, looked = time.monotonic(), [], set(), 0
@@ -178,8 +178,8 @@ def coverage_by_category(shown: set[int]) -> list[Coverage]:
 
 def requeue_images(user, images) -> int:
     """Mark ``images`` (a queryset) pending and queue them for embedding; one admin-log line per product."""
-    from .audit import log_change
-    from .tasks import enqueue_embedding
+    from ..audit import log_change
+    from ..tasks import enqueue_embedding
 
     rows = list(images.values_list("pk", "product_id"))
     ids = [pk for pk, _ in rows]

@@ -1,0 +1,117 @@
+"""For you and recently viewed: the shopper's own lists."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..conf import visrec_settings
+from ..data import shopper_key
+from ..rules import Rules, overfetch, rules_for
+from .fallbacks import _fill
+from .history import History, history, taste_expression
+from .keys import _cache_get_many, _cache_set, _key
+from .lists import _blend, _finish, _has_shopper, _normalised, products_sql, raw_products
+from .results import Recommendation, RecommendationList
+from .similar import _experiment_arm
+from .vectors import nearest_products
+from .versions import Active, LoadedModel, loaded_model
+
+
+def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:
+    if loaded is None or key not in loaded.row:
+        return []
+    import scipy.sparse as sp
+
+    cols = [loaded.column[pk] for _, pk, _, _ in events.events if pk in loaded.column]
+    row = sp.csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), np.array(cols, dtype=np.int64))),
+        shape=(1, len(loaded.items)),
+    )
+    row.sum_duplicates()
+    ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n, items=loaded.neighbour_cols)
+    ids, scores = ids[0], scores[0]
+    keep = (ids >= 0) & np.isfinite(scores)
+    scores = scores[keep].astype(float)
+    if len(scores):
+        scores = scores - min(float(scores.min()), 0.0)
+    return list(zip(loaded.pks(ids[keep]), _normalised(scores).tolist(), strict=True))
+
+
+def for_you(
+    *,
+    user=None,
+    session_key: str | None = None,
+    limit: int = 12,
+    category=None,
+    rules: Rules | None = None,
+    events: History | None = None,
+    exclude=(),
+) -> RecommendationList:
+    """Recommendations for a signed-in user or an anonymous session.
+
+    Blends the active model's scores (when it knows the shopper) with the session's
+    live taste; cold shoppers get what is trending in ``category`` (the page's
+    category, a context hint, not a filter), then overall, then popular. ``events``:
+    the shopper's :func:`history` when the caller has already read it. ``exclude``:
+    product ids not to show (the product page's own product), kept out of the query
+    parameters rather than the rules, so the rules' compiled SQL is shared by every page.
+    """
+    rules = rules_for("for-you", rules, category=category)
+    act, arm = _experiment_arm("for-you", user, session_key)
+    if events is None:
+        events = history(user, session_key)
+    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
+    depth = overfetch(limit, rules) + 8
+    cat_id = getattr(category, "pk", category)
+    exclude = sorted({int(pk) for pk in exclude})
+    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key, exclude)
+    found = _cache_get_many([key]).get(key)
+    if found is None:
+        blend = arm.settings["FOR_YOU_BLEND"]
+        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
+        _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
+    ranked, source = found
+    found = _finish("for-you", ranked, limit, rules, act, source, set(exclude), shopper=(user, session_key))
+    found.arm = arm.label
+    return found
+
+
+def _for_you_ranked(
+    shopper: str, events: History, depth: int, cat_id, rules: Rules, act: Active, blend: dict, exclude=()
+):
+    seen = [*events.product_ids, *(pk for pk in exclude if pk not in set(events.product_ids))]
+    model = _model_for_shopper(loaded_model(act.version), shopper, events, depth + len(exclude)) if shopper else []
+    session: list[tuple[int, float]] = []
+    if act.embedding is not None and events.events:
+        taste = taste_expression(events, act.embedding)
+        if taste is not None:
+            session = nearest_products(
+                taste,
+                act.embedding,
+                depth,
+                exclude=seen,
+                rules=rules,
+                ef_search=int(visrec_settings.FOR_YOU_EF_SEARCH),
+            )
+    ranked = _blend({"model": model, "session": session}, dict(blend))
+    source = "model+session" if model and session else "model" if model else "session" if session else ""
+    if len(ranked) < depth:
+        ranked = _fill(ranked, depth, cat_id, set(seen), rules)
+        source = source or (ranked[0][2] if ranked else "empty")
+    return ranked, source
+
+
+def recently_viewed(
+    *, user=None, session_key: str | None = None, limit: int = 8, exclude=(), events: History | None = None
+) -> RecommendationList:
+    """The shopper's recently viewed (or clicked, carted, bought) active products, newest first.
+
+    ``events``: the shopper's :func:`history` when the caller has already read it.
+    """
+    if events is None:
+        events = history(user, session_key)
+    ids = [pk for pk in events.product_ids if pk not in set(exclude)]
+    by_id = {p.pk: p for p in raw_products(*products_sql(ids, None))} if ids else {}
+    items = [Recommendation(by_id[pk], 1.0, "recently-viewed") for pk in ids if pk in by_id][:limit]
+    return RecommendationList("recently-viewed", items, None, None, "recently-viewed" if items else "empty")
