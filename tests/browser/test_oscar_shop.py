@@ -229,9 +229,40 @@ def test_the_wheel_runs_the_oscar_shop_with_visrec_in_its_pages(oscar_shop, brow
     )
     assert title in rows.first.inner_text()
     admin.screenshot(path=str(shots / "oscar-admin-events.png"), full_page=True)
+
+    # and the cockpit works on oscar's products: from oscar's product admin to visrec's preview, where the
+    # owner marks the first neighbour "not similar"; it leaves the preview and, within seconds, the shop's list
+    pages = shop.shell(
+        "import json; from django.urls import reverse; print(json.dumps({n: reverse('admin:' + n) for n in "
+        "('visrec_dashboard', 'visrec_health', 'recommendations_rule_changelist', "
+        "'recommendations_experiment_changelist')}))"
+    )
+    for name, url in pages.items():
+        answer = admin.goto(base + url)
+        assert answer.status == 200 and "Server Error" not in admin.content(), name
+    admin.goto(f"{base}/admin/catalogue/product/{parent['pk']}/change/")
+    with admin.expect_navigation():
+        admin.get_by_role("link", name="Similar items (visrec)").click()
+    preview = admin.locator("#similar-items-preview tbody tr[data-neighbour]")
+    assert preview.count() >= 8
+    rejected = int(preview.first.get_attribute("data-neighbour"))
+    assert rejected == ids[0]
+    with admin.expect_navigation():
+        preview.first.get_by_role("button", name="Not similar").click()
+    assert int(preview.first.get_attribute("data-neighbour")) != rejected
+    admin.screenshot(path=str(shots / "oscar-admin-preview.png"), full_page=True)
+    deadline = time.monotonic() + 30
+    while rejected in _similar_ids(page, base, parent["pk"], len(ids)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert rejected not in _similar_ids(page, base, parent["pk"], len(ids))
     owner.close()
     shopper.close()
     _write_docs(ids)
+
+
+def _similar_ids(page, base: str, pk: int, limit: int) -> list[int]:
+    answer = page.request.get(f"{base}/api/v1/products/{pk}/similar/?limit={limit}").json()
+    return [item["id"] for item in answer["results"]]
 
 
 def _write_docs(similar_ids: list[int]) -> None:
@@ -246,7 +277,9 @@ def _write_docs(similar_ids: list[int]) -> None:
         "oscar's home page (the catalogue) with \"Recommended for you\":\n\n"
         "![oscar home](screenshots/oscar-home.png)\n\n"
         "oscar's product page with \"You may also like\":\n\n![oscar product](screenshots/oscar-product.png)\n\n"
-        "The add-to-basket event in visrec's admin:\n\n![visrec admin](screenshots/oscar-admin-events.png)\n"
+        "The add-to-basket event in visrec's admin:\n\n![visrec admin](screenshots/oscar-admin-events.png)\n\n"
+        "visrec's product preview, reached from oscar's product admin, after \"Not similar\" on the first "
+        "neighbour:\n\n![visrec preview](screenshots/oscar-admin-preview.png)\n"
         f"{end}"
     )
     before, _, rest = text.partition(start)

@@ -112,10 +112,14 @@ class Command(BaseCommand):
                     caption=article["colour_group_name"], display_order=position,
                 )
         sellable = [(product, group[0])] if len(group) == 1 else []
+        colours = Counter(a["colour_group_name"] for a in group)
         for article in group if len(group) > 1 else []:
+            colour = article["colour_group_name"]
+            if colours[colour] > 1:  # two articles of one colour group: tell them apart by article number
+                colour = f"{colour} {article['item_id'][-3:]}"
             child = Product.objects.create(
                 parent=product, structure=Product.CHILD, upc=article["item_id"], is_public=True,
-                title=f"{article['title']} – {article['colour_group_name']}",
+                title=f"{article['title']} – {colour}",
             )
             counts[Product.CHILD] += 1
             sellable.append((child, article))
