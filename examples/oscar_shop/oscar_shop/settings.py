@@ -87,7 +87,10 @@ HAYSTACK_CONNECTIONS = {
     "default": {"ENGINE": "haystack.backends.whoosh_backend.WhooshEngine", "PATH": str(DATA_DIR / "whoosh")}
 }
 HAYSTACK_SIGNAL_PROCESSOR = "haystack.signals.RealtimeSignalProcessor"
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# One cache for every web and worker process (visrec keeps its list and rule versions there, so a
+# rule or judgement saved by one process reaches the others): files here, Redis in production.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                      "LOCATION": str(DATA_DIR / "django-cache")}}
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"
