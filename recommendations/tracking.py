@@ -161,7 +161,10 @@ def record_impression(rec_list, *, user=None, session_key: str | None = None) ->
             model_version_id=rec_list.model_version_id,
             embedding_version=rec_list.embedding_version or "",
             arm=rec_list.arm or "",
-            items=[{"product": r.product.pk, "position": n, "reason": r.reason} for n, r in enumerate(rec_list.items)],
+            items=[
+                {"product": _json_key(r.product.pk), "position": n, "reason": r.reason}
+                for n, r in enumerate(rec_list.items)
+            ],
             user_id=user_id,
             session_key=session,
             created_at=timezone.now(),
@@ -176,11 +179,18 @@ def record_impression(rec_list, *, user=None, session_key: str | None = None) ->
     return impression_id
 
 
+def _json_key(pk):
+    """A product key as impressions store it in JSON (ints as they are, UUIDs as text)."""
+    return pk if isinstance(pk, int) else str(pk)
+
+
 # -- clicks -----------------------------------------------------------------------------
 
 
 _TOKEN_VERSION = 1
 _TOKEN_HEAD = struct.Struct(">BI16sQHI")  # version, issued (unix s), impression, product, position, model version
+_UUID_TOKEN_VERSION = 2  # the same with a UUID product key (16 bytes)
+_UUID_TOKEN_HEAD = struct.Struct(">BI16s16sHI")
 _MAC_BYTES = 16
 _keys: dict[tuple[str, ...], list[bytes]] = {}
 
@@ -218,12 +228,16 @@ def click_token(
     if widget is None:
         widget, recent_version = _recent.get(str(impression_id)) or ("", None)
         model_version_id = recent_version if model_version_id is None else model_version_id
+    if isinstance(product_id, int) or str(product_id).isdigit():
+        head, version, product = _TOKEN_HEAD, _TOKEN_VERSION, int(product_id)
+    else:  # a shop with UUID product keys
+        head, version, product = _UUID_TOKEN_HEAD, _UUID_TOKEN_VERSION, uuid.UUID(str(product_id)).bytes
     body = (
-        _TOKEN_HEAD.pack(
-            _TOKEN_VERSION,
+        head.pack(
+            version,
             int(time.time()),
             _uuid_bytes(str(impression_id)),
-            int(product_id),
+            product,
             int(position),
             int(model_version_id or 0),
         )
@@ -244,20 +258,21 @@ def read_click_token(token: str) -> dict:
     except (ValueError, TypeError):
         raise InvalidClickToken("click token is malformed or its signature does not match") from None
     body, tag = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    if len(body) < _TOKEN_HEAD.size or not any(hmac.compare_digest(tag, _mac(k, body)) for k in _token_keys()):
+    head = _UUID_TOKEN_HEAD if body[:1] == bytes([_UUID_TOKEN_VERSION]) else _TOKEN_HEAD
+    if len(body) < head.size or not any(hmac.compare_digest(tag, _mac(k, body)) for k in _token_keys()):
         raise InvalidClickToken("click token is malformed or its signature does not match")
-    version, issued, impression, product_id, position, model_version_id = _TOKEN_HEAD.unpack_from(body)
-    if version != _TOKEN_VERSION:
+    version, issued, impression, product_id, position, model_version_id = head.unpack_from(body)
+    if version not in (_TOKEN_VERSION, _UUID_TOKEN_VERSION):
         raise InvalidClickToken("click token is malformed or its signature does not match")
     if time.time() - issued > int(visrec_settings.CLICK_TOKEN_MAX_AGE):
         raise InvalidClickToken("click token has expired")
     try:
-        widget = body[_TOKEN_HEAD.size :].decode()
+        widget = body[head.size :].decode()
     except UnicodeDecodeError:
         raise InvalidClickToken("click token is malformed or its signature does not match") from None
     return {
         "impression_id": str(uuid.UUID(bytes=impression)),
-        "product_id": int(product_id),
+        "product_id": str(uuid.UUID(bytes=product_id)) if version == _UUID_TOKEN_VERSION else int(product_id),
         "position": int(position),
         "widget": widget,
         "model_version_id": model_version_id or None,
@@ -289,6 +304,8 @@ def record_click(token: str, *, user=None, session_key: str | None = None) -> Cl
     Raises :class:`InvalidClickToken` for a bad token; database errors propagate.
     """
     data = read_click_token(token)
+    if not isinstance(data["product_id"], int):
+        raise InvalidClickToken("clicks are counted for integer product keys only (Click.product_id)")
     if not data["widget"]:  # token made in another process before its impression: ask the row
         meta = Impression.objects.filter(id=data["impression_id"]).values("widget", "model_version_id").first()
         if meta:

@@ -1,4 +1,4 @@
-"""The plugin's shop-facing URLs: ``path("", include("recommendations.urls"))`` (any prefix works)."""
+"""The plugin's shopper-facing URLs, ``path("", include("recommendations.urls"))``; the API is separate."""
 
 from django.urls import path
 

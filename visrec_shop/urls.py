@@ -23,7 +23,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("recommendations.api.urls")),
     path("api/", include("recommendations.api.docs")),  # schema/, docs/ (Swagger UI), redoc/
-    path("", include("recommendations.urls")),  # r/<token>/: the widgets' click redirect
+    path("", include("recommendations.urls")),  # r/<token>/: a recommended item's click
     path("", include("catalog.urls")),
 ]
 

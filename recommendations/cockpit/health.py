@@ -119,13 +119,14 @@ def shown_product_ids(days: int = 30, refresh: bool = False) -> set[int]:
     def compute() -> set[int]:
         since = timezone.now() - timedelta(days=days)
         sql = (
-            f"SELECT DISTINCT (elem->>'product')::bigint FROM {Impression._meta.db_table} i, "
+            f"SELECT DISTINCT elem->>'product' FROM {Impression._meta.db_table} i, "
             "jsonb_array_elements(i.items) elem WHERE i.created_at >= %s AND jsonb_typeof(i.items) = 'array' "
             "AND elem ? 'product'"
         )
         with connection.cursor() as cursor:
             cursor.execute(sql, [since])
-            return {int(row[0]) for row in cursor.fetchall() if row[0] is not None}
+            key = get_product_model()._meta.pk.to_python  # int or UUID product keys
+            return {key(row[0]) for row in cursor.fetchall() if row[0] is not None}
 
     return _cached(f"shown:{days}", compute, refresh)[1]
 

@@ -143,3 +143,30 @@ def test_admin_rule_preview_and_health_on_uuid_products(shop, client):
     )
     assert judged.status_code == 302
     assert twin.pk not in serving.similar_items(anchor, 3, cached=False).product_ids
+
+
+def test_the_widget_renders_uuid_products_with_their_urls_and_click_tokens(shop):
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    from recommendations import tracking
+    from recommendations.models import Impression
+
+    items, _ = shop
+    embedding.embed_images(ImageState.objects.values_list("pk", flat=True))
+    request = RequestFactory().get(items["anchor"].get_absolute_url())
+    request.user, request.session = AnonymousUser(), SessionStore()
+    request.session.create()
+
+    html = Template("{% load visrec %}{% similar_items product %}").render(
+        Context({"request": request, "product": items["anchor"]})
+    )
+
+    twin = items["twin"]
+    assert f'data-product-id="{twin.pk}"' in html and "Red stripes again" in html
+    impression = Impression.objects.get(widget="similar-items")
+    assert impression.items[0]["product"] == str(twin.pk)
+    token = tracking.click_token(impression.pk, twin.pk, 0, widget="similar-items")
+    assert tracking.read_click_token(token)["product_id"] == str(twin.pk)
