@@ -7,10 +7,11 @@ HOST ?= 127.0.0.1:8000
 DEMO_ARGS ?= --products 1500 --users 400 --seed 7
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test worker bench lint migrate db-stop clean help
+.PHONY: setup demo oscar-demo test worker bench lint migrate db-stop clean help
 
 help:
 	@echo "make demo    set up everything, load + embed the demo catalog, serve http://$(HOST)"
+	@echo "make oscar-demo  the django-oscar example shop (examples/oscar_shop): 300 hm articles, embedded, trained, served on http://$(OSCAR_HOST)"
 	@echo "make test    set up everything, then ruff and the whole pytest suite"
 	@echo "make worker  run a Celery worker with the beat schedule (needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0)"
 	@echo "make bench   run the benchmarks under benchmarks/"
@@ -34,6 +35,20 @@ demo: setup
 	$(PY) manage.py visrec_train --if-missing
 	DEBUG=$${DEBUG:-1} $(PY) manage.py visrec_demo_admin
 	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver --noreload $(HOST)
+
+# The oscar example shop runs visrec from this tree (PYTHONPATH); the acceptance test
+# (tests/browser/test_oscar_shop.py) runs it from the built wheel instead. Its own
+# database, visrec_oscar, on the same embedded PostgreSQL server.
+OSCAR_HOST ?= 127.0.0.1:8001
+OSCAR_ARTICLES ?= 300
+OSCAR_MANAGE = cd examples/oscar_shop && PYTHONPATH=$(CURDIR) DATABASE_URL="$$($(CURDIR)/$(PY) -m visrec_shop.dbserver url visrec_oscar)" $(CURDIR)/$(PY) manage.py
+oscar-demo: $(STAMP)
+	$(OSCAR_MANAGE) migrate --noinput
+	$(OSCAR_MANAGE) import_hm --dataset $(abspath $(HM)) --articles $(OSCAR_ARTICLES)
+	$(OSCAR_MANAGE) visrec_embed --missing
+	$(OSCAR_MANAGE) visrec_train --if-missing
+	$(OSCAR_MANAGE) shell -c "from django.contrib.auth.models import User; User.objects.filter(username='admin').exists() or User.objects.create_superuser('admin', 'admin@example.com', 'visrec-demo'); print('admin login: admin / visrec-demo')"
+	$(OSCAR_MANAGE) runserver --noreload $(OSCAR_HOST)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -213,6 +213,13 @@ class ProductAdapter:
 
     # -- optional shop hooks ---------------------------------------------------------
 
+    def connect(self) -> None:
+        """Connect the shop's own signals that feed visrec's events; called once from ``AppConfig.ready()``.
+
+        Use ``dispatch_uid`` so a second call connects nothing twice. Default: nothing
+        (a shop without such signals records events with :mod:`recommendations.events`).
+        """
+
     def import_url(self, request) -> str | None:
         """URL of the shop's page that imports products, when ``request.user`` may use it (the cockpit links it)."""
         return None

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .conf import get_product_model, visrec_settings
-from .models import EmbeddingModel, ImageEmbedding, Interaction, SimilarityJudgement
+from .conf import visrec_settings
+from .models import EmbeddingModel, ImageEmbedding, Interaction, ProductSnapshot, SimilarityJudgement
 
 
 def shopper_key(user_id: int | None, session_key: str) -> str:
@@ -64,9 +64,9 @@ def _weights() -> dict[str, float]:
 
 
 def build_snapshot(embedding_model: EmbeddingModel | None = None) -> Snapshot:
-    """Read every interaction of active products and the active image vectors."""
-    Product = get_product_model()
-    items = np.array(sorted(Product.objects.filter(is_active=True).values_list("pk", flat=True)), dtype=np.int64)
+    """Read every interaction of active, recommendable products (visrec's snapshots) and the active image vectors."""
+    live = ProductSnapshot.objects.filter(active=True, recommendable=True)
+    items = np.array(sorted(live.values_list("product_id", flat=True)), dtype=np.int64)
     column = {pk: i for i, pk in enumerate(items)}
     weights = _weights()
     users: dict[str, int] = {}

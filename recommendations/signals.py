@@ -41,10 +41,12 @@ def _product_changed(products_of):
 
 
 def connect_shop() -> None:
-    """Connect ``post_save`` / ``post_delete`` of every model the adapter watches."""
+    """Connect ``post_save`` / ``post_delete`` of every model the adapter watches, and the shop's own event signals."""
     from .conf import get_adapter
 
-    for model, products_of in get_adapter().watched().items():
+    adapter = get_adapter()
+    adapter.connect()
+    for model, products_of in adapter.watched().items():
         handler = _product_changed(products_of)
         for signal in (post_save, post_delete):
             signal.connect(

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from .adapters import ImageRecord, ProductKey, ProductRecord, describe_all
 from .conf import get_adapter, visrec_settings
-from .models import ImageState, ProductSnapshot
+from .models import ImageEmbedding, ImageState, ProductSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ def _sync_images(adapter, records: list[ProductRecord], report: SyncReport) -> l
     ImageState.objects.bulk_create(new)
     if changed:
         ImageState.objects.bulk_update(changed, [*IMAGE_FIELDS, "updated_at"])
+    if refreshed:  # a new file: the vectors of the old one go (the embedder skips images that have one)
+        ImageEmbedding.objects.filter(image__in=[state.pk for state in refreshed]).delete()
     report.images_new, report.images_changed = len(new), len(refreshed)
     return [s.pk for s in (*new, *refreshed)]
 

