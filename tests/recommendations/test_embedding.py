@@ -5,14 +5,13 @@ import pytest
 from django.db import connection
 
 from recommendations import embedding
-from recommendations.ml.backbones import DESCRIPTORS
 from recommendations.models import EmbeddingModel, ImageEmbedding, ImageState
 
 pytestmark = pytest.mark.django_db
 
-# The default backbone: EfficientNet-Lite0's 1280 features joined with the colour histogram.
-DEFAULT = "efficientnet_lite0_colour"
-DEFAULT_DIMENSIONS = 1280 + DESCRIPTORS[DEFAULT].colour.dimensions
+# The default backbone: EfficientNet-Lite0's 1280 pooled features.
+DEFAULT = "efficientnet_lite0"
+DEFAULT_DIMENSIONS = 1280
 
 
 def _vector(product) -> np.ndarray:

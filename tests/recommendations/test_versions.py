@@ -69,7 +69,7 @@ def test_new_upload_during_a_switch_is_embedded_by_both_versions(
     embedding.embed_images([product.visrec_images.get().pk])
     image = product.visrec_images.get()
     assert set(ImageEmbedding.objects.filter(image=image).values_list("model__backbone", flat=True)) == {
-        "efficientnet_lite0_colour",
+        "efficientnet_lite0",
         "resnet18",
     }
     assert EmbeddingModel.objects.get(is_active=True) == old  # the rest is not re-embedded yet
