@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 from recommendations import serving
 from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
+from recommendations.views import shopper_session_key
 
 from . import services
 from .models import PRIMARY_FILE, Category, Product, ProductImage
@@ -84,18 +85,8 @@ def _navigation() -> tuple[list[Category], str, dict[int, Category]]:
     return found, html, every
 
 
-def _shopper_session(request) -> str | None:
-    """The session key, creating the session if needed (never fails the page)."""
-    if not request.session.session_key:
-        try:
-            request.session.save()
-        except Exception:
-            logger.warning("could not create a session", exc_info=True)
-    return request.session.session_key
-
-
 def home(request):
-    _shopper_session(request)
+    shopper_session_key(request)
     products = Product.objects.active().with_primary_image().order_by("-created_at", "pk")
     return render(request, "shop/home.html", {"page": _page(request, products)})
 
@@ -172,7 +163,7 @@ def product_detail(request, pk: int):
 
 def _record(request, product: Product, kind: str, source: str) -> None:
     """A shopper action is an interaction; failing to record it never breaks the page."""
-    session_key = _shopper_session(request)
+    session_key = shopper_session_key(request)
     user, _ = shopper(request)
     try:
         services.record_interaction(product, kind, user=user, session_key=session_key or "", source=source)

@@ -15,8 +15,8 @@ from .templatetags.visrec import shopper
 logger = logging.getLogger(__name__)
 
 
-def _session_key(request: HttpRequest) -> str | None:
-    """The session key, creating the session if needed (never fails the redirect)."""
+def shopper_session_key(request: HttpRequest) -> str | None:
+    """The session key, creating the session if needed (never fails the page or the redirect)."""
     if not request.session.session_key:
         try:
             request.session.save()
@@ -31,7 +31,7 @@ def recommendation_click(request: HttpRequest, token: str) -> HttpResponse:
         data = tracking.read_click_token(token)
     except tracking.InvalidClickToken as e:
         raise Http404(str(e)) from None
-    session_key = _session_key(request)
+    session_key = shopper_session_key(request)
     user, _ = shopper(request)
     product = get_product_model()._default_manager.filter(pk=data["product_id"]).first()
     if product is None:
