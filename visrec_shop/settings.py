@@ -4,7 +4,7 @@ Every environment variable the project reads is read here and nowhere else:
 ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``,
 ``MEDIA_ROOT``, ``SERVE_MEDIA``, ``REDIS_URL``, ``CELERY_VISIBILITY_TIMEOUT``, ``VISREC_DATA_DIR``,
 ``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
-``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``.
+``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``.
 """
 
 import os
@@ -91,6 +91,9 @@ DATABASES["default"].setdefault("OPTIONS", {})
 # also starts with cold caches, which shows in the first queries' latency); check a reused one first.
 DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 600
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A database host that does not answer fails a connection within seconds instead of holding
+# the request (libpq's connect_timeout, whole seconds, at least 2); a URL's own value wins.
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_TEST_DATABASE", "test_visrec")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -139,8 +142,17 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# The cache is an optimisation: a Redis that does not answer within REDIS_TIMEOUT seconds
+# counts as down (visrec_shop/cache.py fails fast for a moment, callers fall back).
+REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT", "0.25"))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "visrec_shop.cache.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "visrec_shop.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
