@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1:8000
 DEMO_ARGS ?= --products 1500 --users 400 --seed 7
 export PYTHONUNBUFFERED := 1
+# The demo runs one web process with in-process tasks: it may use the demo's defaults (embedded
+# database, local cache, its own key) with DEBUG off; production sets the real variables instead
+# (README, "Production configuration").
+export VISREC_SINGLE_PROCESS ?= 1
 
 .PHONY: setup demo oscar-demo test worker bench lint migrate db-stop clean help
 

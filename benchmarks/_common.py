@@ -23,6 +23,7 @@ def isolated_django(name: str) -> Path:
     os.environ.setdefault("VISREC_DATA_DIR", str(data_dir))
     os.environ.setdefault("MEDIA_ROOT", str(data_dir / "media"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "visrec_shop.settings")
+    os.environ.setdefault("VISREC_SINGLE_PROCESS", "1")  # one process, in-process tasks
     import django
     from django.core.management import call_command
 

@@ -398,6 +398,7 @@ def env_for(database_url: str) -> dict[str, str]:
         "MEDIA_ROOT": str(BENCH_DIR / "media"),
         "DJANGO_SETTINGS_MODULE": "visrec_shop.settings",
         "DEBUG": "0",
+        "VISREC_SINGLE_PROCESS": "1",  # the demo's defaults: no broker, no key (the benchmark sets REDIS_URL)
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "API_THROTTLE_RECOMMENDATIONS": "off",
         "API_THROTTLE_SEARCH": "off",

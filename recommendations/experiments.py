@@ -13,8 +13,9 @@ becomes the new serving default (the ended experiments' winning settings, latest
 over ``VISREC``; see :func:`serving_settings`), so nothing is lost on restart.
 
 Running experiments and promoted settings are read once per process and re-read when
-the shared generation stamp changes (bumped on every Experiment save or delete), checked
-at most every ``_CHECK_SECONDS``: no query per request.
+their stamp changes (bumped on every Experiment save or delete; ``recommendations.stamps``,
+in the database, read at most every second): no query per request, and every process
+sees a change within a second.
 """
 
 from __future__ import annotations
@@ -24,16 +25,14 @@ import json
 import logging
 import math
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
+from . import stamps
 from .conf import visrec_settings
 from .models import Experiment, ModelVersion
 
@@ -47,7 +46,7 @@ WIDGETS = ("similar-items", "for-you")
 SETTING_WIDGETS = {"SIMILAR_BLEND": "similar-items", "FOR_YOU_BLEND": "for-you"}
 #: ``Impression.arm`` holds at most this many characters ("<name>:treatment").
 MAX_NAME_LENGTH = 64 - len(":" + TREATMENT)
-_CHECK_SECONDS = 2.0
+STAMP = "experiments"
 
 
 class ExperimentError(ValueError):
@@ -65,36 +64,21 @@ class Snapshot:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-_local: dict[str, tuple[float, Any, Snapshot]] = {}  # generation key -> (checked at, generation, snapshot)
+_local: dict[str, tuple[str | None, Snapshot]] = {}  # cache prefix -> (stamp read at, snapshot)
 _lock = threading.Lock()
-
-
-def _generation_key() -> str:
-    return f"{visrec_settings.CACHE_PREFIX}experiments-generation"
-
-
-def _generation() -> Any:
-    try:
-        return cache.get(_generation_key())
-    except Exception:
-        logger.warning("visrec cache unavailable (experiments)", exc_info=True)
-        return None
 
 
 def snapshot() -> Snapshot:
     """Running experiments and promoted settings, re-read only when an experiment changed."""
-    key, now = _generation_key(), time.monotonic()
+    key = str(visrec_settings.CACHE_PREFIX)
+    stamp = stamps.read(STAMP)
     local = _local.get(key)
-    if local is not None and now - local[0] < _CHECK_SECONDS:
-        return local[2]
-    generation = _generation()
-    if local is not None and generation is not None and generation == local[1]:
-        found = local[2]
-    else:
-        found = _read()
+    if local is not None and (stamp is None or stamp == local[0]):  # None: the database is not answering
+        return local[1]
+    found = _read()
     with _lock:
         _local.clear()  # one cache prefix per process (tests change it)
-        _local[key] = (now, generation, found)
+        _local[key] = (stamp, found)
     return found
 
 
@@ -110,13 +94,10 @@ def _read() -> Snapshot:
 
 
 def forget(*args, **kwargs) -> None:
-    """Make every process re-read experiments (this one at once, others within seconds)."""
+    """Make every process re-read experiments (this one at once, others within a second)."""
     with _lock:
         _local.clear()
-    try:
-        cache.set(_generation_key(), uuid.uuid4().hex, None)
-    except Exception:
-        logger.warning("visrec cache unavailable (experiments)", exc_info=True)
+    stamps.bump(STAMP)
 
 
 for _signal in (post_save, post_delete):

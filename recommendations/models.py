@@ -450,6 +450,21 @@ class SimilarityJudgement(models.Model):
         return f"{self.product_id} ~ {self.neighbour_id}: {self.get_verdict_display()}"
 
 
+class Stamp(models.Model):
+    """A change stamp shared by every process through the database (``recommendations.stamps``).
+
+    Serving keeps the admin's rules and the running experiments in each process and reloads
+    them when their stamp changes; a new ``value`` is written by the change itself.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    value = models.CharField(max_length=32)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.value}"
+
+
 class Experiment(models.Model):
     """An A/B test: traffic split by a stable hash of user or session between two arms.
 

@@ -24,6 +24,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.db.models import Q
 
+from . import stamps
 from .conf import visrec_settings
 
 logger = logging.getLogger(__name__)
@@ -220,12 +221,14 @@ def overfetch(limit: int, rules: Rules) -> int:
 
 # -- the shop owner's rules (admin) and similar-items judgements ---------------------------
 #
-# Loaded once per process and kept: each process re-reads a version stamp from the cache at
-# most every ``_MERCH_SECONDS`` and reloads only when a saved rule or judgement bumped it
-# (signals), so serving costs no query per request. Dates are checked at apply time, so a
-# boost starting at midnight needs no reload.
+# Loaded once per process and kept: each process reloads them only when a saved rule or
+# judgement changed their stamp (signals), which it reads from the database at most every
+# second (``recommendations.stamps``), so serving costs no query per request and every process
+# sees a change within a second. Dates are checked at apply time, so a boost starting at
+# midnight needs no reload.
 
-_MERCH_SECONDS = 2.0
+MERCH_STAMP = "merch"
+_RETRY_SECONDS = 2.0  # after a failed load
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ class _RuleRow:
 class MerchData:
     """Every active rule and judgement, as loaded by one process."""
 
-    version: str = ""
+    version: str | None = ""  # the stamp it was loaded at (None: nothing loaded yet)
     rules: list[_RuleRow] = field(default_factory=list)
     hidden: dict[int, set[int]] = field(default_factory=dict)  # product -> "not similar" neighbours (both ways)
     good: dict[int, list[int]] = field(default_factory=dict)  # product -> "good match" neighbours, newest first
@@ -289,7 +292,7 @@ def rule_row(rule) -> _RuleRow:
     return _RuleRow(**{name: getattr(rule, name) for name in _ROW_FIELDS})
 
 
-def load_merch(version: str = "") -> MerchData:
+def load_merch(version: str | None = "") -> MerchData:
     """Active rules (not yet ended) and all judgements, from the database (two queries)."""
     from django.utils import timezone
 
@@ -307,64 +310,45 @@ def load_merch(version: str = "") -> MerchData:
     return data
 
 
-_local_merch: dict[str, tuple[float, MerchData]] = {}  # cache prefix -> (when checked, data)
+_local_merch: dict[str, tuple[float, MerchData]] = {}  # cache prefix -> (no reload before, data)
 _merch_lock = threading.Lock()
 _override = threading.local()
 
 
-def _version_key() -> str:
-    return str(visrec_settings.CACHE_PREFIX) + "merch-version"
+def _fresh(local: tuple[float, MerchData] | None, version: str | None) -> bool:
+    """Whether ``local`` may serve: loaded at ``version``, the stamp unreadable, or a failed load not due again."""
+    return local is not None and (version is None or local[1].version == version or time.monotonic() < local[0])
 
 
 def merch_data() -> MerchData:
-    """The rules and judgements of this process, reloaded when another process bumped the version."""
+    """The rules and judgements of this process, reloaded when their stamp changed (any process)."""
     override = getattr(_override, "data", None)
     if override is not None:
         return override
-    key = _version_key()
-    now = time.monotonic()
+    key = str(visrec_settings.CACHE_PREFIX)  # one prefix in use per process (tests change it)
+    version = stamps.read(MERCH_STAMP)
     local = _local_merch.get(key)
-    if local is not None and now - local[0] < _MERCH_SECONDS:
+    if _fresh(local, version):
         return local[1]
     with _merch_lock:
-        version = _read_version(key)
-        if local is None or local[1].version != version or not version:
-            try:
-                local = (now, load_merch(version))
-            except DatabaseError:  # keep serving with what this process had; retry in a few seconds
-                logger.warning("visrec rules cannot be loaded", exc_info=True)
-                local = (now, local[1] if local is not None else MerchData())
-        else:
-            local = (now, local[1])
-        _local_merch.clear()  # one prefix in use per process (tests change it)
+        local = _local_merch.get(key)
+        if _fresh(local, version):
+            return local[1]
+        try:
+            local = (0.0, load_merch(version))
+        except DatabaseError:  # keep serving with what this process had; retry in a few seconds
+            logger.warning("visrec rules cannot be loaded", exc_info=True)
+            kept = local[1] if local is not None else MerchData(version=None)
+            local = (time.monotonic() + _RETRY_SECONDS, kept)
+        _local_merch.clear()
         _local_merch[key] = local
     return local[1]
 
 
-def _read_version(key: str) -> str:
-    from django.core.cache import cache
-
-    try:
-        version = cache.get(key)
-        if version is None:
-            version = uuid.uuid4().hex[:12]
-            cache.add(key, version, None)
-            version = cache.get(key) or ""
-        return str(version)
-    except Exception:
-        logger.warning("visrec cache unavailable (rules version)", exc_info=True)
-        return ""  # reload every few seconds instead
-
-
 def bump_merch_version(**kwargs) -> None:
-    """A rule or judgement changed: every process reloads within ``_MERCH_SECONDS`` (this one at once)."""
-    from django.core.cache import cache
-
+    """A rule or judgement changed: every process reloads within a second (this one at once)."""
     _local_merch.clear()
-    try:
-        cache.set(_version_key(), uuid.uuid4().hex[:12], None)
-    except Exception:
-        logger.warning("visrec cache unavailable (rules version)", exc_info=True)
+    stamps.bump(MERCH_STAMP)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.images", "tests.fixtures.catalog"]
+pytest_plugins = ["tests.fixtures.images", "tests.fixtures.catalog", "tests.fixtures.network"]
 
 
 @pytest.fixture(autouse=True)

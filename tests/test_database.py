@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,38 @@ def test_database_without_pgvector_is_a_clear_error():
         pytest.skip("no PostgreSQL without pgvector reachable on 127.0.0.1:5432")
     assert result.returncode != 0
     assert "visrec.E001" in result.stderr and "pgvector" in result.stderr
+
+
+def test_a_database_url_host_that_never_answers_fails_within_the_connect_timeout(hung_port):
+    # given: DATABASE_URL at a host that accepts the connection and never answers
+    env = {"DATABASE_URL": f"postgres://shop@127.0.0.1:{hung_port}/shop", "DATABASE_CONNECT_TIMEOUT": "2"}
+    code = (
+        "import time, django; django.setup(); from django.db import connection; start = time.monotonic()\n"
+        "try: connection.ensure_connection()\n"
+        "except Exception as e: print(type(e).__name__, time.monotonic() - start)"
+    )
+    # when
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=30
+    )
+    # then: the connect gives up after the configured seconds (no timeout: it would wait for ever)
+    assert done.returncode == 0, done.stderr
+    error, seconds = done.stdout.split()[-2:]
+    assert error == "OperationalError" and 1.5 < float(seconds) < 3.5
+
+
+@pytest.mark.django_db
+def test_the_embedded_database_connects_with_a_timeout_too(hung_postgres_socket_dir):
+    from django.db import OperationalError
+    from django.db.backends.postgresql.base import DatabaseWrapper
+
+    # given: the embedded database's own settings, at a server socket that never answers
+    config = {**connection.settings_dict, "HOST": str(hung_postgres_socket_dir), "PORT": ""}
+    timeout = config["OPTIONS"]["connect_timeout"]
+    hung = DatabaseWrapper(config, alias="hung")
+    # when
+    start = time.monotonic()
+    with pytest.raises(OperationalError):
+        hung.ensure_connection()
+    # then
+    assert 2 <= timeout <= 5 and time.monotonic() - start < timeout + 1.5

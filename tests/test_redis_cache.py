@@ -57,3 +57,23 @@ def test_the_shared_client_serves_threads_at_once(redis_cache):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_a_hung_redis_costs_one_short_timeout_then_calls_fail_at_once(hung_port):
+    import time
+
+    import redis
+
+    # given: no timeouts configured, a Redis host that accepts and never answers
+    cache = RedisCache(f"redis://127.0.0.1:{hung_port}/0", {})
+    # when / then: the first call waits for the default socket timeout (a fraction of a second) ...
+    start = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        cache.get("a")
+    assert time.monotonic() - start < 1.0
+    # ... and the next ones, in the retry window, fail without touching the network
+    start = time.monotonic()
+    for call in (lambda: cache.get("a"), lambda: cache.set("a", 1, 60), lambda: cache.get_many(["a", "b"])):
+        with pytest.raises(redis.ConnectionError):
+            call()
+    assert time.monotonic() - start < 0.05

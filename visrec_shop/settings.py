@@ -4,7 +4,9 @@ Every environment variable the project reads is read here and nowhere else:
 ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``,
 ``MEDIA_ROOT``, ``SERVE_MEDIA``, ``REDIS_URL``, ``CELERY_VISIBILITY_TIMEOUT``, ``VISREC_DATA_DIR``,
 ``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
-``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``.
+``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``, ``VISREC_SINGLE_PROCESS``, ``HTTPS_ONLY``,
+``SECURE_SSL_REDIRECT``, ``SECURE_HSTS_SECONDS``, ``SECURE_HSTS_INCLUDE_SUBDOMAINS``, ``SECURE_HSTS_PRELOAD``,
+``SECURE_PROXY_SSL_HEADER``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``.
 """
 
 import os
@@ -13,7 +15,7 @@ from pathlib import Path
 import dj_database_url
 from celery.schedules import crontab
 
-from visrec_shop import dbserver
+from visrec_shop import dbserver, production
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,9 +28,27 @@ def _env_bool(name: str, default: bool) -> bool:
 
 
 DEBUG = _env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "visrec-insecure-development-key-change-me-in-production")
+# With DEBUG off, a missing SECRET_KEY, DATABASE_URL, CELERY_BROKER_URL or REDIS_URL stops the
+# start with the list of what to set (visrec_shop/production.py), before anything falls back to
+# the demo's defaults; VISREC_SINGLE_PROCESS=1 (the demo, tests, benchmarks) accepts them.
+SINGLE_PROCESS = _env_bool(production.OPT_OUT, False)
+production.check_environment(os.environ, debug=DEBUG, single_process=SINGLE_PROCESS)
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")]
 VAR_DIR = Path(os.environ.get("VISREC_DATA_DIR", BASE_DIR / "var"))
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip() or production.local_secret_key(VAR_DIR / "secret_key")
+
+# HTTPS, on by default in production (DEBUG off, no VISREC_SINGLE_PROCESS): secure cookies, a
+# redirect to https and HSTS, so `manage.py check --deploy` is clean. Behind a proxy that ends
+# TLS, SECURE_PROXY_SSL_HEADER names the header it sets (X-Forwarded-Proto); unset, none is trusted.
+HTTPS_ONLY = _env_bool("HTTPS_ONLY", not DEBUG and not SINGLE_PROCESS)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS_ONLY
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", HTTPS_ONLY)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS_ONLY else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS_ONLY)
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", HTTPS_ONLY)
+if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    _header = os.environ["SECURE_PROXY_SSL_HEADER"].strip().upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (f"HTTP_{_header}", "https")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -91,6 +111,9 @@ DATABASES["default"].setdefault("OPTIONS", {})
 # also starts with cold caches, which shows in the first queries' latency); check a reused one first.
 DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 600
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A database host that does not answer fails a connection within seconds instead of holding
+# the request (libpq's connect_timeout, whole seconds, at least 2); a URL's own value wins.
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_TEST_DATABASE", "test_visrec")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -110,7 +133,8 @@ STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
-SERVE_MEDIA = _env_bool("SERVE_MEDIA", True)
+# Production serves media from the web server (README, "Production configuration").
+SERVE_MEDIA = _env_bool("SERVE_MEDIA", DEBUG or SINGLE_PROCESS)
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
@@ -139,8 +163,17 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# The cache is an optimisation: a Redis that does not answer within REDIS_TIMEOUT seconds
+# counts as down (visrec_shop/cache.py fails fast for a moment, callers fall back).
+REDIS_TIMEOUT = float(os.environ.get("REDIS_TIMEOUT", "0.25"))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "visrec_shop.cache.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "visrec_shop.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT, "socket_timeout": REDIS_TIMEOUT},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from ..conf import visrec_settings
 from .shoppers import is_server_client
+
+logger = logging.getLogger(__name__)
 
 
 class ShopperRateThrottle(SimpleRateThrottle):
@@ -16,7 +20,8 @@ class ShopperRateThrottle(SimpleRateThrottle):
     Token-authenticated server clients are not throttled (they speak for many shoppers).
     The rate is read per request, so settings overrides apply at once; a rate of ``None``
     disables the limit. History lives in the default cache (Redis when configured) under
-    ``VISREC["CACHE_PREFIX"]``.
+    ``VISREC["CACHE_PREFIX"]``. The cache is not a dependency: when it fails, the request
+    is let through (fail open) and a warning logged.
     """
 
     cache_format = "%(prefix)sthrottle:%(scope)s:%(ident)s"
@@ -33,7 +38,11 @@ class ShopperRateThrottle(SimpleRateThrottle):
             raise ImproperlyConfigured(f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'] has no rate for {self.scope!r}")
         self.rate = rates[self.scope]
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        try:
+            return super().allow_request(request, view)
+        except Exception as e:  # any cache backend's error: Redis down, timed out
+            logger.warning("throttle cache unavailable (%s); %s request let through", e, self.scope)
+            return True
 
     def get_cache_key(self, request, view) -> str:
         user = request.user

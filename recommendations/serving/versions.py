@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.core.cache import cache
 
 from ..ml.base import top_n
 from ..models import EmbeddingModel, ModelVersion
-from .keys import _cache_get_many, _cache_set, _prefix
+from .keys import _prefix
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +38,25 @@ class Active:
         return f"e{self.embedding_version}-m{self.version_id}"
 
 
-_ACTIVE_SECONDS = 2.0
+_ACTIVE_SECONDS = 1.0
 
 
 _local_active: dict[str, tuple[float, Active]] = {}  # cache prefix -> (when read, versions), this process
 
 
 def active() -> Active:
-    """The active versions, read from the database at most every couple of seconds (cached).
+    """The active versions, read from the database at most every ``_ACTIVE_SECONDS`` by each process.
 
-    Each process keeps its copy for ``_ACTIVE_SECONDS`` too (no cache round trip per
-    widget); an activation in this process forgets it at once (``forget_active``), one in
-    another process is seen within those seconds, as with the shared copy.
+    The database, not the cache, is the source: an activation anywhere (a worker's
+    training, the admin, another web process) reaches every process within a second, with
+    a cache per process too; one in this process at once (``forget_active``).
     """
     key = _prefix() + "active"
     now = time.monotonic()
     local = _local_active.get(key)
     if local is not None and now - local[0] < _ACTIVE_SECONDS:
         return local[1]
-    found = _cache_get_many([key]).get(key)
-    if found is None:
-        found = Active(EmbeddingModel.objects.active(), ModelVersion.objects.active())
-        _cache_set(key, found, _ACTIVE_SECONDS)
+    found = Active(EmbeddingModel.objects.active(), ModelVersion.objects.active())
     _local_active.clear()  # one prefix in use per process (tests change it)
     _local_active[key] = (now, found)
     return found
@@ -69,10 +65,6 @@ def active() -> Active:
 def forget_active() -> None:
     """Make the next call re-read the active versions (after an activation)."""
     _local_active.clear()
-    try:
-        cache.delete(_prefix() + "active")
-    except Exception:
-        logger.warning("visrec cache unavailable (delete)", exc_info=True)
 
 
 @dataclass
