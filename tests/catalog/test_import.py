@@ -344,7 +344,9 @@ def test_embed_flag_queues_the_new_images(shop_files, monkeypatch):
     output = visrec_import("--products", products_csv, "--images", root, "--embed")
 
     assert "Queued 3 new image(s) for embedding." in output
-    assert sorted(queued[0]) == sorted(ProductImage.objects.values_list("pk", flat=True))
+    # visrec's own image ids (its ImageState rows), not the shop's ProductImage keys
+    assert sorted(queued[0]) == sorted(ImageState.objects.values_list("pk", flat=True))
+    assert ImageState.objects.count() == ProductImage.objects.count() == 3
 
 
 def test_a_sku_repeated_in_one_batch_is_applied_in_file_order(tmp_path):
