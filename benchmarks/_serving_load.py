@@ -1,7 +1,9 @@
-"""An open-loop HTTP load generator: arrivals on a fixed schedule, independent of responses.
+"""An open-loop HTTP load generator: arrivals on a schedule, independent of responses.
 
-Request ``i`` is due at ``start + i / rate`` whatever happened to the earlier ones, and its
-latency is measured from that due time, not from when it was actually sent. A server that
+Request ``i`` is due at ``start + i / rate`` (``arrivals="fixed"``) or at the ``i``-th
+point of a Poisson process of that rate (``arrivals="poisson"``: exponential gaps, the
+bursts real shoppers make) whatever happened to the earlier ones, and its latency is
+measured from that due time, not from when it was actually sent. A server that
 stalls therefore shows its stall in every request that should have been sent meanwhile
 (no coordinated omission). A pool of threads with keep-alive ``http.client`` connections
 sends the requests; a request that finds every thread busy waits in the queue and that wait
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Request = tuple[str, dict[str, str]]  # path, headers
+Request = tuple[str, dict[str, str]] | tuple[str, str, dict[str, str], bytes | None]
+"""``(path, headers)`` for a GET, or ``(method, path, headers, body)``."""
 
 
 @dataclass
@@ -53,6 +56,24 @@ def schedule(rate: float, duration: float, start: float = 0.0) -> np.ndarray:
     if rate <= 0 or duration <= 0:
         raise ValueError("rate and duration must be positive")
     return start + np.arange(int(round(rate * duration))) / float(rate)
+
+
+def poisson_schedule(rate: float, duration: float, start: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Due times of a Poisson process of ``rate`` per second in ``[start, start + duration)``.
+
+    Gaps are exponential with mean ``1 / rate``, so arrivals bunch up and thin out as
+    independent shoppers' do; the count is Poisson with mean ``rate * duration``.
+    Deterministic per ``seed``.
+    """
+    if rate <= 0 or duration <= 0:
+        raise ValueError("rate and duration must be positive")
+    rng = np.random.default_rng(seed)
+    expected = rate * duration
+    gaps = rng.exponential(1.0 / rate, size=int(expected + 10 * np.sqrt(expected) + 20))
+    times = np.cumsum(gaps)
+    while times[-1] < duration:  # not reached for any sensible size; kept so the end is never cut short
+        times = np.concatenate([times, times[-1] + np.cumsum(rng.exponential(1.0 / rate, size=len(times)))])
+    return start + times[times < duration]
 
 
 def server_timing_ms(header: str | None, metric: str = "app") -> float | None:
@@ -101,16 +122,16 @@ class _Worker(threading.Thread):
 
     def run(self) -> None:
         while (job := self.jobs.get()) is not None:
-            sample, (path, headers) = job
-            self._send(sample, path, headers)
+            sample, request = job
+            self._send(sample, *(request if len(request) == 4 else ("GET", *request, None)))
 
-    def _send(self, sample: Sample, path: str, headers: dict[str, str]) -> None:
+    def _send(self, sample: Sample, method: str, path: str, headers: dict[str, str], body: bytes | None) -> None:
         sample.sent = time.perf_counter()
         for attempt in (1, 2):  # a keep-alive connection the server closed is reopened once
             try:
                 if self.conn is None:
                     self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                self.conn.request("GET", path, headers=headers)
+                self.conn.request(method, path, body=body, headers=headers)
                 response = self.conn.getresponse()
                 response.read()
                 sample.status = response.status
@@ -141,19 +162,33 @@ def run_open_loop(
     *,
     threads: int = 64,
     timeout: float = 10.0,
+    arrivals: str = "fixed",
+    seed: int = 0,
+    started: Callable[[float], None] | None = None,
 ) -> list[Sample]:
     """Send ``requests(i)`` at ``rate`` per second for ``duration`` seconds; one sample per request.
 
-    The schedule never waits for responses; requests still unanswered ``timeout`` seconds
-    after the last due time are reported as errors.
+    ``arrivals``: ``"fixed"`` (a constant grid) or ``"poisson"`` (exponential gaps drawn
+    from ``seed``). ``started(t0)`` is called with the ``perf_counter`` time the schedule
+    counts from, before the first request. The schedule never waits for responses;
+    requests still unanswered ``timeout`` seconds after the last due time are reported as
+    errors.
     """
+    if arrivals not in ("fixed", "poisson"):
+        raise ValueError(f"arrivals must be 'fixed' or 'poisson', not {arrivals!r}")
     jobs: queue.Queue = queue.Queue()
     workers = [_Worker(host, port, jobs, timeout) for _ in range(threads)]
     for worker in workers:
         worker.start()
     start = time.perf_counter() + 0.05
+    if started is not None:
+        started(start)
+    if arrivals == "fixed":
+        due_times = schedule(rate, duration, start)
+    else:
+        due_times = poisson_schedule(rate, duration, start, seed)
     samples = []
-    for i, due in enumerate(schedule(rate, duration, start)):
+    for i, due in enumerate(due_times):
         request = requests(i)
         delay = due - time.perf_counter()
         if delay > 0:

@@ -7,6 +7,8 @@ visrec ``TaskRun``, so its progress and report show in the cockpit's run list.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import uuid
 
 from django import forms
@@ -24,6 +26,7 @@ from recommendations.models import TaskRun
 from . import importers
 from .tasks import MAX_ZIP_TOTAL_BYTES, PRIVATE_PREFIX
 
+logger = logging.getLogger(__name__)
 IMPORT_PERMS = ("recommendations.add_taskrun", "catalog.add_product")
 MAX_CSV_BYTES = 1024**3
 
@@ -69,9 +72,20 @@ def _checked(upload: UploadedFile, suffixes: tuple[str, ...], limit: int) -> Upl
     return upload
 
 
-def store_upload(upload: UploadedFile, folder: str, name: str) -> str:
-    """Save ``upload`` in the private media folder; returns its storage name."""
-    return default_storage.save(f"{PRIVATE_PREFIX}imports/{folder}/{name}", upload)
+def store_uploads(data: dict) -> dict[str, str]:
+    """Save the form's files in a new private media folder; their storage names (``""``: no images).
+
+    A storage error (a full disk) deletes what was written and is raised.
+    """
+    folder = f"{PRIVATE_PREFIX}imports/{uuid.uuid4().hex}"
+    wanted = {"products": f"{folder}/products.csv", "images": f"{folder}/images.zip" if data["images"] else ""}
+    try:
+        return {key: default_storage.save(name, data[key]) if name else "" for key, name in wanted.items()}
+    except OSError:
+        for name in filter(None, wanted.values()):
+            with contextlib.suppress(OSError):
+                default_storage.delete(name)
+        raise
 
 
 def import_view(request: HttpRequest) -> HttpResponse:
@@ -80,9 +94,15 @@ def import_view(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("you need the add_taskrun and catalog.add_product permissions")
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        run = _start_import(request, form.cleaned_data)
-        messages.success(request, f"Import started (run #{run.pk}).")
-        return HttpResponseRedirect(reverse("admin:recommendations_taskrun_change", args=[run.pk]))
+        try:
+            stored = store_uploads(form.cleaned_data)
+        except OSError as e:  # a full disk is the owner's to fix, not a server error
+            logger.warning("could not store the import's uploads: %s", e)
+            form.add_error(None, f"The files could not be stored on the server ({e.strerror or e}); try again later.")
+        else:
+            run = _start_import(request, form.cleaned_data, stored)
+            messages.success(request, f"Import started (run #{run.pk}).")
+            return HttpResponseRedirect(reverse("admin:recommendations_taskrun_change", args=[run.pk]))
     context = {
         **admin.site.each_context(request),
         "title": "Bulk import products and images",
@@ -92,13 +112,11 @@ def import_view(request: HttpRequest) -> HttpResponse:
     }
     return TemplateResponse(request, "admin/catalog/import.html", context, status=400 if form.errors else 200)
 
-def _start_import(request: HttpRequest, data: dict) -> TaskRun:
+def _start_import(request: HttpRequest, data: dict, stored: dict[str, str]) -> TaskRun:
     from catalog.tasks import import_products
 
-    folder = uuid.uuid4().hex
     params = {
-        "products": store_upload(data["products"], folder, "products.csv"),
-        "images": store_upload(data["images"], folder, "images.zip") if data["images"] else "",
+        **stored,
         "products_name": data["products"].name[:200],
         "images_name": data["images"].name[:200] if data["images"] else "",
         "preset": data["preset"],

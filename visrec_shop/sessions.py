@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 
+from django.contrib.sessions.backends.base import UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDBStore
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 logger = logging.getLogger(__name__)
+UNAVAILABLE = (OperationalError, InterfaceError)  # the database cannot be reached (not: the row is gone)
 
 
 class _OptionalCache:
@@ -79,10 +81,19 @@ class SessionStore(CachedDBStore):
     def save(self, must_create=False):
         try:
             super().save(must_create=must_create)
+        except UpdateError as e:
+            # Django turns any database error of an update into UpdateError, answered 400
+            # ("session interrupted"); that is for a session deleted meanwhile, not an outage.
+            if not isinstance(e.__context__, UNAVAILABLE):
+                raise
+            self._keep_in_cache(must_create)
         except DatabaseError:
-            logger.warning("session database unavailable; keeping the session in the cache only", exc_info=True)
-            if self.session_key is not None:
-                self._cache.set(self.cache_key, self._get_session(no_load=must_create), self.get_expiry_age())
+            self._keep_in_cache(must_create)
+
+    def _keep_in_cache(self, must_create: bool) -> None:
+        logger.warning("session database unavailable; keeping the session in the cache only", exc_info=True)
+        if self.session_key is not None:  # the cache wrapper skips (and logs) a failed write
+            self._cache.set(self.cache_key, self._get_session(no_load=must_create), self.get_expiry_age())
 
     def delete(self, session_key=None):
         try:

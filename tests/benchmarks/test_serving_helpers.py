@@ -13,7 +13,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from _serving_load import Sample, max_rate, run_open_loop, schedule, server_timing_ms, step_passes, summarize  # noqa: E402
+from _serving_load import (  # noqa: E402
+    Sample,
+    max_rate,
+    poisson_schedule,
+    run_open_loop,
+    schedule,
+    server_timing_ms,
+    step_passes,
+    summarize,
+)
 from _serving_vectors import mixture_weights, nearest_cosine, normalise, synthetic_vectors  # noqa: E402
 
 
@@ -88,6 +97,65 @@ def test_schedule_is_a_fixed_grid_independent_of_responses():
     assert np.allclose(np.diff(due), 0.02)
     with pytest.raises(ValueError):
         schedule(0, 1)
+
+
+def test_poisson_schedule_has_the_rate_and_exponential_gaps():
+    due = poisson_schedule(20, 500.0, start=3.0, seed=1)
+
+    assert 3.0 <= due[0] and due[-1] < 503.0 and np.all(np.diff(due) > 0)
+    assert len(due) == pytest.approx(20 * 500, rel=0.03)  # Poisson count: sd is 1 % of 10000
+    gaps = np.diff(due)
+    assert gaps.mean() == pytest.approx(1 / 20, rel=0.03)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)  # exponential: CV 1 (a fixed grid: 0)
+    assert np.mean(gaps < 0.05 / 2) == pytest.approx(1 - np.exp(-0.5), abs=0.02)  # bursts: P(gap < mean/2)
+    assert np.array_equal(due, poisson_schedule(20, 500.0, start=3.0, seed=1))
+    assert not np.array_equal(due[:10], poisson_schedule(20, 500.0, start=3.0, seed=2)[:10])
+    with pytest.raises(ValueError):
+        poisson_schedule(0, 1)
+
+
+def test_open_loop_posts_bodies_on_a_poisson_schedule():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoLengthHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    started = []
+    try:
+        samples = run_open_loop(
+            "127.0.0.1",
+            server.server_port,
+            lambda i: ("POST", f"/{i}", {"Content-Type": "text/plain"}, b"x" * i) if i % 2 else (f"/{i}", {}),
+            200,
+            0.5,
+            threads=4,
+            arrivals="poisson",
+            seed=3,
+            started=started.append,
+        )
+    finally:
+        server.shutdown()
+
+    assert len(samples) == pytest.approx(100, abs=30) and all(s.ok for s in samples)
+    assert started and started[0] <= samples[0].due
+    assert _EchoLengthHandler.seen[1] == ("POST", 1) and _EchoLengthHandler.seen[2] == ("GET", 0)
+    with pytest.raises(ValueError):
+        run_open_loop("127.0.0.1", server.server_port, lambda i: ("/", {}), 10, 0.1, arrivals="burst")
+
+
+class _EchoLengthHandler(BaseHTTPRequestHandler):
+    seen: dict[int, tuple[str, int]] = {}
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        type(self).seen[int(self.path.strip("/"))] = (self.command, length)
+        self.send_response(201 if self.command == "POST" else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _answer  # noqa: N815 (http.server API)
+
+    def log_message(self, *args):
+        pass
 
 
 def test_latency_counts_from_the_due_time_not_the_send_time():

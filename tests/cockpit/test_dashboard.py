@@ -182,15 +182,9 @@ def test_retrain_needs_permission_and_records_a_failed_run_without_data(
     assert runs[0]["id"] == run.pk and runs[0]["status"] == "failed"
 
 
-def test_retrain_runs_to_done_with_progress(client, staff_user, product_factory, settings, tmp_path, monkeypatch):
+def test_retrain_runs_to_done_with_progress(client, staff_user, purchases_to_train_on, settings, tmp_path, monkeypatch):
     settings.VISREC = {"CACHE_DIR": str(tmp_path), "TRAIN_MODELS": ["popularity"], "TRAIN_HOLDOUT_FRACTION": 0.25}
-    products = [product_factory() for _ in range(6)]
-    now = timezone.now()
-    Interaction.objects.bulk_create(
-        Interaction(session_key=f"s{u}", product=products[(u + k) % 6], kind="purchase",
-                    created_at=now - datetime.timedelta(days=10 - k))
-        for u in range(12) for k in range(3)
-    )  # fmt: skip
+    purchases_to_train_on()
     seen = []
     real = tasks.taskruns.progress
     monkeypatch.setattr(tasks.taskruns, "progress", lambda *a, **k: seen.append(a[1:3]) or real(*a, **k))
