@@ -273,6 +273,8 @@ class Stack:
             "MEDIA_ROOT": str(self.store.path / "media"),
             "TMPDIR": str(self.store.path / "tmp"),
             "PYTHONUNBUFFERED": "1",
+            # Behind a TLS proxy, as README's production configuration: the load sends X-Forwarded-Proto.
+            "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
             # One address sends every shopper's requests: limits far above the drill's rate,
             # so throttling stays in the path (and its cache calls) without answering 429.
             "API_THROTTLE_RECOMMENDATIONS": "100000/min",
