@@ -4,7 +4,7 @@ Every environment variable the project reads is read here and nowhere else:
 ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``, ``ALLOWED_HOSTS``,
 ``MEDIA_ROOT``, ``SERVE_MEDIA``, ``REDIS_URL``, ``CELERY_VISIBILITY_TIMEOUT``, ``VISREC_DATA_DIR``,
 ``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
-``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``.
+``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``, ``NUM_PROXIES``.
 """
 
 import os
@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "recommendations.uploads.RequestBodyLimitMiddleware",  # before the CSRF check reads (and spools) a body
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -162,6 +163,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["recommendations.api.throttling.ShopperRateThrottle"],
+    # Reverse proxies in front of the site that append to X-Forwarded-For (0: the header is ignored).
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
     "DEFAULT_THROTTLE_RATES": {
         "recommendations": _throttle_rate("RECOMMENDATIONS", "300/min"),
         "search": _throttle_rate("SEARCH", "30/min"),

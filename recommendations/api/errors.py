@@ -60,6 +60,13 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is too large."
 
 
+class SearchBusy(exceptions.Throttled):
+    """The process decodes as many photos as it may (``SEARCH_MAX_CONCURRENT_DECODES``): 429, retry shortly."""
+
+    default_code = "search_busy"
+    default_detail = "Too many photos are being searched right now; try again in a moment."
+
+
 class InvalidEvents(exceptions.APIException):
     """Some events of a batch are invalid; ``invalid`` lists them and nothing was recorded."""
 

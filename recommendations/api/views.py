@@ -28,6 +28,7 @@ from .errors import (
     PayloadTooLarge,
     ProductNotFound,
     RecommendationsUnavailable,
+    SearchBusy,
 )
 from .parsers import ImageUploadParser, LimitedJSONParser
 from .serializers import (
@@ -56,7 +57,7 @@ ERROR_DESCRIPTIONS = {
     413: "Body too large (`payload_too_large`)",
     415: "Wrong content type (`unsupported_media_type`)",
     422: "Idempotency-Key reused with another body (`idempotency_key_reused`)",
-    429: "Throttled (`throttled`); see `Retry-After`",
+    429: "Throttled (`throttled`), or too many photos searched at once (`search_busy`); see `Retry-After`",
     503: "Database or recommendation backend unavailable (`service_unavailable`, `recommendations_unavailable`)",
 }
 
@@ -251,6 +252,8 @@ class SearchByImageView(APIView):
             )
         except serving.InvalidImage as e:
             raise InvalidImage(str(e)) from e
+        except serving.SearchBusy as e:
+            raise SearchBusy(wait=1, detail=str(e)) from e
         user, session = subject(request)
         return Response(listing(request, rec_list, user=user, session=session))
 
