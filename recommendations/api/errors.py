@@ -79,6 +79,23 @@ class InvalidEvents(exceptions.APIException):
         self.invalid = invalid
 
 
+class ServerOnlyEvents(exceptions.PermissionDenied):
+    """Purchases and ratings from a shopper's own client (``invalid`` lists them): 403, nothing recorded."""
+
+    default_code = "server_only_events"
+    default_detail = "Purchases and ratings are accepted only from server clients (token)."
+
+    def __init__(self, indexes: list[int], total: int) -> None:
+        super().__init__(
+            f"Purchases and ratings are accepted only from server clients (token) and the shop's own order "
+            f"signals, not from a shopper's browser or session; {len(indexes)} of {total} events are such, "
+            "and nothing was recorded."
+        )
+        self.invalid = [
+            {"index": i, "fields": {"type": ["Only server clients may post this event type."]}} for i in indexes
+        ]
+
+
 class IdempotencyKeyReused(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = "idempotency_key_reused"
@@ -141,7 +158,7 @@ def error_body(exc: exceptions.APIException, data) -> dict:
         error = {"code": _code(exc), "message": _message(data)}
     else:  # field validation errors
         error = {"code": _code(exc), "message": _message(data), "fields": data}
-    if isinstance(exc, InvalidEvents):
+    if isinstance(exc, InvalidEvents | ServerOnlyEvents):
         error["invalid"] = exc.invalid
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         error["retry_after"] = max(1, round(exc.wait))
