@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 from recommendations import serving
 from recommendations.conf import visrec_settings
 from recommendations.templatetags.visrec import render_widget, shopper
+from recommendations.uploads import guard_upload
 from recommendations.views import shopper_session_key
 
 from . import services
@@ -171,6 +172,12 @@ def _record(request, product: Product, kind: str, source: str) -> None:
         logger.warning("could not record a %s", kind, exc_info=True, extra={"product_id": product.pk})
 
 
+def _search_page(request, status: int, error: str = "", selected: str = ""):
+    context = {"categories": nav_categories(), "results": "", "error": error, "selected": selected}
+    return render(request, "shop/search_by_photo.html", context, status=status)
+
+
+@guard_upload("search", refused=_search_page)  # the API's search throttle, and the body limit before it is read
 @require_http_methods(["GET", "POST"])
 def search_by_photo(request):
     """Upload or drop a photo; the nearest products, optionally within a category."""
@@ -184,7 +191,10 @@ def search_by_photo(request):
     status = 200
     if request.method == "POST":
         status, context = _search(request, context)
-    return render(request, "shop/search_by_photo.html", context, status=status)
+    response = render(request, "shop/search_by_photo.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = "1"
+    return response
 
 
 def _search(request, context: dict) -> tuple[int, dict]:
@@ -200,6 +210,8 @@ def _search(request, context: dict) -> tuple[int, dict]:
         rec_list = serving.search_by_image(upload, limit=12, category=category)
     except serving.InvalidImage as e:
         return 400, {**context, "error": f"This file cannot be used: {e}."}
+    except serving.SearchBusy as e:
+        return 429, {**context, "error": str(e)}
     except Exception:
         logger.exception("search by photo failed")
         return 503, {**context, "error": "Search by photo is unavailable right now; please try again shortly."}

@@ -42,6 +42,19 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGE_PIXELS": 50_000_000,
     # Largest accepted image file.
     "MAX_IMAGE_BYTES": 25 * 1024 * 1024,
+    # --- Shoppers' uploads (search by photo) -------------------------------------------
+    # Pixels a shopper's photo may decode to (the catalogue's limit is MAX_IMAGE_PIXELS). A
+    # JPEG is decoded at 1/2 to 1/8 scale when that still covers twice the model's input, so
+    # a large phone photo costs a few megapixels; other formats decode whole.
+    "SEARCH_MAX_IMAGE_PIXELS": 16_000_000,
+    # Photos decoded at once per process; one that finds no free slot within
+    # SEARCH_DECODE_WAIT_SECONDS is refused with 429 (``search_busy``) rather than queued.
+    "SEARCH_MAX_CONCURRENT_DECODES": 2,
+    "SEARCH_DECODE_WAIT_SECONDS": 1.0,
+    # Reverse proxies in front of the site, each appending to X-Forwarded-For: throttles key on
+    # the address the outermost one saw. None: REST_FRAMEWORK["NUM_PROXIES"] when set, else 0
+    # (REMOTE_ADDR; a client-sent X-Forwarded-For is ignored).
+    "NUM_PROXIES": None,
     # Queue an embedding when an image is saved.
     "AUTO_EMBED": True,
     # Widgets and API.

@@ -7,11 +7,13 @@ version, upserted) or ``failed`` with a reason; a bad image never stops the batc
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from django.db import connection, transaction
@@ -83,6 +85,30 @@ def _embedder_for(model: EmbeddingModel):
         logger.warning("cannot load the active embedding version", extra={"model": model.pk, "error": str(e)})
         return None
     return embedder if embedder.backbone.weights_sha256 == model.weights_sha256 else None
+
+
+def query_embedder(model: EmbeddingModel):
+    """The embedder for one shopper photo against ``model``; None if this process cannot reproduce its vectors.
+
+    ``model``'s exported ONNX file when ``CACHE_DIR`` has it and the runtime allows
+    ONNX on the CPU: a web process then never imports torch (about 650 MB). Otherwise the
+    full embedder (:func:`_embedder_for`).
+    """
+    from .ml import onnx
+
+    cache_dir = str(visrec_settings.CACHE_DIR or "")
+    if cache_dir and visrec_settings.RUNTIME != "torch" and visrec_settings.DEVICE != "cuda" and onnx.available():
+        path = onnx.export_path(Path(cache_dir), model.backbone, model.key)
+        if path.is_file():
+            return _exported(str(path), json.dumps(model.preprocessing, sort_keys=True))
+    return _embedder_for(model)
+
+
+@functools.lru_cache(maxsize=4)
+def _exported(path: str, preprocessing: str):
+    from .ml.embedder import ExportedEmbedder
+
+    return ExportedEmbedder(Path(path), json.loads(preprocessing))
 
 
 def current_embedding_model() -> EmbeddingModel:

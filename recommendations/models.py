@@ -153,10 +153,11 @@ class Impression(models.Model):
 
 
 class Click(models.Model):
-    """A click on one item of an impression (from a signed click token).
+    """The click on an impression (from a signed click token): at most one per impression.
 
-    Widget and model version are copied from the token so CTR per widget and model
-    version is known even before the impression row is written.
+    An impression is one shopper's list, and only that shopper's token counts, so CTR is
+    the share of lists clicked. Widget and model version are copied from the token so CTR
+    per widget and model version is known even before the impression row is written.
     """
 
     impression_id = models.UUIDField()
@@ -171,9 +172,7 @@ class Click(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["widget", "model_version_id", "created_at"], name="click_widget_model")]
-        constraints = [
-            models.UniqueConstraint(fields=["impression_id", "position"], name="one_click_per_impression_position")
-        ]
+        constraints = [models.UniqueConstraint(fields=["impression_id"], name="one_click_per_impression")]
 
     def __str__(self) -> str:
         return f"click on {self.product_id} ({self.widget})"

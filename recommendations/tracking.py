@@ -10,8 +10,11 @@ or the database is down, rows are dropped and logged: losing a few impressions i
 acceptable, a slow or broken page is not. ``TRACKING_MODE = "inline"`` writes at once
 (deterministic, for tests and scripts).
 
-Clicks carry a signed token (impression, product, position, widget, model version),
-so a click is counted even if its impression row is still in the queue.
+Clicks carry a signed token (impression, product, position, widget, model version and a
+keyed tag of the shopper the list was shown to), so a click is counted even if its
+impression row is still in the queue. A click counts once per impression, and only from
+the shopper the impression was shown to: a token passed to another shopper, or replayed,
+counts nothing.
 """
 
 from __future__ import annotations
@@ -58,21 +61,25 @@ def _shopper(user=None, session_key: str | None = None) -> tuple[int | None, str
 # -- impressions ------------------------------------------------------------------------
 
 
+#: What this process remembers of an impression for its click tokens: widget, model version, shopper.
+ImpressionMeta = tuple[str, int | None, tuple[int | None, str]]
+
+
 class _RecentImpressions:
-    """Widget and model version of this process's latest impressions, for their click tokens."""
+    """Widget, model version and shopper of this process's latest impressions, for their click tokens."""
 
     def __init__(self, size: int = 4096) -> None:
-        self._items: OrderedDict[str, tuple[str, int | None]] = OrderedDict()
+        self._items: OrderedDict[str, ImpressionMeta] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def put(self, impression_id: str, meta: tuple[str, int | None]) -> None:
+    def put(self, impression_id: str, meta: ImpressionMeta) -> None:
         with self._lock:
             self._items[impression_id] = meta
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
 
-    def get(self, impression_id: str) -> tuple[str, int | None] | None:
+    def get(self, impression_id: str) -> ImpressionMeta | None:
         with self._lock:
             return self._items.get(impression_id)
 
@@ -169,7 +176,7 @@ def record_impression(rec_list, *, user=None, session_key: str | None = None) ->
             session_key=session,
             created_at=timezone.now(),
         )
-        _recent.put(impression_id, (rec_list.widget, rec_list.model_version_id))
+        _recent.put(impression_id, (rec_list.widget, rec_list.model_version_id, (user_id, session)))
         if visrec_settings.TRACKING_MODE == "inline":
             _write([row])
         else:
@@ -187,10 +194,18 @@ def _json_key(pk):
 # -- clicks -----------------------------------------------------------------------------
 
 
-_TOKEN_VERSION = 1
-_TOKEN_HEAD = struct.Struct(">BI16sQHI")  # version, issued (unix s), impression, product, position, model version
-_UUID_TOKEN_VERSION = 2  # the same with a UUID product key (16 bytes)
-_UUID_TOKEN_HEAD = struct.Struct(">BI16s16sHI")
+#: Token layouts by version: issued (unix s), impression, product (an integer or a UUID's
+#: 16 bytes), position, model version and, from version 3, the shopper's tag. Versions 1
+#: and 2 (no shopper) are still read until they expire, as tokens shown to no one in particular.
+_HEADS = {
+    1: struct.Struct(">BI16sQHI"),
+    2: struct.Struct(">BI16s16sHI"),
+    3: struct.Struct(">BI16sQHI8s"),
+    4: struct.Struct(">BI16s16sHI8s"),
+}
+_INT_VERSION, _UUID_VERSION = 3, 4
+_UUID_VERSIONS = frozenset({2, 4})
+_NO_SHOPPER = bytes(8)  # the tag of a list shown to no known shopper
 _MAC_BYTES = 16
 _keys: dict[tuple[str, ...], list[bytes]] = {}
 
@@ -216,40 +231,69 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def click_token(
-    impression_id: str, product_id: int, position: int, *, widget: str | None = None, model_version_id=None
-) -> str:
-    """A signed, URL-safe token for one item of an impression (about 90 characters).
+def _shopper_tag(key: bytes, user_id: int | None, session_key: str) -> bytes:
+    """Eight keyed bytes naming a shopper (the user when signed in, else the session); none: zeros.
 
-    Widget and model version default to what this process recorded for the impression.
-    Binary fields plus a 128-bit HMAC-SHA256 tag (a few microseconds; a page signs one per
-    recommended item); it expires after ``CLICK_TOKEN_MAX_AGE``.
+    Keyed, so a token tells nothing about whom it was shown to (user ids are guessable).
     """
+    if user_id is None and not session_key:
+        return _NO_SHOPPER
+    who = f"user:{user_id}" if user_id is not None else f"session:{session_key}"
+    return hmac.new(key, f"visrec.shopper:{who}".encode(), hashlib.sha256).digest()[:8]
+
+
+def click_token(
+    impression_id: str,
+    product_id: int,
+    position: int,
+    *,
+    widget: str | None = None,
+    model_version_id=None,
+    user=None,
+    session_key: str | None = None,
+) -> str:
+    """A signed, URL-safe token for one item of an impression (about 100 characters).
+
+    Widget and model version default to what this process recorded for the impression, and
+    so does the shopper (``user``, else ``session_key``) the list was shown to: only that
+    shopper's click counts. Binary fields plus a 128-bit HMAC-SHA256 tag (a few
+    microseconds; a page signs one per recommended item); it expires after
+    ``CLICK_TOKEN_MAX_AGE``.
+    """
+    recent = _recent.get(str(impression_id))
     if widget is None:
-        widget, recent_version = _recent.get(str(impression_id)) or ("", None)
+        widget, recent_version = recent[:2] if recent else ("", None)
         model_version_id = recent_version if model_version_id is None else model_version_id
+    if user is None and session_key is None:
+        user_id, session = recent[2] if recent else (None, "")
+    else:
+        user_id, session = _shopper(user, session_key)
+    key = _token_keys()[0]
     if isinstance(product_id, int) or str(product_id).isdigit():
-        head, version, product = _TOKEN_HEAD, _TOKEN_VERSION, int(product_id)
+        version, product = _INT_VERSION, int(product_id)
     else:  # a shop with UUID product keys
-        head, version, product = _UUID_TOKEN_HEAD, _UUID_TOKEN_VERSION, uuid.UUID(str(product_id)).bytes
+        version, product = _UUID_VERSION, uuid.UUID(str(product_id)).bytes
     body = (
-        head.pack(
+        _HEADS[version].pack(
             version,
             int(time.time()),
             _uuid_bytes(str(impression_id)),
             product,
             int(position),
             int(model_version_id or 0),
+            _shopper_tag(key, user_id, session),
         )
         + (widget or "").encode()[:64]
     )
-    return base64.urlsafe_b64encode(body + _mac(_token_keys()[0], body)).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(body + _mac(key, body)).rstrip(b"=").decode()
 
 
 def read_click_token(token: str) -> dict:
     """The verified content of a click token (raises :class:`InvalidClickToken`).
 
-    Tokens of the earlier format (``django.core.signing``) are still read.
+    ``shopper`` is the tag of the shopper the list was shown to (None: no one in
+    particular). Tokens of earlier formats (``django.core.signing``, versions 1 and 2) are
+    still read.
     """
     if ":" in token:
         return _read_signed_token(token)
@@ -258,12 +302,10 @@ def read_click_token(token: str) -> dict:
     except (ValueError, TypeError):
         raise InvalidClickToken("click token is malformed or its signature does not match") from None
     body, tag = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
-    head = _UUID_TOKEN_HEAD if body[:1] == bytes([_UUID_TOKEN_VERSION]) else _TOKEN_HEAD
-    if len(body) < head.size or not any(hmac.compare_digest(tag, _mac(k, body)) for k in _token_keys()):
+    head = _HEADS.get(body[0] if body else 0)
+    if head is None or len(body) < head.size or not any(hmac.compare_digest(tag, _mac(k, body)) for k in _token_keys()):
         raise InvalidClickToken("click token is malformed or its signature does not match")
-    version, issued, impression, product_id, position, model_version_id = head.unpack_from(body)
-    if version not in (_TOKEN_VERSION, _UUID_TOKEN_VERSION):
-        raise InvalidClickToken("click token is malformed or its signature does not match")
+    version, issued, impression, product_id, position, model_version_id, *shopper = head.unpack_from(body)
     if time.time() - issued > int(visrec_settings.CLICK_TOKEN_MAX_AGE):
         raise InvalidClickToken("click token has expired")
     try:
@@ -272,10 +314,11 @@ def read_click_token(token: str) -> dict:
         raise InvalidClickToken("click token is malformed or its signature does not match") from None
     return {
         "impression_id": str(uuid.UUID(bytes=impression)),
-        "product_id": str(uuid.UUID(bytes=product_id)) if version == _UUID_TOKEN_VERSION else int(product_id),
+        "product_id": str(uuid.UUID(bytes=product_id)) if version in _UUID_VERSIONS else int(product_id),
         "position": int(position),
         "widget": widget,
         "model_version_id": model_version_id or None,
+        "shopper": shopper[0] if shopper and shopper[0] != _NO_SHOPPER else None,
     }
 
 
@@ -295,17 +338,33 @@ def _read_signed_token(token: str) -> dict:
         "position": int(position),
         "widget": widget or "",
         "model_version_id": model_version_id,
+        "shopper": None,
     }
 
 
-def record_click(token: str, *, user=None, session_key: str | None = None) -> Click:
-    """Count a click on a recommended item (idempotent per impression and position).
+def shown_to(data: dict, *, user=None, session_key: str | None = None) -> bool:
+    """Whether a read click token's list was shown to this shopper (or to no one in particular)."""
+    if data["shopper"] is None:
+        return True
+    user_id = user.pk if user is not None and getattr(user, "is_authenticated", False) else None
+    mine = [(user_id, "")] if user_id is not None else []
+    mine += [(None, session_key)] if session_key else []
+    return any(hmac.compare_digest(data["shopper"], _shopper_tag(k, *who)) for k in _token_keys() for who in mine)
 
-    Raises :class:`InvalidClickToken` for a bad token; database errors propagate.
+
+def record_click(token: str, *, user=None, session_key: str | None = None) -> Click | None:
+    """Count a click on a recommended item: the new :class:`Click`, or None when it does not count.
+
+    A click counts once per impression (and so per shopper: an impression is one shopper's
+    list); a second click on the same list, or a replay of its token, returns None. Raises
+    :class:`InvalidClickToken` for a bad or expired token and for a token issued to another
+    shopper; database errors propagate.
     """
     data = read_click_token(token)
     if not isinstance(data["product_id"], int):
         raise InvalidClickToken("clicks are counted for integer product keys only (Click.product_id)")
+    if not shown_to(data, user=user, session_key=session_key):
+        raise InvalidClickToken("click token was issued to another shopper")
     if not data["widget"]:  # token made in another process before its impression: ask the row
         meta = Impression.objects.filter(id=data["impression_id"]).values("widget", "model_version_id").first()
         if meta:
@@ -313,10 +372,10 @@ def record_click(token: str, *, user=None, session_key: str | None = None) -> Cl
     user_id, session = _shopper(user, session_key)
     try:
         with transaction.atomic():
-            click, _ = Click.objects.get_or_create(
+            click, created = Click.objects.get_or_create(
                 impression_id=data["impression_id"],
-                position=data["position"],
                 defaults={
+                    "position": data["position"],
                     "widget": data["widget"],
                     "model_version_id": data["model_version_id"],
                     "product_id": data["product_id"],
@@ -325,9 +384,9 @@ def record_click(token: str, *, user=None, session_key: str | None = None) -> Cl
                     "created_at": timezone.now(),
                 },
             )
-    except IntegrityError:  # a concurrent double click won the race
-        click = Click.objects.get(impression_id=data["impression_id"], position=data["position"])
-    return click
+    except IntegrityError:  # a concurrent click on the same list won the race
+        return None
+    return click if created else None
 
 
 def ctr(*, widget: str | None = None, model_version_id: int | None = None, since: datetime | None = None) -> dict:

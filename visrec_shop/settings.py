@@ -6,7 +6,7 @@ Every environment variable the project reads is read here and nowhere else:
 ``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
 ``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``, ``VISREC_SINGLE_PROCESS``, ``HTTPS_ONLY``,
 ``SECURE_SSL_REDIRECT``, ``SECURE_HSTS_SECONDS``, ``SECURE_HSTS_INCLUDE_SUBDOMAINS``, ``SECURE_HSTS_PRELOAD``,
-``SECURE_PROXY_SSL_HEADER``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``.
+``SECURE_PROXY_SSL_HEADER``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``, ``NUM_PROXIES``.
 """
 
 import os
@@ -72,6 +72,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "recommendations.uploads.RequestBodyLimitMiddleware",  # before the CSRF check reads (and spools) a body
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -195,6 +196,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_THROTTLE_CLASSES": ["recommendations.api.throttling.ShopperRateThrottle"],
+    # Reverse proxies in front of the site that append to X-Forwarded-For (0: the header is ignored).
+    "NUM_PROXIES": int(os.environ.get("NUM_PROXIES", "0")),
     "DEFAULT_THROTTLE_RATES": {
         "recommendations": _throttle_rate("RECOMMENDATIONS", "300/min"),
         "search": _throttle_rate("SEARCH", "30/min"),

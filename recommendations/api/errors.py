@@ -60,6 +60,13 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is too large."
 
 
+class SearchBusy(exceptions.Throttled):
+    """The process decodes as many photos as it may (``SEARCH_MAX_CONCURRENT_DECODES``): 429, retry shortly."""
+
+    default_code = "search_busy"
+    default_detail = "Too many photos are being searched right now; try again in a moment."
+
+
 class InvalidEvents(exceptions.APIException):
     """Some events of a batch are invalid; ``invalid`` lists them and nothing was recorded."""
 
@@ -70,6 +77,23 @@ class InvalidEvents(exceptions.APIException):
     def __init__(self, invalid: list[dict], total: int) -> None:
         super().__init__(f"{len(invalid)} of {total} events are invalid; nothing was recorded.")
         self.invalid = invalid
+
+
+class ServerOnlyEvents(exceptions.PermissionDenied):
+    """Purchases and ratings from a shopper's own client (``invalid`` lists them): 403, nothing recorded."""
+
+    default_code = "server_only_events"
+    default_detail = "Purchases and ratings are accepted only from server clients (token)."
+
+    def __init__(self, indexes: list[int], total: int) -> None:
+        super().__init__(
+            f"Purchases and ratings are accepted only from server clients (token) and the shop's own order "
+            f"signals, not from a shopper's browser or session; {len(indexes)} of {total} events are such, "
+            "and nothing was recorded."
+        )
+        self.invalid = [
+            {"index": i, "fields": {"type": ["Only server clients may post this event type."]}} for i in indexes
+        ]
 
 
 class IdempotencyKeyReused(exceptions.APIException):
@@ -134,7 +158,7 @@ def error_body(exc: exceptions.APIException, data) -> dict:
         error = {"code": _code(exc), "message": _message(data)}
     else:  # field validation errors
         error = {"code": _code(exc), "message": _message(data), "fields": data}
-    if isinstance(exc, InvalidEvents):
+    if isinstance(exc, InvalidEvents | ServerOnlyEvents):
         error["invalid"] = exc.invalid
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         error["retry_after"] = max(1, round(exc.wait))

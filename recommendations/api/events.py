@@ -13,11 +13,15 @@ from .. import tracking
 from ..conf import get_product_model
 from ..events import record_interactions
 from ..models import Interaction
-from .errors import InvalidEvents
+from .errors import InvalidEvents, ServerOnlyEvents
 from .serializers import EventEnvelopeSerializer, EventSerializer
 from .shoppers import is_server_client, may_act_for_others, poster_scope, session_key
 
 CLOCK_SKEW = timedelta(minutes=5)
+#: Event types only server clients may post: a shopper's client could fake them at will, and
+#: they weigh most in "popular" and in training. Shops record them from their order and
+#: review code (``recommendations.events.record``) or through a server client.
+SERVER_ONLY_TYPES = frozenset({Interaction.Kind.PURCHASE, Interaction.Kind.RATING})
 
 
 class _Batch:
@@ -71,6 +75,9 @@ def record(request) -> dict:
 
 def _check_shoppers(batch: _Batch) -> None:
     others, server = may_act_for_others(batch.request), is_server_client(batch.request)
+    refused = [i for i, event in batch.events.items() if not server and event["type"] in SERVER_ONLY_TYPES]
+    if refused:
+        raise ServerOnlyEvents(refused, batch.total)
     for index, event in batch.events.items():
         if not others and ("user" in event or "session" in event):
             raise PermissionDenied("Only server clients (token) and staff may post events for a user or session.")
@@ -107,17 +114,19 @@ def _shopper(request, event: dict) -> tuple[object | None, str]:
 
 
 def _record_clicks(batch: _Batch) -> None:
+    """Count the clicks of the batch (once per impression; a replayed token counts nothing, without error)."""
     for index, event in batch.valid():
         if "click_token" not in event:
             continue
         user, session = _shopper(batch.request, event)
         try:
-            click = tracking.record_click(event["click_token"], user=user, session_key=session or None)
+            token = tracking.read_click_token(event["click_token"])
+            if token["product_id"] != event["product"].pk:
+                batch.fail(index, "click_token", f"The click token is for product {token['product_id']}.")
+                continue
+            tracking.record_click(event["click_token"], user=user, session_key=session or None)
         except tracking.InvalidClickToken as e:
             batch.fail(index, "click_token", str(e))
-            continue
-        if click.product_id != event["product"].pk:
-            batch.fail(index, "click_token", f"The click token is for product {click.product_id}.")
 
 
 def _interaction(request, event: dict) -> Interaction:

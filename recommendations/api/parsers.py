@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 
-from ..conf import visrec_settings
+from ..uploads import content_length, image_body_limit
 from .errors import PayloadTooLarge
 
-# Room for the multipart boundaries and the small form fields around the image.
-MULTIPART_OVERHEAD = 64 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 
 
 def _refuse_if_longer(parser_context: dict | None, limit: int) -> None:
     request = (parser_context or {}).get("request")
-    meta = request.META if isinstance(request, Request) else {}
-    try:
-        length = int(meta.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    length = content_length(request) if isinstance(request, Request) else 0
+    if length is None:
+        raise ParseError("The request's Content-Length is not a number.")
     if length > limit:
         raise PayloadTooLarge(f"The request body is {length} bytes; at most {limit} are accepted.")
 
@@ -36,5 +33,5 @@ class ImageUploadParser(MultiPartParser):
     """Multipart uploads of one image of at most ``VISREC["MAX_IMAGE_BYTES"]``."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        _refuse_if_longer(parser_context, int(visrec_settings.MAX_IMAGE_BYTES) + MULTIPART_OVERHEAD)
+        _refuse_if_longer(parser_context, image_body_limit())
         return super().parse(stream, media_type, parser_context)

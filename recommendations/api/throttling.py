@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from ..clients import client_address
 from ..conf import visrec_settings
 from .shoppers import is_server_client
 
@@ -17,7 +18,9 @@ logger = logging.getLogger(__name__)
 class ShopperRateThrottle(SimpleRateThrottle):
     """At most ``DEFAULT_THROTTLE_RATES[view.throttle_scope]`` requests per anonymous IP or signed-in user.
 
-    Token-authenticated server clients are not throttled (they speak for many shoppers).
+    Token-authenticated server clients are not throttled (they speak for many shoppers). The
+    IP is :func:`~recommendations.clients.client_address` (``X-Forwarded-For`` only as far as
+    ``NUM_PROXIES`` trusted proxies wrote it).
     The rate is read per request, so settings overrides apply at once; a rate of ``None``
     disables the limit. History lives in the default cache (Redis when configured) under
     ``VISREC["CACHE_PREFIX"]``. The cache is not a dependency: when it fails, the request
@@ -48,3 +51,6 @@ class ShopperRateThrottle(SimpleRateThrottle):
         user = request.user
         ident = f"user-{user.pk}" if user and user.is_authenticated else f"ip-{self.get_ident(request)}"
         return self.cache_format % {"prefix": visrec_settings.CACHE_PREFIX, "scope": self.scope, "ident": ident}
+
+    def get_ident(self, request) -> str:
+        return client_address(request)

@@ -28,6 +28,7 @@ from .errors import (
     PayloadTooLarge,
     ProductNotFound,
     RecommendationsUnavailable,
+    SearchBusy,
 )
 from .parsers import ImageUploadParser, LimitedJSONParser
 from .serializers import (
@@ -51,12 +52,13 @@ logger = logging.getLogger(__name__)
 ERROR_DESCRIPTIONS = {
     400: "Invalid parameters or body (`invalid_parameter`, `validation_error`, `malformed_request`, ...)",
     401: "Bad or inactive token (`authentication_failed`)",
-    403: "Not allowed (`permission_denied`), or CSRF failure on a session-authenticated POST",
+    403: "Not allowed (`permission_denied`), a purchase or rating from a shopper's client (`server_only_events`), "
+    "or CSRF failure on a session-authenticated POST",
     404: "Not found (`not_found`, `product_not_found`, `user_not_found`)",
     413: "Body too large (`payload_too_large`)",
     415: "Wrong content type (`unsupported_media_type`)",
     422: "Idempotency-Key reused with another body (`idempotency_key_reused`)",
-    429: "Throttled (`throttled`); see `Retry-After`",
+    429: "Throttled (`throttled`), or too many photos searched at once (`search_busy`); see `Retry-After`",
     503: "Database or recommendation backend unavailable (`service_unavailable`, `recommendations_unavailable`)",
 }
 
@@ -124,8 +126,9 @@ def _limit(params: dict, default: str = "SIMILAR_DEFAULT_LIMIT") -> int:
 def listing(request, rec_list, *, user=None, session: str | None = None, **extra) -> dict:
     """The response body of a served list; records its impression and signs a click token per item."""
     impression = tracking.record_impression(rec_list, user=user, session_key=session) if rec_list.items else None
+    shown_to = {"user": user, "session_key": session or ""}  # only this shopper's clicks count
     items = [
-        ListedItem(r.product, r.score, r.reason, n, tracking.click_token(impression, r.product.pk, n))
+        ListedItem(r.product, r.score, r.reason, n, tracking.click_token(impression, r.product.pk, n, **shown_to))
         for n, r in enumerate(rec_list.items)
     ]
     return {
@@ -251,6 +254,8 @@ class SearchByImageView(APIView):
             )
         except serving.InvalidImage as e:
             raise InvalidImage(str(e)) from e
+        except serving.SearchBusy as e:
+            raise SearchBusy(wait=1, detail=str(e)) from e
         user, session = subject(request)
         return Response(listing(request, rec_list, user=user, session=session))
 
@@ -270,7 +275,9 @@ class EventsView(APIView):
     A batch is recorded whole or not at all: one invalid event gives 400 listing every
     invalid index, and nothing is stored. Shoppers post for themselves (session cookie,
     CSRF token when signed in); server clients (token) name ``user`` or ``session``
-    per event.
+    per event. Purchases and ratings come only from server clients: from anyone else the
+    batch is 403 ``server_only_events`` listing them, and nothing is stored. A click counts
+    once per impression, from the shopper it was shown to (another shopper's token is invalid).
     """
 
     throttle_scope = "events"

@@ -3,7 +3,8 @@
 Definitions (the dashboard and experiments use these):
 
 - an *impression* is one rendered list (an ``Impression`` row);
-- a *click* is a ``Click`` row (at most one per impression and position);
+- a *click* is a ``Click`` row: at most one per impression, from the shopper it was shown to
+  (so CTR is the share of lists clicked, a proportion the experiments' tests can use);
 - a *conversion* is a click followed, within ``CONVERSION_WINDOW``, by a purchase of the
   clicked product by the same shopper (the same session key, or the same signed-in user);
 - CTR = clicks / impressions; conversion rate = conversions / impressions.

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .backbones import Backbone
-from .colour import colour_descriptor, combine
+from .colour import ColourSpec, colour_descriptor, combine
 from .preprocess import normalised, resize_crop
 
 
@@ -23,6 +23,65 @@ def pick_device(preference: str = "auto") -> str:
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def prepare_image(image, preprocessing: dict) -> np.ndarray:
+    """One RGB PIL image -> a model's ``(H, W, 3)`` uint8 input, as ``preprocessing`` describes it.
+
+    ``preprocessing`` is the backbone's record (``resize``, ``crop``, ``interpolation``,
+    ``geometry``; a descriptor's ``colour``). A descriptor gets ``(H, W, 6)``: the CNN's
+    view, then the whole photo on its own background that the colour histogram reads.
+    """
+    resize, crop, interpolation = preprocessing["resize"][0], preprocessing["crop"][0], preprocessing["interpolation"]
+    cnn = resize_crop(image, resize, crop, interpolation, preprocessing.get("geometry", "crop-box"))
+    if "colour" not in preprocessing:
+        return cnn
+    whole = resize_crop(image, crop, crop, interpolation, preprocessing["colour"]["geometry"])
+    return np.concatenate([cnn, whole], axis=2)
+
+
+def _joined(batch: np.ndarray, features, colour: ColourSpec | None, weight: float) -> np.ndarray:
+    """Unit vectors of a prepared batch: ``features(batch)``, joined with the colour histogram if any."""
+    if colour is None:
+        return features(batch)
+    return combine(features(np.ascontiguousarray(batch[..., :3])), colour_descriptor(batch[..., 3:], colour), weight)
+
+
+class ExportedEmbedder:
+    """An embedding version run from its exported ONNX file alone: torch is never imported.
+
+    For a web process that embeds one shopper photo per request (search by photo): torch
+    alone costs such a process about 650 MB of memory. The exported graph takes the
+    prepared uint8 array and normalises inside it, so the preprocessing recorded with the
+    version is all it needs; vectors equal :class:`Embedder`'s on ONNX Runtime.
+
+    Parameters
+    ----------
+    path : Path
+        The file :func:`.onnx.export` wrote for this version.
+    preprocessing : dict
+        The version's preprocessing record (``Backbone.preprocessing``).
+    threads : int
+        ONNX Runtime's threads per call (one photo per request: 1 leaves the cores to the
+        other requests).
+    """
+
+    def __init__(self, path, preprocessing: dict, threads: int = 1) -> None:
+        from .onnx import OnnxModel
+
+        self.preprocessing = preprocessing
+        colour = preprocessing.get("colour")
+        self.colour, self.colour_weight = None, 0.0
+        if colour:
+            self.colour = ColourSpec(colour["lightness_bins"], colour["chroma_bins"], colour["threshold"])
+            self.colour_weight = float(colour["weight"])
+        self._onnx = OnnxModel(path, threads=threads)
+
+    def prepare(self, image) -> np.ndarray:
+        return prepare_image(image, self.preprocessing)
+
+    def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        return _joined(np.stack(arrays), lambda batch: l2_normalise(self._onnx(batch)), self.colour, self.colour_weight)
 
 
 class Embedder:
@@ -70,8 +129,6 @@ class Embedder:
             runtime = "onnx" if self.device == "cpu" and cache_dir and onnx.available() else "torch"
         self.runtime = runtime
         prep = backbone.preprocessing
-        self._resize, self._crop, self._interpolation = prep["resize"][0], prep["crop"][0], prep["interpolation"]
-        self._geometry = prep.get("geometry", "crop-box")
         model = normalised(backbone.model, prep["mean"], prep["std"])
         if runtime == "onnx":
             self._onnx = onnx.OnnxModel(onnx.export(model, backbone, cache_dir), threads=torch.get_num_threads())
@@ -83,17 +140,8 @@ class Embedder:
         return self.backbone.dimensions
 
     def prepare(self, image) -> np.ndarray:
-        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe).
-
-        A descriptor with a colour part gets ``(H, W, 6)``: the CNN's view, then the whole
-        photo on its own background that the colour histogram reads.
-        """
-        cnn = resize_crop(image, self._resize, self._crop, self._interpolation, self._geometry)
-        if self.backbone.colour is None:
-            return cnn
-        geometry = self.backbone.preprocessing["colour"]["geometry"]
-        whole = resize_crop(image, self._crop, self._crop, self._interpolation, geometry)
-        return np.concatenate([cnn, whole], axis=2)
+        """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe; :func:`prepare_image`)."""
+        return prepare_image(image, self.backbone.preprocessing)
 
     def embed(self, images: Sequence) -> np.ndarray:
         """Embed RGB PIL images; returns an ``(n, dimensions)`` array of unit vectors."""
@@ -107,12 +155,7 @@ class Embedder:
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Embed prepared ``(H, W, 3)`` uint8 arrays (a descriptor joins its colour histogram)."""
-        batch = np.stack(arrays)
-        if self.backbone.colour is None:
-            return self._features(batch)
-        features = self._features(np.ascontiguousarray(batch[..., :3]))
-        colour = colour_descriptor(batch[..., 3:], self.backbone.colour)
-        return combine(features, colour, self.backbone.colour_weight)
+        return _joined(np.stack(arrays), self._features, self.backbone.colour, self.backbone.colour_weight)
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         """The CNN's unit feature vectors of a prepared uint8 batch."""

@@ -28,6 +28,15 @@ def available() -> bool:
     return True
 
 
+def export_path(cache_dir: Path, name: str, spec_sha256: str) -> Path:
+    """Where the export of backbone ``name`` with spec checksum ``spec_sha256`` lives.
+
+    The checksum is the SHA-256 of ``Backbone.spec()`` as sorted JSON, which is also an
+    embedding version's key: a version finds its export without loading its backbone.
+    """
+    return Path(cache_dir) / f"{name}-{spec_sha256[:16]}-u8.onnx"
+
+
 def export(model, backbone: Backbone, cache_dir: Path) -> Path:
     """Export ``model`` (uint8 NHWC in) of ``backbone`` under ``cache_dir`` (atomic; skipped when present)."""
     import hashlib
@@ -36,8 +45,8 @@ def export(model, backbone: Backbone, cache_dir: Path) -> Path:
     import torch
 
     crop = backbone.preprocessing["crop"][0]
-    spec = hashlib.sha256(json.dumps(backbone.spec(), sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"{backbone.name}-{spec}-u8.onnx"  # spec includes the code revision
+    spec = hashlib.sha256(json.dumps(backbone.spec(), sort_keys=True).encode()).hexdigest()
+    path = export_path(cache_dir, backbone.name, spec)  # spec includes the code revision
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)

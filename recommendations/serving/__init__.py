@@ -78,6 +78,7 @@ from .personal import (  # noqa: F401
 )
 from .photo import (  # noqa: F401
     _read_image,
+    decode_slot,
     embed_query_image,
     search_by_image,
 )
@@ -87,6 +88,7 @@ from .results import (  # noqa: F401
     Ranked,
     Recommendation,
     RecommendationList,
+    SearchBusy,
 )
 from .rules_sql import (  # noqa: F401
     _RULES_SQL_KEPT,

@@ -11,6 +11,10 @@ from ..ml.images import ImageRejected
 InvalidImage = ImageRejected
 
 
+class SearchBusy(RuntimeError):
+    """Search by photo refused a photo because the process is decoding as many as it may."""
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """A product with the score that ranked it and why it is there.

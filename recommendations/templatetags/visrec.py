@@ -150,6 +150,8 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
             position,
             widget=rec_list.widget,
             model_version_id=rec_list.model_version_id,
+            user=user,
+            session_key=session_key or "",
         )
         entries.append(
             {

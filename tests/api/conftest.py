@@ -22,6 +22,15 @@ def user_factory(db):
     return create
 
 
+CSRF = "a" * 32
+
+
+def csrf_header(client) -> dict:
+    """The CSRF cookie a shopper's page has and the header it sends with a POST."""
+    client.cookies["csrftoken"] = CSRF
+    return {"HTTP_X_CSRFTOKEN": CSRF}
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     """An anonymous client (CSRF enforced, as for a browser)."""

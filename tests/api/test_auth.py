@@ -8,15 +8,11 @@ import pytest
 
 from recommendations.models import Interaction
 
+from .conftest import csrf_header
+
 pytestmark = pytest.mark.django_db
 
 FOR_YOU = "/api/v1/recommendations/for-you/"
-CSRF = "a" * 32
-
-
-def _csrf(client) -> dict:
-    client.cookies["csrftoken"] = CSRF
-    return {"HTTP_X_CSRFTOKEN": CSRF}
 
 
 def test_anonymous_visitor_gets_for_you(api_client, small_catalog):
@@ -87,7 +83,7 @@ def test_session_post_without_csrf_token_is_refused(shopper_client, product_fact
     assert response.json()["error"]["code"] == "permission_denied"
     assert "CSRF" in response.json()["error"]["message"]
     assert not Interaction.objects.exists()
-    ok = shopper_client.post("/api/v1/events/", payload, format="json", **_csrf(shopper_client))
+    ok = shopper_client.post("/api/v1/events/", payload, format="json", **csrf_header(shopper_client))
     assert ok.status_code == 201
     assert Interaction.objects.get().user.username == "alice"
 
@@ -106,7 +102,7 @@ def test_anonymous_events_get_a_session(api_client, product_factory):
 def test_shopper_cannot_post_events_for_someone_else(shopper_client, user_factory, product_factory):
     bob, product = user_factory("bob"), product_factory()
     payload = {"events": [{"type": "purchase", "product": product.pk, "user": bob.pk}]}
-    response = shopper_client.post("/api/v1/events/", payload, format="json", **_csrf(shopper_client))
+    response = shopper_client.post("/api/v1/events/", payload, format="json", **csrf_header(shopper_client))
     assert response.status_code == 403
     assert not Interaction.objects.exists()
 

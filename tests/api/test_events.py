@@ -13,6 +13,8 @@ from recommendations import tracking
 from recommendations.api import events as events_module
 from recommendations.models import Click, Interaction
 
+from .conftest import csrf_header
+
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/events/"
@@ -163,7 +165,7 @@ def test_event_ids_make_a_retried_batch_record_nothing_twice(api_client, product
     ]
     first = post(api_client, batch)
     # the retry carries one new event too
-    again = post(api_client, [*batch, {"type": "purchase", "product": product.pk, "id": "ev-3"}])
+    again = post(api_client, [*batch, {"type": "view", "product": product.pk, "id": "ev-3"}])
     assert first.status_code == again.status_code == 201
     assert again.json()["events"][:2] == first.json()["events"]
     assert Interaction.objects.count() == 3
@@ -239,3 +241,39 @@ def test_database_failure_is_503_in_the_error_shape(api_client, product_factory,
     response = post(api_client, [{"type": "view", "product": product.pk}])
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+def test_purchases_and_ratings_from_a_shoppers_own_client_are_403_and_nothing_is_recorded(
+    api_client, shopper_client, staff_client, product_factory
+):
+    product = product_factory()
+    batch = [
+        {"type": "view", "product": product.pk},
+        {"type": "purchase", "product": product.pk},
+        {"type": "rating", "product": product.pk, "value": 5},
+    ]
+    response = post(api_client, batch, HTTP_IDEMPOTENCY_KEY="order-1")
+    assert response.status_code == 403
+    error = response.json()["error"]
+    assert error["code"] == "server_only_events" and "only from server clients" in error["message"]
+    assert [bad["index"] for bad in error["invalid"]] == [1, 2]
+    assert post(shopper_client, batch[1:2], **csrf_header(shopper_client)).status_code == 403
+    assert post(staff_client, batch[1:2]).status_code == 403  # staff post them with a token too
+    assert not Interaction.objects.exists()
+    # the refused batch did not use up its key; the other events go in with it
+    assert post(api_client, batch[:1], HTTP_IDEMPOTENCY_KEY="order-1").status_code == 201
+    assert list(Interaction.objects.values_list("kind", flat=True)) == ["view"]
+
+
+def test_a_click_token_counts_only_for_the_shopper_it_was_served_to_and_once(api_client, shopper_client, small_catalog):
+    csrf = csrf_header(shopper_client)
+    body = shopper_client.get(f"/api/v1/products/{small_catalog['anchor'].pk}/similar/?limit=3").json()
+    (first, first_token), (second, second_token) = [(r["id"], r["click_token"]) for r in body["results"][:2]]
+    stolen = post(api_client, [{"type": "click", "product": first, "click_token": first_token}])
+    assert stolen.status_code == 400
+    assert "another shopper" in stolen.json()["error"]["invalid"][0]["fields"]["click_token"][0]
+    for product, token in [(first, first_token), (first, first_token), (second, second_token)]:
+        response = post(shopper_client, [{"type": "click", "product": product, "click_token": token}], **csrf)
+        assert response.status_code == 201, response.json()
+    assert Click.objects.count() == 1 and Click.objects.get().product_id == first
+    assert tracking.ctr(widget="similar-items") == {"impressions": 1, "clicks": 1, "ctr": 1.0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 
@@ -97,3 +97,27 @@ def test_image_state_and_vectors_survive_their_move_into_the_plugin():
     assert new.get_model("catalog", "ProductImage").objects.get(pk=failed.pk).import_error == "image file not found"
     assert new.get_model("recommendations", "Rule").objects.get().category_id == category.pk
     State.objects.create(product_id=product.pk, key="new")  # the id sequence continues after the copied ids
+
+
+@pytest.mark.django_db(transaction=True)
+def test_clicks_keep_the_first_of_each_impression_when_one_click_per_impression_begins():
+    import datetime
+    import uuid
+
+    # given clicks counted per position: two on one list, one on another
+    old = _migrate([("recommendations", "0006_image_state_product_snapshot_rule_category_ids")])
+    Click = old.get_model("recommendations", "Click")
+    first_list, other_list = uuid.uuid4(), uuid.uuid4()
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    for impression, position, minutes in [(first_list, 2, 5), (first_list, 0, 1), (other_list, 1, 3)]:
+        when = at + datetime.timedelta(minutes=minutes)
+        Click.objects.create(impression_id=impression, position=position, widget="w", product_id=1, created_at=when)
+
+    # when the migration runs
+    new = _migrate(_latest())
+
+    # then each list keeps its earliest click, and a second click on a list is refused
+    kept = new.get_model("recommendations", "Click").objects
+    assert sorted(kept.values_list("impression_id", "position")) == sorted([(first_list, 0), (other_list, 1)])
+    with pytest.raises(IntegrityError):
+        kept.create(impression_id=other_list, position=4, widget="w", product_id=9, created_at=at)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from catalog.models import ProductImage
-from recommendations import serving
+from recommendations import embedding, serving
+from recommendations.conf import visrec_settings
+from recommendations.ml import onnx
+from recommendations.ml.embedder import ExportedEmbedder
+from recommendations.ml.images import load_image
+from recommendations.models import EmbeddingModel
 from tests.fixtures.images import make_image
 
 from .conftest import widget_ids
@@ -75,3 +85,26 @@ def _png() -> SimpleUploadedFile:
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (10, 200, 10)).save(buf, format="PNG")
     return SimpleUploadedFile("g.png", buf.getvalue(), content_type="image/png")
+
+
+def test_a_shoppers_photo_is_embedded_from_the_versions_onnx_export_without_torch(small_catalog):
+    # given the active version, whose ONNX export the catalogue's embedding wrote
+    model = EmbeddingModel.objects.active()
+    query, full = embedding.query_embedder(model), embedding._embedder_for(model)
+    assert isinstance(query, ExportedEmbedder)
+    # then a photo gets the vector the full embedder gives
+    photo = load_image(_photo_of(small_catalog["cousin"]))
+    ours = query.embed_arrays([query.prepare(photo)])
+    np.testing.assert_allclose(ours, full.embed_arrays([full.prepare(photo)]), atol=1e-5)
+    # and a process that embeds that way never imports torch (about 650 MB in a web process)
+    path = onnx.export_path(Path(visrec_settings.CACHE_DIR), model.backbone, model.key)
+    code = (
+        "import json, sys\n"
+        "from PIL import Image\n"
+        "from recommendations.ml.embedder import ExportedEmbedder\n"
+        f"e = ExportedEmbedder({str(path)!r}, json.loads({json.dumps(model.preprocessing)!r}))\n"
+        "e.embed_arrays([e.prepare(Image.new('RGB', (300, 200)))])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'django')))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert run.stdout.strip() == "[]", run.stderr

@@ -6,6 +6,7 @@ import re
 import uuid
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection
 from django.utils import timezone
 
@@ -78,6 +79,7 @@ def test_click_tokens_expire_survive_key_rotation_and_reject_any_altered_byte(se
         "position": 3,
         "widget": "for-you",
         "model_version_id": 5,
+        "shopper": None,  # shown to no one in particular
     }
     raw = bytearray(tracking.base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     for at in range(len(raw)):  # every single flipped bit of the body or the tag is refused
@@ -130,3 +132,50 @@ def test_widget_click_redirects_records_and_counts(client, small_catalog):
     assert tracking.ctr(widget="similar-items")["clicks"] == 1
     assert Interaction.objects.filter(product_id=target, kind="click", source="similar-items").exists()
     assert client.get("/r/forged-token/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_click_counts_once_per_impression_and_only_from_the_shopper_it_was_shown_to(small_catalog):
+    twin, cousin = small_catalog["twin"], small_catalog["cousin"]
+    # given a list shown to session s1
+    shown = tracking.record_impression(_list([twin, cousin]), session_key="s1")
+    first, second = tracking.click_token(shown, twin.pk, 0), tracking.click_token(shown, cousin.pk, 1)
+    # then another shopper's click on it is refused, and its shopper's first click counts
+    with pytest.raises(tracking.InvalidClickToken, match="another shopper"):
+        tracking.record_click(first, session_key="s2")
+    with pytest.raises(tracking.InvalidClickToken, match="another shopper"):
+        tracking.record_click(first)
+    assert tracking.record_click(first, session_key="s1").product_id == twin.pk
+    # and a replay, or a second item of the same list, counts nothing
+    assert tracking.record_click(first, session_key="s1") is None
+    assert tracking.record_click(second, session_key="s1") is None
+    assert Click.objects.count() == 1
+    # a signed-in shopper's list belongs to the user, whatever the session
+    alice = get_user_model().objects.create_user("alice")
+    hers = tracking.record_impression(_list([twin]), user=alice)
+    token = tracking.click_token(hers, twin.pk, 0)
+    with pytest.raises(tracking.InvalidClickToken, match="another shopper"):
+        tracking.record_click(token, session_key="s1")
+    assert tracking.record_click(token, user=alice, session_key="a-new-session") is not None
+
+
+def test_a_click_token_names_its_shopper_only_by_a_keyed_tag():
+    impression = str(uuid.uuid4())
+    mine = tracking.read_click_token(tracking.click_token(impression, 1, 0, widget="w", session_key="s1"))
+    assert len(mine["shopper"]) == 8 and b"s1" not in mine["shopper"]
+    other = tracking.read_click_token(tracking.click_token(impression, 1, 0, widget="w", session_key="s2"))
+    assert other["shopper"] != mine["shopper"]
+
+
+@pytest.mark.django_db
+def test_a_widget_link_followed_by_someone_else_or_again_counts_nothing(client, small_catalog):
+    html = client.get(f"/product/{small_catalog['anchor'].pk}/").content.decode()
+    links = re.findall(r'href="(/r/[^"]+/)"', html.split('data-visrec-widget="similar-items"', 1)[1])
+    stranger = type(client)()
+    assert stranger.get(links[0]).status_code == 302  # the product still opens for them
+    assert tracking.ctr(widget="similar-items")["clicks"] == 0
+    assert not Interaction.objects.filter(kind="click").exists()
+    assert client.get(links[0]).status_code == 302
+    assert client.get(links[0]).status_code == client.get(links[1]).status_code == 302  # a replay, a second item
+    assert tracking.ctr(widget="similar-items")["clicks"] == 1
+    assert Interaction.objects.filter(kind="click").count() == 1
