@@ -17,6 +17,7 @@ read the body yet:
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 from collections.abc import Callable
@@ -37,6 +38,13 @@ MULTIPART_OVERHEAD = 64 * 1024
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 Refusal = Callable[[HttpRequest, int, str], HttpResponse]
+
+NO_SPACE_MESSAGE = "The shop cannot store uploads right now (its disk is full); try again later."
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` is a full disk or quota (spooling an upload can hit one)."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def content_length(request: HttpRequest) -> int | None:
@@ -105,6 +113,13 @@ def guard_upload(scope: str = "search", *, max_bytes: Callable[[], int] = image_
                     return refused(request, 400, "The request's Content-Length is not a number.")
                 if length > limit:
                     return refused(request, 413, f"The upload is {length:,} bytes; at most {limit:,} are accepted.")
+                try:
+                    request.FILES  # noqa: B018 -- read (and spool) the body now: a full disk is a refusal, not a 500
+                except OSError as e:
+                    if not out_of_space(e):
+                        raise
+                    logger.warning("upload refused: %s", e)
+                    return refused(request, 503, NO_SPACE_MESSAGE)
             return protected(request, *args, **kwargs)
 
         return csrf_exempt(guarded)

@@ -136,6 +136,11 @@ def _translate(exc: Exception) -> Exception:
     if isinstance(exc, DatabaseError):
         logger.warning("database error in the API: %s", exc)
         return ServiceUnavailable()
+    from ..uploads import NO_SPACE_MESSAGE, out_of_space
+
+    if out_of_space(exc):  # spooling an upload to a full disk
+        logger.warning("upload refused: %s", exc)
+        return ServiceUnavailable(NO_SPACE_MESSAGE)
     return exc
 
 
