@@ -18,7 +18,7 @@ from django.db import connection, transaction
 
 from .conf import get_adapter, visrec_settings
 from .ml.images import ImageRejected, load_image
-from .models import EmbeddingModel, ImageEmbedding, ImageState
+from .models import EmbeddingHead, EmbeddingModel, ImageEmbedding, ImageState
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,14 @@ def _embedder(
     return Embedder(backbone_obj, device=device, batch_size=batch_size, runtime=runtime, cache_dir=cache_dir or None)
 
 
-def get_embedder(backbone: str | None = None):
-    """The process-wide embedder of ``backbone`` (default: the configured one), loaded once."""
+def get_embedder(backbone: str | None = None, head: str | None = None):
+    """The process-wide embedder of ``backbone`` (default: the configured one), loaded once.
+
+    ``head``: the sha256 of a stored similarity head that the (fitted) backbone joins,
+    read from the database once per process.
+    """
     name = backbone or visrec_settings.BACKBONE
-    return _embedder(
+    embedder = _embedder(
         name,
         (visrec_settings.WEIGHTS or {}).get(name),
         visrec_settings.WEIGHTS_DIR or None,
@@ -71,6 +75,31 @@ def get_embedder(backbone: str | None = None):
         visrec_settings.RUNTIME,
         str(visrec_settings.CACHE_DIR or ""),
     )
+    return _with_head(embedder, head) if head else embedder
+
+
+@functools.lru_cache(maxsize=4)
+def _with_head(embedder, sha256: str):
+    from .ml.head import SimilarityHead
+
+    record = EmbeddingHead.objects.get(sha256=sha256)
+    return embedder.with_head(SimilarityHead.from_bytes(bytes(record.data)), sha256, record.spec)
+
+
+def current_embedder():
+    """The configured backbone's embedder; a fitted descriptor's joins its newest head, once one is fitted."""
+    embedder = get_embedder()
+    if embedder.backbone.head_weight:
+        head = EmbeddingHead.objects.current(version_key(embedder.backbone))
+        if head is not None:
+            return get_embedder(head=head.sha256)
+    return embedder
+
+
+def embedder_of(model: EmbeddingModel):
+    """The embedder that reproduces ``model``'s vectors: its backbone, and its head by checksum."""
+    head = (model.preprocessing or {}).get("head") or {}
+    return get_embedder(model.backbone, head.get("sha256"))
 
 
 def _embedder_for(model: EmbeddingModel):
@@ -78,11 +107,33 @@ def _embedder_for(model: EmbeddingModel):
     from .ml.backbones import UnknownBackbone, WeightsNotFound
 
     try:
-        embedder = get_embedder(model.backbone)
-    except (WeightsNotFound, UnknownBackbone) as e:
+        embedder = embedder_of(model)
+    except (WeightsNotFound, UnknownBackbone, EmbeddingHead.DoesNotExist) as e:
         logger.warning("cannot load the active embedding version", extra={"model": model.pk, "error": str(e)})
         return None
     return embedder if embedder.backbone.weights_sha256 == model.weights_sha256 else None
+
+
+def version_key(backbone) -> str:
+    """The key of the embedding version whose vectors ``backbone`` gives (hash of its spec)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(backbone.spec(), sort_keys=True).encode()).hexdigest()
+
+
+def version_record(backbone) -> tuple[EmbeddingModel, bool]:
+    """``(version, created)`` of ``backbone``'s vectors; a new record has no index and is not active."""
+    spec = backbone.spec()
+    return EmbeddingModel.objects.get_or_create(
+        key=version_key(backbone),
+        defaults={
+            "backbone": spec["backbone"],
+            "weights_sha256": spec["weights_sha256"],
+            "preprocessing": spec["preprocessing"],
+            "dimensions": spec["dimensions"],
+        },
+    )
 
 
 def current_embedding_model() -> EmbeddingModel:
@@ -91,20 +142,7 @@ def current_embedding_model() -> EmbeddingModel:
     The first version ever created becomes active; switching versions is done by
     :func:`activate_embedding_model` once the new vectors are complete.
     """
-    import hashlib
-    import json
-
-    spec = get_embedder().backbone.spec()
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    model, created = EmbeddingModel.objects.get_or_create(
-        key=key,
-        defaults={
-            "backbone": spec["backbone"],
-            "weights_sha256": spec["weights_sha256"],
-            "preprocessing": spec["preprocessing"],
-            "dimensions": spec["dimensions"],
-        },
-    )
+    model, created = version_record(current_embedder().backbone)
     if created:
         model.ensure_index()
         if not EmbeddingModel.objects.filter(is_active=True).exists():
@@ -162,7 +200,7 @@ def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Pro
     started = time.perf_counter()
     report = EmbedReport()
     target = current_embedding_model()
-    jobs = [(target, get_embedder(), report)]
+    jobs = [(target, embedder_of(target), report)]
     active = EmbeddingModel.objects.active()
     if active is not None and active.pk != target.pk and (old := _embedder_for(active)) is not None:
         jobs.append((active, old, EmbedReport()))
@@ -192,6 +230,7 @@ def switch_if_complete(target: EmbeddingModel) -> bool:
     """
     if target.is_active or images_missing(target).exists():
         return False
+    target.ensure_index()  # a version never serves without its index (one filled in bulk gets it last)
     activate_embedding_model(target)
     for old in EmbeddingModel.objects.filter(is_active=False).exclude(pk=target.pk):
         deleted, _ = ImageEmbedding.objects.filter(model=old).delete()
