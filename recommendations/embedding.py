@@ -20,7 +20,7 @@ from django.db import connection, transaction
 
 from .conf import get_adapter, visrec_settings
 from .ml.images import ImageRejected, load_image
-from .models import EmbeddingModel, ImageEmbedding, ImageState
+from .models import EmbeddingHead, EmbeddingModel, ImageEmbedding, ImageState
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,14 @@ def _embedder(
     return Embedder(backbone_obj, device=device, batch_size=batch_size, runtime=runtime, cache_dir=cache_dir or None)
 
 
-def get_embedder(backbone: str | None = None):
-    """The process-wide embedder of ``backbone`` (default: the configured one), loaded once."""
+def get_embedder(backbone: str | None = None, head: str | None = None):
+    """The process-wide embedder of ``backbone`` (default: the configured one), loaded once.
+
+    ``head``: the sha256 of a stored similarity head that the (fitted) backbone joins,
+    read from the database once per process.
+    """
     name = backbone or visrec_settings.BACKBONE
-    return _embedder(
+    embedder = _embedder(
         name,
         (visrec_settings.WEIGHTS or {}).get(name),
         visrec_settings.WEIGHTS_DIR or None,
@@ -73,6 +77,31 @@ def get_embedder(backbone: str | None = None):
         visrec_settings.RUNTIME,
         str(visrec_settings.CACHE_DIR or ""),
     )
+    return _with_head(embedder, head) if head else embedder
+
+
+@functools.lru_cache(maxsize=4)
+def _with_head(embedder, sha256: str):
+    from .ml.head import SimilarityHead
+
+    record = EmbeddingHead.objects.get(sha256=sha256)
+    return embedder.with_head(SimilarityHead.from_bytes(bytes(record.data)), sha256, record.spec)
+
+
+def current_embedder():
+    """The configured backbone's embedder; a fitted descriptor's joins its newest head, once one is fitted."""
+    embedder = get_embedder()
+    if embedder.backbone.head_weight:
+        head = EmbeddingHead.objects.current(version_key(embedder.backbone))
+        if head is not None:
+            return get_embedder(head=head.sha256)
+    return embedder
+
+
+def embedder_of(model: EmbeddingModel):
+    """The embedder that reproduces ``model``'s vectors: its backbone, and its head by checksum."""
+    head = (model.preprocessing or {}).get("head") or {}
+    return get_embedder(model.backbone, head.get("sha256"))
 
 
 def _embedder_for(model: EmbeddingModel):
@@ -80,8 +109,8 @@ def _embedder_for(model: EmbeddingModel):
     from .ml.backbones import UnknownBackbone, WeightsNotFound
 
     try:
-        embedder = get_embedder(model.backbone)
-    except (WeightsNotFound, UnknownBackbone) as e:
+        embedder = embedder_of(model)
+    except (WeightsNotFound, UnknownBackbone, EmbeddingHead.DoesNotExist) as e:
         logger.warning("cannot load the active embedding version", extra={"model": model.pk, "error": str(e)})
         return None
     return embedder if embedder.backbone.weights_sha256 == model.weights_sha256 else None
@@ -92,12 +121,14 @@ def query_embedder(model: EmbeddingModel):
 
     ``model``'s exported ONNX file when ``CACHE_DIR`` has it and the runtime allows
     ONNX on the CPU: a web process then never imports torch (about 650 MB). Otherwise the
-    full embedder (:func:`_embedder_for`).
+    full embedder (:func:`_embedder_for`), which a version with a fitted similarity head
+    always takes (the head is joined in torch's process).
     """
     from .ml import onnx
 
     cache_dir = str(visrec_settings.CACHE_DIR or "")
-    if cache_dir and visrec_settings.RUNTIME != "torch" and visrec_settings.DEVICE != "cuda" and onnx.available():
+    onnx_ok = visrec_settings.RUNTIME != "torch" and visrec_settings.DEVICE != "cuda" and onnx.available()
+    if "head" not in model.preprocessing and cache_dir and onnx_ok:
         path = onnx.export_path(Path(cache_dir), model.backbone, model.key)
         if path.is_file():
             return _exported(str(path), json.dumps(model.preprocessing, sort_keys=True))
@@ -111,19 +142,18 @@ def _exported(path: str, preprocessing: str):
     return ExportedEmbedder(Path(path), json.loads(preprocessing))
 
 
-def current_embedding_model() -> EmbeddingModel:
-    """The version record of the configured backbone; created (and indexed) on first use.
-
-    The first version ever created becomes active; switching versions is done by
-    :func:`activate_embedding_model` once the new vectors are complete.
-    """
+def version_key(backbone) -> str:
+    """The key of the embedding version whose vectors ``backbone`` gives (hash of its spec)."""
     import hashlib
-    import json
 
-    spec = get_embedder().backbone.spec()
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-    model, created = EmbeddingModel.objects.get_or_create(
-        key=key,
+    return hashlib.sha256(json.dumps(backbone.spec(), sort_keys=True).encode()).hexdigest()
+
+
+def version_record(backbone) -> tuple[EmbeddingModel, bool]:
+    """``(version, created)`` of ``backbone``'s vectors; a new record has no index and is not active."""
+    spec = backbone.spec()
+    return EmbeddingModel.objects.get_or_create(
+        key=version_key(backbone),
         defaults={
             "backbone": spec["backbone"],
             "weights_sha256": spec["weights_sha256"],
@@ -131,6 +161,15 @@ def current_embedding_model() -> EmbeddingModel:
             "dimensions": spec["dimensions"],
         },
     )
+
+
+def current_embedding_model() -> EmbeddingModel:
+    """The version record of the configured backbone; created (and indexed) on first use.
+
+    The first version ever created becomes active; switching versions is done by
+    :func:`activate_embedding_model` once the new vectors are complete.
+    """
+    model, created = version_record(current_embedder().backbone)
     if created:
         model.ensure_index()
         if not EmbeddingModel.objects.filter(is_active=True).exists():
@@ -188,7 +227,7 @@ def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Pro
     started = time.perf_counter()
     report = EmbedReport()
     target = current_embedding_model()
-    jobs = [(target, get_embedder(), report)]
+    jobs = [(target, embedder_of(target), report)]
     active = EmbeddingModel.objects.active()
     if active is not None and active.pk != target.pk and (old := _embedder_for(active)) is not None:
         jobs.append((active, old, EmbedReport()))
@@ -218,6 +257,7 @@ def switch_if_complete(target: EmbeddingModel) -> bool:
     """
     if target.is_active or images_missing(target).exists():
         return False
+    target.ensure_index()  # a version never serves without its index (one filled in bulk gets it last)
     activate_embedding_model(target)
     for old in EmbeddingModel.objects.filter(is_active=False).exclude(pk=target.pk):
         deleted, _ = ImageEmbedding.objects.filter(model=old).delete()

@@ -88,6 +88,38 @@ class ImageEmbedding(models.Model):
         return f"embedding of image {self.image_id} ({self.model_id})"
 
 
+class EmbeddingHeadQuerySet(models.QuerySet):
+    def current(self, base_key: str) -> EmbeddingHead | None:
+        """The newest head fitted on the CNN vectors of the head-less version ``base_key`` (weights deferred)."""
+        return self.filter(base_key=base_key).defer("data").order_by("-fitted_at", "-pk").first()
+
+
+class EmbeddingHead(models.Model):
+    """A similarity head (``recommendations.ml.head``) fitted on the shop's categories, stored by checksum.
+
+    An embedding version that joins it names it in ``preprocessing["head"]["sha256"]``;
+    every process loads it from here, so all of them embed that version alike.
+    """
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    base_key = models.CharField(
+        max_length=64, db_index=True, help_text="Key of the head-less embedding version whose CNN vectors it reads."
+    )
+    data = models.BinaryField(help_text="SimilarityHead.to_bytes(): the weights as .npz.")
+    spec = models.JSONField(default=dict, help_text="Hyper-parameters (HeadSpec).")
+    categories = models.PositiveIntegerField(help_text="Categories it learned to tell apart.")
+    products = models.PositiveIntegerField(help_text="Categorised products it was fitted on.")
+    category_counts = models.JSONField(
+        default=dict, help_text="{category id: products with a vector} when fitted; a large change refits."
+    )
+    fitted_at = models.DateTimeField(default=timezone.now)
+
+    objects = EmbeddingHeadQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"similarity head {self.sha256[:12]} ({self.categories} categories, {self.products} products)"
+
+
 class ModelVersionQuerySet(models.QuerySet):
     def active(self) -> ModelVersion | None:
         return self.filter(is_active=True).first()

@@ -121,6 +121,7 @@ def train_models(self, models: list[str] | None = None, run_id: int | None = Non
         logger.info("train_models: run already started or gone", extra={"run": run_id})
         return {}
     taskruns.started(run_id, task_id=self.request.id or "", message="reading interactions")
+    head = _refit_similarity_head()
 
     def progress(kind: str, done: int, total: int) -> None:
         taskruns.progress(run_id, done, total + 1, f"evaluating {kind} ({done + 1} of {total})")
@@ -130,7 +131,7 @@ def train_models(self, models: list[str] | None = None, run_id: int | None = Non
     try:
         version = train(models, progress=progress)
     except TrainingError as e:
-        taskruns.failed(run_id, str(e))
+        taskruns.failed(run_id, "; ".join(filter(None, [str(e), head])))
         logger.warning("training did not run: %s", e)
         return {"error": str(e)}
     except Exception as e:
@@ -138,8 +139,35 @@ def train_models(self, models: list[str] | None = None, run_id: int | None = Non
         raise
     result = {"version": version.pk, "kind": version.kind, "active": version.is_active}
     state = "activated" if version.is_active else "kept the active version (not better)"
-    taskruns.finished(run_id, result, f"trained {version.kind} v{version.pk}; {state}")
+    extra = {"similarity_head": head} if head else {}
+    taskruns.finished(run_id, result | extra, f"trained {version.kind} v{version.pk}; {state}")
     return result
+
+
+def _refit_similarity_head() -> str:
+    """Before the recommenders (they read the vectors that serve): refit the similarity head when due."""
+    from .similarity import refit_if_due
+
+    try:
+        return refit_if_due()
+    except Exception as e:  # the recommenders still train on the vectors that serve now
+        logger.exception("similarity head refit failed")
+        return f"similarity head refit failed: {type(e).__name__}: {e}"
+
+
+@shared_task(queue="training", acks_late=True, time_limit=3 * 3600)
+def fit_similarity_head() -> dict:
+    """Fit the similarity head on the shop's categories and switch to its vectors (admin or on demand)."""
+    from .ml.head import NotEnoughLabels
+    from .similarity import HeadUnavailable
+    from .similarity import fit_similarity_head as fit
+
+    try:
+        report = fit()
+    except (NotEnoughLabels, HeadUnavailable) as e:
+        logger.warning("similarity head not fitted: %s", e)
+        return {"error": str(e)}
+    return {"head": report.head.sha256, "version": report.version.pk, "active": report.switched}
 
 
 @worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")

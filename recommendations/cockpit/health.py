@@ -94,6 +94,16 @@ def _sweep(model: EmbeddingModel, threshold: float) -> tuple[list[tuple[int, int
     return sorted(pairs, key=lambda p: p[2]), looked
 
 
+def similarity_head(refresh: bool = False):
+    """The similarity head the fitted descriptor joins (fitted when, on what), or why there is none.
+
+    The per-category product counts it needs when there is none are cached.
+    """
+    from ..similarity import category_counts, head_status
+
+    return head_status(lambda model: _cached(f"head-counts:{model.pk}", lambda: category_counts(model), refresh)[1])
+
+
 def failed_images():
     """Images whose embedding failed, newest first, with their products."""
     return ImageState.objects.filter(status="failed").select_related("product").order_by("-updated_at")

@@ -307,6 +307,7 @@ def health_view(request):
         **admin.site.each_context(request),
         "title": "Catalogue visual health",
         "embedding_model": model,
+        "similarity_head": health.similarity_head(refresh=refresh),
         "near": _page(request, "near", near),
         "near_computed_at": when,
         "near_looked_at": looked,

