@@ -209,7 +209,9 @@ def test_import_whose_worker_is_killed_is_taken_over_by_the_redelivered_task(bro
         first.wait(10)
         assert started and Product.objects.filter(sku__startswith="K-").count() < 3000, "killed too late"
         assert TaskRun.objects.get(pk=run.pk).status == "running"  # what the dead worker left behind
-        # and another worker starts
+        # and another worker starts once the message's visibility timeout has passed (a worker
+        # restores unacknowledged messages when it starts, then only every ~100 s)
+        time.sleep(6)
         second = start_worker(broker, tmp_path / "worker2.log", **env)
         try:
             finished = _wait_for(lambda: TaskRun.objects.get(pk=run.pk).status == "done", 60)

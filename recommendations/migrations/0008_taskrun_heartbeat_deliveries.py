@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recommendations', '0001_squashed_0006_visrec_tables'),
+        ('recommendations', '0007_stamp'),
     ]
 
     operations = [
