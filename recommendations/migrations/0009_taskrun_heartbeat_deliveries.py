@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recommendations', '0007_stamp'),
+        ('recommendations', '0008_one_click_per_impression'),
     ]
 
     operations = [
