@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Q, QuerySet
 from django.urls import path
 from django.utils.html import format_html
@@ -52,6 +54,23 @@ def _status_html(state: ImageState | None) -> str:
     return state.get_status_display()
 
 
+class ProductImageForm(forms.ModelForm):
+    """A product photo; a new upload must be a real raster image (:func:`services.check_image_upload`)."""
+
+    class Meta:
+        model = ProductImage
+        fields = "__all__"
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if isinstance(upload, UploadedFile):
+            try:
+                services.check_image_upload(upload)
+            except ValueError as e:
+                raise forms.ValidationError(f"Not a usable image: {e}.", code="invalid_image") from e
+        return upload
+
+
 class _ImageStatusMixin:
     @admin.display(description="embedding status")
     def status(self, obj: ProductImage) -> str:
@@ -79,6 +98,7 @@ class CategoryAdmin(admin.ModelAdmin):
 
 class ProductImageInline(_ImageStatusMixin, admin.TabularInline):
     model = ProductImage
+    form = ProductImageForm
     extra = 0
     fields = ["preview", "file", "position", "is_primary", "status", "reason", "width", "height"]
     readonly_fields = ["preview", "status", "reason", "width", "height"]
@@ -151,6 +171,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(ProductImage)
 class ProductImageAdmin(_ImageStatusMixin, admin.ModelAdmin):
+    form = ProductImageForm
     list_display = ["thumbnail", "product", "is_primary", "status", "width", "height", "updated_at"]
     list_filter = ["is_primary"]
     search_fields = ["product__sku", "product__title", "sha256", "import_error"]

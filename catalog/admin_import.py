@@ -1,7 +1,8 @@
 """The bulk import page (a products CSV and a ZIP of images): the bundled catalogue's own admin page.
 
 URL name ``admin:visrec_import`` (registered by ``catalog.admin.ProductAdmin``; needs
-``recommendations.add_taskrun`` and ``catalog.add_product``). The run it starts is a
+``recommendations.add_taskrun`` and ``catalog.add_product``; updating existing products
+also needs ``catalog.change_product``, without it their rows fail as refused). The run it starts is a
 visrec ``TaskRun``, so its progress and report show in the cockpit's run list.
 """
 
@@ -24,7 +25,7 @@ from recommendations.cockpit.dashboard import start_run
 from recommendations.models import TaskRun
 
 from . import importers
-from .tasks import MAX_ZIP_TOTAL_BYTES, PRIVATE_PREFIX
+from .tasks import MAX_ZIP_TOTAL_BYTES, PRIVATE_PREFIX, delete_uploads
 
 logger = logging.getLogger(__name__)
 IMPORT_PERMS = ("recommendations.add_taskrun", "catalog.add_product")
@@ -101,7 +102,11 @@ def import_view(request: HttpRequest) -> HttpResponse:
             form.add_error(None, f"The files could not be stored on the server ({e.strerror or e}); try again later.")
         else:
             run = _start_import(request, form.cleaned_data, stored)
-            messages.success(request, f"Import started (run #{run.pk}).")
+            if run.status == TaskRun.FAILED:  # the task queue is down: the uploads are not needed
+                delete_uploads(run.params)
+                messages.error(request, f"The import could not start (run #{run.pk}): {run.message}.")
+            else:
+                messages.success(request, f"Import started (run #{run.pk}).")
             return HttpResponseRedirect(reverse("admin:recommendations_taskrun_change", args=[run.pk]))
     context = {
         **admin.site.each_context(request),
@@ -109,6 +114,7 @@ def import_view(request: HttpRequest) -> HttpResponse:
         "opts": TaskRun._meta,
         "form": form,
         "presets": importers.PRESETS,
+        "may_update": request.user.has_perm("catalog.change_product"),
     }
     return TemplateResponse(request, "admin/catalog/import.html", context, status=400 if form.errors else 200)
 
@@ -121,5 +127,7 @@ def _start_import(request: HttpRequest, data: dict, stored: dict[str, str]) -> T
         "images_name": data["images"].name[:200] if data["images"] else "",
         "preset": data["preset"],
         "columns": data["columns"],
+        # Without catalog.change_product the import only creates: rows of existing SKUs fail as refused.
+        "may_update": request.user.has_perm("catalog.change_product"),
     }
     return start_run(request, TaskRun.IMPORT, params, import_products.delay)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from pathlib import PurePath
 from typing import IO
 
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from recommendations.events import record_interaction  # noqa: F401  (the shop's views record through it)
@@ -54,6 +56,30 @@ def add_product_image(
     image.file.save(filename, ContentFile(data), save=False)
     image.save()
     return image
+
+
+#: Formats an admin upload may have (raster images every browser shows; never SVG or HTML), with their suffix.
+UPLOAD_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif"}
+
+
+def check_image_upload(upload: UploadedFile) -> None:
+    """Accept ``upload`` only if Pillow decodes it as a JPEG, PNG, WebP or GIF within the size limits.
+
+    Raises ``ValueError`` with the reason. The upload is renamed to the suffix of its real
+    format, so the file is always served as the image it is.
+    """
+    from recommendations.conf import visrec_settings
+    from recommendations.ml.images import load_image, probe
+
+    upload.seek(0)
+    data = read_upload(upload, int(visrec_settings.MAX_IMAGE_BYTES))
+    pixels = int(visrec_settings.MAX_IMAGE_PIXELS)
+    info = probe(data, pixels)
+    if info.format not in UPLOAD_FORMATS:
+        raise ValueError(f"{info.format} images are not accepted; upload a JPEG, PNG, WebP or GIF")
+    load_image(data, pixels)  # every pixel decodes (a truncated file fails here)
+    upload.seek(0)
+    upload.name = f"{PurePath(upload.name).stem or 'image'}{UPLOAD_FORMATS[info.format]}"
 
 
 def checksum_new_file(image: ProductImage) -> None:

@@ -28,6 +28,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from recommendations import workers
 from recommendations.audit import log_change
 from recommendations.cockpit import taskruns
 from recommendations.conf import visrec_settings
@@ -86,7 +87,7 @@ def extract_images(archive: Path, target: Path, report: ImportReport, limits: Zi
         bundle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as e:
         raise ImportConfigError(f"the images file is not a ZIP archive: {e}") from e
-    written, budget = 0, limits.total_bytes
+    written, budget, paths = 0, limits.total_bytes, _Paths()
     with bundle:
         for index, info in enumerate(bundle.infolist()):
             if info.is_dir():
@@ -94,7 +95,7 @@ def extract_images(archive: Path, target: Path, report: ImportReport, limits: Zi
             if index >= limits.entries:
                 report.fail(name, 0, "", f"the archive has more than {limits.entries} entries; the rest were skipped")
                 break
-            reason = _refusal(info)
+            reason = _refusal(info) or paths.conflict(safe_member_path(info.filename))
             if reason is None and per_file >= info.file_size > budget:
                 budget = -1  # declared too big for what is left
             elif reason is None:
@@ -109,6 +110,26 @@ def extract_images(archive: Path, target: Path, report: ImportReport, limits: Zi
             else:
                 written += 1
     return written
+
+
+class _Paths:
+    """The files an archive has unpacked so far, to refuse entries that would clash with them."""
+
+    def __init__(self) -> None:
+        self.files: set[PurePosixPath] = set()
+        self.folders: set[PurePosixPath] = set()
+
+    def conflict(self, path: PurePosixPath) -> str | None:
+        """Why ``path`` cannot be unpacked next to the earlier entries, or None (then it is recorded)."""
+        if path in self.files:
+            return "refused: a second entry with the same path"
+        if path in self.folders:
+            return "refused: an earlier entry uses this path as a folder"
+        if clash := next((parent for parent in path.parents if parent in self.files), None):
+            return f"refused: its folder {clash} is a file of the archive"
+        self.files.add(path)
+        self.folders.update(path.parents)
+        return None
 
 
 def _refusal(info: zipfile.ZipInfo) -> str | None:
@@ -130,9 +151,9 @@ def _extract_one(bundle: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, l
     destination = target / safe_member_path(info.filename)
     if info.file_size > limit:
         return f"larger than {limit} bytes unpacked", 0
-    destination.parent.mkdir(parents=True, exist_ok=True)
     size = 0
     try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
         with bundle.open(info) as source, destination.open("wb") as sink:
             while chunk := source.read(1 << 16):
                 size += len(chunk)
@@ -172,31 +193,47 @@ class Progress:
         taskruns.progress(self.run_id, done, max(total, done), f"imported {kind}: {done} rows")
 
 
-@shared_task(acks_late=True, queue="default")
-def import_products(run_id: int) -> dict | None:
-    """Run the import described by ``TaskRun`` ``run_id`` (queued by the admin's import page)."""
-    run = TaskRun.objects.filter(pk=run_id, kind=TaskRun.IMPORT).select_related("created_by").first()
-    if run is None or run.status != TaskRun.QUEUED:
-        logger.info("import run %s: missing or not queued, skipped", run_id)
-        return None
-    taskruns.started(run.pk, task_id=getattr(import_products.request, "id", "") or "", message="unpacking")
+@shared_task(bind=True, acks_late=True, queue="default")
+def import_products(self, run_id: int) -> dict | None:
+    """Run the import described by ``TaskRun`` ``run_id`` (queued by the admin's import page).
+
+    A redelivered task takes over a run whose worker was lost (the import is idempotent);
+    one whose worker died on each of ``TASK_MAX_DELIVERIES`` deliveries fails with the reason.
+    """
+    with workers.delivered(self) as delivery:
+        run = workers.claim(run_id, self.request.id, "unpacking")
+        if run is None or run.kind != TaskRun.IMPORT:
+            logger.info("import run %s: missing or not queued, skipped", run_id)
+            return None
+        if reason := workers.over_cap(delivery):
+            _failed(run, reason)
+            return None
+        with workers.heartbeat(run.pk):
+            return _import(run)
+
+
+def _import(run: TaskRun) -> dict | None:
     try:
         result = _run(run)
     except (ImportConfigError, UnicodeDecodeError) as e:
-        reason = str(e) if isinstance(e, ImportConfigError) else not_utf8(e)
-        taskruns.failed(run.pk, reason)
-        log_change(run.created_by, run, f"Import #{run.pk} failed: {reason}")
+        _failed(run, str(e) if isinstance(e, ImportConfigError) else not_utf8(e))
         return None
     except Exception as e:  # a crash must end the run, not leave it "running"
         logger.exception("import run %s crashed", run.pk)
         taskruns.failed(run.pk, f"the import stopped unexpectedly: {e}")
         raise
     finally:
-        _delete_uploads(run.params)
+        delete_uploads(run.params)
     message = summary(result)
     taskruns.finished(run.pk, result, message)
     log_change(run.created_by, run, f"Import #{run.pk} finished: {message}")
     return result
+
+
+def _failed(run: TaskRun, reason: str) -> None:
+    taskruns.failed(run.pk, reason)
+    log_change(run.created_by, run, f"Import #{run.pk} failed: {reason}")
+    delete_uploads(run.params)
 
 
 def not_utf8(error: UnicodeDecodeError) -> str:
@@ -221,7 +258,13 @@ def _run(run: TaskRun) -> dict:
             if params.get("images"):
                 archive = _local_copy(params["images"], folder / Path(params["images"]).name)
                 extract_images(archive, images, report)
-            options = ImportOptions(products=products, images_dir=images, mapping=mapping, workers=2)
+            options = ImportOptions(
+                products=products,
+                images_dir=images,
+                mapping=mapping,
+                workers=2,
+                update_existing=bool(params.get("may_update")),  # catalog.change_product, checked at upload
+            )
             importers.run_import(options, report, Progress(run.pk))
         if report.failure_count:
             with report_file.open("rb") as f:
@@ -270,7 +313,8 @@ def _local_copy(name: str, destination: Path) -> Path:
     return destination
 
 
-def _delete_uploads(params: dict) -> None:
+def delete_uploads(params: dict) -> None:
+    """Delete a run's uploaded files (those under :data:`PRIVATE_PREFIX`)."""
     for key in ("products", "images"):
         name = params.get(key)
         if name and name.startswith(PRIVATE_PREFIX):

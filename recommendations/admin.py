@@ -2,11 +2,12 @@
 
 from django.contrib import admin, messages
 
+from .cockpit.dashboard import KeepActiveAdminMixin
 from .models import EmbeddingModel, ImageEmbedding, ImageState, Interaction, ProductSnapshot
 
 
 @admin.register(EmbeddingModel)
-class EmbeddingModelAdmin(admin.ModelAdmin):
+class EmbeddingModelAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "backbone", "dimensions", "is_active", "vector_count", "created_at"]
     readonly_fields = ["key", "backbone", "weights_sha256", "preprocessing", "dimensions", "created_at"]
 

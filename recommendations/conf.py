@@ -131,6 +131,18 @@ DEFAULTS: dict[str, Any] = {
     "TRACKING_QUEUE_SIZE": 10_000,
     # Signed click tokens older than this (seconds) are refused.
     "CLICK_TOKEN_MAX_AGE": 7 * 24 * 3600,
+    # API tokens (ExpiringTokenAuthentication) older than this many days are refused with
+    # 401; None: they never expire.
+    "TOKEN_TTL_DAYS": 90,
+    # --- Background runs -----------------------------------------------------------
+    # A task touches its run's heartbeat this often (seconds); a run "running" without one
+    # for TASK_STALE_SECONDS, or whose worker process is gone, is failed by the sweeper (beat
+    # and worker start) or taken over by its redelivered task.
+    "TASK_HEARTBEAT_SECONDS": 30,
+    "TASK_STALE_SECONDS": 600,
+    # A task delivered more often than this (its worker died each time: out of memory?) is
+    # given up: its run fails, or its batch's images fail, with the reason.
+    "TASK_MAX_DELIVERIES": 3,
 }
 
 

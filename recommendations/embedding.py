@@ -164,16 +164,16 @@ def version_record(backbone) -> tuple[EmbeddingModel, bool]:
 
 
 def current_embedding_model() -> EmbeddingModel:
-    """The version record of the configured backbone; created (and indexed) on first use.
+    """The version record of the configured backbone; created on first use, indexed whenever its index is missing.
 
     The first version ever created becomes active; switching versions is done by
     :func:`activate_embedding_model` once the new vectors are complete.
     """
     model, created = version_record(current_embedder().backbone)
-    if created:
+    if created or not model.index_exists():  # new, or a backbone switched back to after its index was dropped
         model.ensure_index()
-        if not EmbeddingModel.objects.filter(is_active=True).exists():
-            activate_embedding_model(model)
+    if created and not EmbeddingModel.objects.filter(is_active=True).exists():
+        activate_embedding_model(model)
     return model
 
 
@@ -243,6 +243,15 @@ def embed_images(image_ids: Iterable[int], *, force: bool = False, progress: Pro
         "embedded images", extra={"embedded": report.embedded, "reused": report.reused, "failed": report.failed}
     )
     return report
+
+
+def give_up(image_ids: Iterable[int], reason: str) -> int:
+    """Fail the images of ``image_ids`` that still lack a vector of the current version, with ``reason``.
+
+    For a batch that kept killing its worker; "Retry failed" queues them again. Returns their number.
+    """
+    missing = ImageState.objects.filter(pk__in=list(image_ids)).exclude(embeddings__model=current_embedding_model())
+    return missing.update(status=ImageState.Status.FAILED, error=reason[:2000])
 
 
 def images_missing(model: EmbeddingModel):

@@ -19,12 +19,37 @@ from .conf import product_model_label
 VISREC_PRODUCT_MODEL = product_model_label()
 
 
-class EmbeddingModelQuerySet(models.QuerySet):
+def refuse_deleting_active(objs, what: str) -> None:
+    """Raise ``ProtectedError`` when ``objs`` holds the active ``what`` (serving reads it)."""
+    active = [obj for obj in objs if obj.is_active]
+    if active:
+        raise models.ProtectedError(
+            f"{active[0]} is the active {what} and cannot be deleted; activate another one first.", set(active)
+        )
+
+
+class _KeepsActiveQuerySet(models.QuerySet):
+    """A queryset whose ``delete()`` refuses to delete the active row."""
+
+    def delete(self):
+        refuse_deleting_active(self.filter(is_active=True)[:1], self.model._meta.verbose_name)
+        return super().delete()
+
+
+class _KeepsActive:
+    """``delete()`` of the active row raises ``ProtectedError`` (the admin says so before)."""
+
+    def delete(self, *args, **kwargs):
+        refuse_deleting_active(type(self).objects.filter(pk=self.pk, is_active=True), self._meta.verbose_name)
+        return super().delete(*args, **kwargs)
+
+
+class EmbeddingModelQuerySet(_KeepsActiveQuerySet):
     def active(self) -> EmbeddingModel | None:
         return self.filter(is_active=True).first()
 
 
-class EmbeddingModel(models.Model):
+class EmbeddingModel(_KeepsActive, models.Model):
     """One embedding-model version: backbone, weights checksum and preprocessing.
 
     Vectors of different versions never mix; each version has its own partial HNSW
@@ -54,6 +79,12 @@ class EmbeddingModel(models.Model):
     @property
     def index_name(self) -> str:
         return f"visrec_embedding_hnsw_{self.pk}"
+
+    def index_exists(self) -> bool:
+        """Whether this version's HNSW index is there (it is dropped when another version takes over)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [self.index_name])
+            return bool(cursor.fetchone()[0])
 
     def ensure_index(self) -> None:
         """Create this version's HNSW cosine index (idempotent).
@@ -120,12 +151,12 @@ class EmbeddingHead(models.Model):
         return f"similarity head {self.sha256[:12]} ({self.categories} categories, {self.products} products)"
 
 
-class ModelVersionQuerySet(models.QuerySet):
+class ModelVersionQuerySet(_KeepsActiveQuerySet):
     def active(self) -> ModelVersion | None:
         return self.filter(is_active=True).first()
 
 
-class ModelVersion(models.Model):
+class ModelVersion(_KeepsActive, models.Model):
     """One trained recommender: artifact, parameters, offline metrics, training facts.
 
     Exactly one version is active at a time; serving reads it. Older versions stay
@@ -542,8 +573,8 @@ class TaskRun(models.Model):
 
     EMBED, TRAIN, IMPORT = "embed", "train", "import"
     KINDS = [(EMBED, "Embed images"), (TRAIN, "Train models"), (IMPORT, "Bulk import")]
-    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-    STATUSES = [(QUEUED, "Queued"), (RUNNING, "Running"), (DONE, "Done"), (FAILED, "Failed")]
+    QUEUED, RUNNING, DONE, FAILED, SKIPPED = "queued", "running", "done", "failed", "skipped"
+    STATUSES = [(QUEUED, "Queued"), (RUNNING, "Running"), (DONE, "Done"), (FAILED, "Failed"), (SKIPPED, "Skipped")]
 
     kind = models.CharField(max_length=16, choices=KINDS)
     status = models.CharField(max_length=16, choices=STATUSES, default=QUEUED)
@@ -560,6 +591,12 @@ class TaskRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running it (touched while it runs)."
+    )
+    worker = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid:start time:pid namespace of the process running it."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -571,3 +608,21 @@ class TaskRun(models.Model):
     @property
     def progress(self) -> float:
         return min(1.0, self.done / self.total) if self.total else (1.0 if self.status == self.DONE else 0.0)
+
+
+class TaskDelivery(models.Model):
+    """How often the broker has handed one Celery task (by task id) to a worker.
+
+    Counted at the start of each delivery in its own committed statement, so a task
+    that kills its worker (out of memory) is still counted; past
+    ``VISREC["TASK_MAX_DELIVERIES"]`` it is given up. Deleted when the task ends.
+    """
+
+    task_id = models.CharField(max_length=255, primary_key=True)
+    name = models.CharField(max_length=200)
+    count = models.PositiveIntegerField(default=0)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.task_id} delivered {self.count}x"

@@ -9,6 +9,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
+from . import workers
 from .cockpit import taskruns
 from .conf import visrec_settings
 from .models import TaskRun
@@ -32,8 +33,26 @@ def embed_images(self, image_ids: list[int], force: bool = False, run_id: int | 
     """Embed a batch of images; idempotent, so a redelivered batch does no harm.
 
     ``run_id``: the :class:`~recommendations.models.TaskRun` this batch is one of
-    ``chunks`` batches of; its progress and counts are added there.
+    ``chunks`` batches of; its progress and counts are added there. A batch whose
+    worker died on each of ``TASK_MAX_DELIVERIES`` deliveries is given up: its images
+    still without a vector fail with the reason.
     """
+    with workers.delivered(self) as delivery, workers.heartbeat(run_id):
+        if reason := workers.over_cap(delivery):
+            return _give_up_batch(image_ids, reason, run_id, chunks)
+        return _embed_batch(self, image_ids, force, run_id, chunks)
+
+
+def _give_up_batch(image_ids: list[int], reason: str, run_id: int | None, chunks: int) -> dict:
+    from .embedding import give_up
+
+    failed = give_up(image_ids, f"not embedded: its batch was {reason}")
+    logger.error("embed_images: batch of %d images %s", len(image_ids), reason)
+    taskruns.chunk_finished(run_id, {"failed": failed}, chunks)
+    return {"failed": failed, "given_up": True}
+
+
+def _embed_batch(self, image_ids: list[int], force: bool, run_id: int | None, chunks: int) -> dict:
     from .embedding import embed_images as run
 
     if not image_ids:
@@ -73,17 +92,20 @@ def queue_embedding_run(image_ids: list[int], run_id: int) -> int:
 def reembed_missing_and_failed(self, run_id: int) -> dict:
     """The admin's "Re-embed missing/failed": every image without a current vector, failed ones included."""
     from .embedding import current_embedding_model
-    from .models import TaskRun
-
-    if not TaskRun.objects.filter(pk=run_id, status=TaskRun.QUEUED).exists():
-        logger.info("reembed: run already started or gone", extra={"run": run_id})
-        return {"queued": 0}
-    model = current_embedding_model()
     from .models import ImageState as Image
-    ids = list(Image.objects.exclude(embeddings__model=model).order_by("pk").values_list("pk", flat=True))
-    taskruns.started(run_id, total=len(ids), task_id=self.request.id or "", message=f"{len(ids)} images to embed")
-    queue_embedding_run(ids, run_id)
-    return {"queued": len(ids)}
+
+    with workers.delivered(self) as delivery:
+        if workers.claim(run_id, self.request.id, "listing images") is None:
+            logger.info("reembed: run already started or gone", extra={"run": run_id})
+            return {"queued": 0}
+        if reason := workers.over_cap(delivery):
+            taskruns.failed(run_id, reason)
+            return {"queued": 0}
+        model = current_embedding_model()
+        ids = list(Image.objects.exclude(embeddings__model=model).order_by("pk").values_list("pk", flat=True))
+        taskruns.progress(run_id, 0, len(ids), f"{len(ids)} images to embed")
+        queued = taskruns.send(run_id, lambda pk: queue_embedding_run(ids, pk))
+        return {"queued": len(ids) if queued else 0}
 
 
 @shared_task(queue="embeddings", acks_late=True)
@@ -102,25 +124,48 @@ def embed_missing(stale_after_seconds: int = 600) -> dict:
     if ids:  # a sweep that finds nothing leaves no run behind
         run = taskruns.create(TaskRun.EMBED, params={"images": "missing"}, total=len(ids))
         taskruns.started(run.pk, message=f"{len(ids)} images without a vector")
-        queue_embedding_run(ids, run.pk)
+        if not taskruns.send(run.pk, lambda pk: queue_embedding_run(ids, pk)):
+            return {"queued": 0}
     logger.info("embed_missing queued images", extra={"count": len(ids)})
     return {"queued": len(ids)}
+
+
+@shared_task(queue="default")
+def sweep_stale_runs() -> dict:
+    """Sweep (beat, every 5 minutes, and at worker start): fail runs whose worker is gone."""
+    return {"failed": workers.sweep_stale_runs()}
 
 
 @shared_task(bind=True, queue="training", acks_late=True, time_limit=6 * 3600)
 def train_models(self, models: list[str] | None = None, run_id: int | None = None) -> dict:
     """Nightly (beat) and on-demand retraining; progress is reported per model.
 
-    ``run_id``: the admin's TaskRun; a scheduled run records one of its own.
+    ``run_id``: the admin's TaskRun; a scheduled run records one of its own (found
+    again by task id when the task is redelivered). One training at a time: a second
+    one ends "skipped".
     """
-    from .training import TrainingError, train
+    with workers.delivered(self) as delivery:
+        run = _claim_training(self.request.id, models, run_id)
+        if run is None:
+            logger.info("train_models: run already started or gone", extra={"run": run_id})
+            return {}
+        if reason := workers.over_cap(delivery):
+            taskruns.failed(run.pk, reason)
+            return {"error": reason}
+        with workers.heartbeat(run.pk):
+            return _train(self, models, run.pk)
 
+
+def _claim_training(task_id: str | None, models: list[str] | None, run_id: int | None) -> TaskRun | None:
     if run_id is None:
-        run_id = taskruns.create(TaskRun.TRAIN, params={"models": models}).pk
-    elif not TaskRun.objects.filter(pk=run_id, status=TaskRun.QUEUED).exists():
-        logger.info("train_models: run already started or gone", extra={"run": run_id})
-        return {}
-    taskruns.started(run_id, task_id=self.request.id or "", message="reading interactions")
+        mine = TaskRun.objects.filter(kind=TaskRun.TRAIN, celery_task_id=task_id).first() if task_id else None
+        run_id = mine.pk if mine else taskruns.create(TaskRun.TRAIN, params={"models": models}).pk
+    return workers.claim(run_id, task_id, "reading interactions")
+
+
+def _train(self, models: list[str] | None, run_id: int) -> dict:
+    from .training import TrainingBusy, TrainingError, train
+
     head = _refit_similarity_head()
 
     def progress(kind: str, done: int, total: int) -> None:
@@ -130,6 +175,11 @@ def train_models(self, models: list[str] | None = None, run_id: int | None = Non
 
     try:
         version = train(models, progress=progress)
+    except TrainingBusy as e:
+        other = TaskRun.objects.filter(kind=TaskRun.TRAIN, status=TaskRun.RUNNING).exclude(pk=run_id).first()
+        taskruns.skipped(run_id, f"{e} (run #{other.pk})" if other else str(e))
+        logger.warning("training skipped: %s", e)
+        return {"skipped": str(e)}
     except TrainingError as e:
         taskruns.failed(run_id, "; ".join(filter(None, [str(e), head])))
         logger.warning("training did not run: %s", e)
@@ -172,17 +222,25 @@ def fit_similarity_head() -> dict:
 
 @worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")
 def _sweep_on_worker_start(sender=None, **kwargs) -> None:
-    """A starting worker picks up what a lost worker or a new backbone left behind."""
+    """A starting worker fails runs a lost worker left "running" and queues images it left without a vector."""
+    sweep_stale_runs.delay()
     embed_missing.delay()
 
 
 def enqueue_embedding(image_ids: list[int]) -> None:
-    """Queue embedding of ``image_ids`` once the current transaction commits."""
+    """Queue embedding of ``image_ids`` once the current transaction commits.
+
+    A broker that cannot be reached is logged, not raised (the save has committed):
+    the images stay pending and the ``embed_missing`` sweep queues them later.
+    """
     ids = list(image_ids)
     chunk = max(int(visrec_settings.EMBED_TASK_CHUNK), 1)
 
     def send() -> None:
-        for start in range(0, len(ids), chunk):
-            embed_images.delay(ids[start : start + chunk])
+        try:
+            for start in range(0, len(ids), chunk):
+                embed_images.delay(ids[start : start + chunk])
+        except Exception as e:  # kombu's OperationalError, a refused socket, a DNS failure ...
+            logger.warning("could not queue the embedding of %d images (the sweep will): %s", len(ids), e)
 
     transaction.on_commit(send)

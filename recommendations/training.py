@@ -12,12 +12,13 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from .conf import visrec_settings
@@ -34,6 +35,36 @@ Progress = Callable[[str, int, int], None]
 
 class TrainingError(RuntimeError):
     """Training cannot run (no data, unknown model, ...)."""
+
+
+class TrainingBusy(TrainingError):
+    """Another training holds the training lock; this one did not run."""
+
+
+#: The PostgreSQL advisory lock key held while one training fits, evaluates and decides activation.
+TRAINING_LOCK = 0x76697372_74726E00  # "visrtrn"
+
+
+@contextmanager
+def training_lock() -> Iterator[None]:
+    """Hold the cluster-wide training lock, or raise :class:`TrainingBusy` at once.
+
+    A session-level ``pg_try_advisory_lock`` on this process's connection: nightly
+    training, "Retrain now" and ``visrec_train`` on any worker never decide activation at
+    the same time. A worker that dies releases it with its connection.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [TRAINING_LOCK])
+        if not cursor.fetchone()[0]:
+            raise TrainingBusy("skipped: another training is running")
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [TRAINING_LOCK])
+        except DatabaseError as e:  # the connection broke: the lock went with it
+            logger.warning("training lock not released: %s", e)
 
 
 def registry() -> dict[str, type[Recommender]]:
@@ -151,7 +182,15 @@ def _configs(models: Sequence[str] | None) -> list[tuple[str, dict]]:
 
 
 def train(models: Sequence[str] | None = None, progress: Progress | None = None) -> ModelVersion:
-    """Train, evaluate and store the best configuration; activate it if it beats the active one."""
+    """Train, evaluate and store the best configuration; activate it if it beats the active one.
+
+    One training at a time (:func:`training_lock`); raises :class:`TrainingBusy` when another runs.
+    """
+    with training_lock():
+        return _train(models, progress)
+
+
+def _train(models: Sequence[str] | None, progress: Progress | None) -> ModelVersion:
     snapshot = build_snapshot()
     if len(snapshot.rows) == 0:
         raise TrainingError("there are no interactions to learn from")

@@ -159,6 +159,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CEL
 CELERY_BEAT_SCHEDULE = {
     # Safety net: images left without a vector (lost task, version switch) are queued again.
     "visrec-embed-missing": {"task": "recommendations.tasks.embed_missing", "schedule": 600.0},
+    # Runs left "running" by a worker that died are failed with the reason (also at worker start).
+    "visrec-sweep-stale-runs": {"task": "recommendations.tasks.sweep_stale_runs", "schedule": 300.0},
     # Nightly retraining at 03:00 UTC; a new version is activated only when it is better.
     "visrec-train-nightly": {"task": "recommendations.tasks.train_models", "schedule": crontab(hour=3, minute=0)},
 }
@@ -190,7 +192,7 @@ def _throttle_rate(name: str, default: str) -> str | None:
 # in the default cache (Redis when REDIS_URL is set); token clients are not throttled.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "recommendations.api.authentication.ExpiringTokenAuthentication",  # VISREC["TOKEN_TTL_DAYS"]
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

@@ -84,9 +84,16 @@ class InteractionImporter:
         self.before_pk = Interaction.objects.aggregate(last=Max("pk"))["last"] or 0
         with open_csv(path, "interactions") as reader:
             bound = mapping.bind("interactions", reader.fieldnames or [])
-            rows = self._parsed(bound, numbered(reader, progress))
+            rows = self._parsed(bound, numbered(reader, progress, self._unreadable(bound)))
             for batch in batched(rows, self.batch_size):
                 self._import_batch(batch)
+
+    def _unreadable(self, bound: BoundMapping) -> Callable[[int, dict | None, str], None]:
+        def fail(number: int, row: dict | None, reason: str) -> None:
+            self.report.interactions.failed += 1
+            self.report.fail(self.file, number, bound.value(row, "sku")[:200] if row else "", reason)
+
+        return fail
 
     def _parsed(self, bound: BoundMapping, rows: Iterable[tuple[int, dict]]) -> Iterator[InteractionRow]:
         for number, row in rows:

@@ -50,6 +50,10 @@ _TEXT_LIMITS = {
 
 _SKU_LIMIT = Product._meta.get_field("sku").max_length
 
+REFUSED_UPDATE = (
+    "refused: a product with this SKU exists, and changing products needs the catalog.change_product permission"
+)
+
 
 @dataclass
 class ProductRow:
@@ -180,11 +184,22 @@ class ProductImporter:
         otherwise only its header is read.
     workers
         Threads reading, checking and storing image files.
+    update_existing
+        Whether rows may change products that exist (the admin's import sets it from the
+        ``catalog.change_product`` permission); otherwise such rows fail as refused.
     """
 
     def __init__(
-        self, images_dir: Path, report: ImportReport, *, batch_size: int = 500, decode: bool = True, workers: int = 2
+        self,
+        images_dir: Path,
+        report: ImportReport,
+        *,
+        batch_size: int = 500,
+        decode: bool = True,
+        workers: int = 2,
+        update_existing: bool = True,
     ) -> None:
+        self.update_existing = update_existing
         self.images_dir = Path(images_dir).resolve()
         self.report = report
         self.batch_size = batch_size
@@ -200,11 +215,18 @@ class ProductImporter:
         self.file = Path(path).name
         with open_csv(path, "products") as reader:
             bound = mapping.bind("products", reader.fieldnames or [])
-            rows = self._parsed(bound, numbered(reader, progress))
+            rows = self._parsed(bound, numbered(reader, progress, self._unreadable(bound)))
             with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="visrec-import") as pool:
                 for batch in batched_unique(rows, self.batch_size, key=lambda r: r.sku):
                     self._import_batch(batch, pool)
         self.report.categories_created += self.categories.created
+
+    def _unreadable(self, bound: BoundMapping) -> Callable[[int, dict | None, str], None]:
+        def fail(number: int, row: dict | None, reason: str) -> None:
+            self.report.products.failed += 1
+            self.report.fail(self.file, number, bound.value(row, "sku")[:_SKU_LIMIT] if row else "", reason)
+
+        return fail
 
     def _parsed(self, bound: BoundMapping, rows: Iterable[tuple[int, dict]]) -> Iterator[ProductRow]:
         for number, row in rows:
@@ -217,6 +239,8 @@ class ProductImporter:
     def _import_batch(self, rows: list[ProductRow], pool: ThreadPoolExecutor) -> None:
         self.resolve_categories(rows)
         existing = Product.objects.in_bulk([r.sku for r in rows], field_name="sku")
+        if existing and not self.update_existing:
+            rows, existing = self._refuse_updates(rows, existing), {}
         images = self._existing_images([p.pk for p in existing.values()])
         checks = self._check_images(rows, existing, images, pool)
         with transaction.atomic():
@@ -230,6 +254,14 @@ class ProductImporter:
         changed = (updated | touched) - created.keys()
         self.report.products.updated += len(changed)
         self.report.products.skipped += len(rows) - len(created) - len(changed)
+
+    def _refuse_updates(self, rows: list[ProductRow], existing: dict[str, Product]) -> list[ProductRow]:
+        """Fail the rows of products that exist (an import that may only create); the others go on."""
+        for row in rows:
+            if row.sku in existing:
+                self.report.products.failed += 1
+                self.report.fail(self.file, row.row, row.sku, REFUSED_UPDATE)
+        return [row for row in rows if row.sku not in existing]
 
     def resolve_categories(self, rows: list[ProductRow]) -> None:
         """Replace category names by ids (creating new categories)."""

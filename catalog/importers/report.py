@@ -71,12 +71,28 @@ class ImportReport:
             self.sink(failure)
 
 
+#: First characters that make spreadsheet programs run a cell as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """``value`` with a leading ``'`` when a spreadsheet would run it as a formula (CSV injection)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def failure_writer(stream: IO[str]) -> Callable[[Failure], None]:
-    """A report sink writing ``file,row,sku,reason`` CSV lines to ``stream``."""
+    """A report sink writing ``file,row,sku,reason`` CSV lines to ``stream``.
+
+    Cells a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage
+    return first) are written with a leading ``'``.
+    """
     writer = csv.writer(stream)
     writer.writerow(["file", "row", "sku", "reason"])
 
     def write(failure: Failure) -> None:
-        writer.writerow([failure.file, failure.row, failure.sku, failure.reason])
+        cells = [failure.file, failure.row, failure.sku, failure.reason]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
 
     return write

@@ -29,6 +29,8 @@ class ImportOptions:
     batch_size: int = 500
     decode: bool = True
     workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, 8))
+    #: False: rows of existing products fail as refused (create only).
+    update_existing: bool = True
 
 
 def run_import(options: ImportOptions, report: ImportReport, progress: ProgressFactory | None = None) -> ImportReport:
@@ -44,7 +46,12 @@ def run_import(options: ImportOptions, report: ImportReport, progress: ProgressF
         if not Path(images_dir).is_dir():
             raise ImportConfigError(f"the images folder {images_dir} does not exist")
         importer = ProductImporter(
-            images_dir, report, batch_size=options.batch_size, decode=options.decode, workers=options.workers
+            images_dir,
+            report,
+            batch_size=options.batch_size,
+            decode=options.decode,
+            workers=options.workers,
+            update_existing=options.update_existing,
         )
         with _progress(progress, "products", options.products) as advance:
             importer.run(options.products, options.mapping, advance)

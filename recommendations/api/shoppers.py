@@ -14,9 +14,14 @@ def is_server_client(request) -> bool:
     return isinstance(getattr(request, "auth", None), Token)
 
 
+#: The permission a staff user needs to read or post for another shopper (their history shows through).
+ACT_FOR_SHOPPERS_PERM = "recommendations.view_interaction"
+
+
 def may_act_for_others(request) -> bool:
-    """Server clients and staff may name the user or session a call is about."""
-    return is_server_client(request) or bool(request.user and request.user.is_staff)
+    """Server clients (token) and staff allowed to see shoppers' events may name the user or session a call is about."""
+    user = request.user
+    return is_server_client(request) or bool(user and user.is_staff and user.has_perm(ACT_FOR_SHOPPERS_PERM))
 
 
 def session_key(request, *, create: bool = False) -> str | None:
@@ -42,8 +47,8 @@ def subject(request, user_id: int | None = None, session: str | None = None) -> 
     """The shopper a call is about: ``(user, None)`` or ``(None, session key or None)``.
 
     Without ``user_id`` / ``session``: the caller (signed-in user, or the anonymous
-    session). Naming someone else needs staff or a token (403 otherwise); an unknown
-    user is 404.
+    session). Naming someone else needs a token, or staff with ``view_interaction``
+    (403 otherwise); an unknown user is 404.
     """
     me = request.user if request.user and request.user.is_authenticated and not is_server_client(request) else None
     own_session = session_key(request)

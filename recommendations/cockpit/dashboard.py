@@ -118,12 +118,25 @@ def recent_runs() -> list[TaskRun]:
 
 
 def start_run(request: HttpRequest, kind: str, params: dict, send) -> TaskRun:
-    """Create a queued TaskRun, log it, and call ``send(run_pk)`` once the transaction commits."""
+    """Create a queued TaskRun, log it, and call ``send(run_pk)`` once the transaction commits.
+
+    The run comes back as it stands after sending: "failed" with the reason when the
+    task queue could not be reached (:func:`taskruns.send`).
+    """
     with transaction.atomic():
         run = taskruns.create(kind, user=request.user, params=params)
         log_change(request.user, run, f"Started {run.get_kind_display().lower()} (run #{run.pk})", ADDITION)
-        transaction.on_commit(lambda: send(run.pk))
+        transaction.on_commit(lambda: taskruns.send(run.pk, send))
+    run.refresh_from_db(fields=["status", "message"])
     return run
+
+
+def report_start(model_admin, request: HttpRequest, run: TaskRun, what: str) -> None:
+    """Tell the owner that ``what`` started as ``run``, or why it could not start."""
+    if run.status == TaskRun.FAILED:
+        model_admin.message_user(request, f"{what} could not start (run #{run.pk}): {run.message}.", messages.ERROR)
+    else:
+        model_admin.message_user(request, f"{what} started (run #{run.pk}).", messages.SUCCESS)
 
 
 # -- experiments ---------------------------------------------------------------------------
@@ -169,8 +182,19 @@ def _serves(experiment: Experiment, arm: str) -> str:
 # -- the admins ----------------------------------------------------------------------------
 
 
+class KeepActiveAdminMixin:
+    """The delete pages list the active version as protected (no confirm button), saying why."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        active = [obj for obj in objs if obj.is_active]
+        reasons = [f"{obj}: the active version serves recommendations; activate another one first" for obj in active]
+        return deleted, counts, perms_needed, [*protected, *reasons]
+
+
+
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
     """Model versions (read-only: versions are made by training) and the dashboard's URLs."""
 
     list_display = ["__str__", "kind", "headline", "is_active", "created_at", "activated_at"]
@@ -247,7 +271,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
         _require(request, "add_taskrun")
         run = start_run(request, TaskRun.EMBED, {"images": "missing+failed"}, reembed_missing_and_failed.delay)
-        self.message_user(request, f"Re-embedding missing and failed images (run #{run.pk}).", messages.SUCCESS)
+        report_start(self, request, run, "Re-embedding missing and failed images")
         return self._back()
 
     @method_post
@@ -256,7 +280,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
         _require(request, "add_taskrun")
         run = start_run(request, TaskRun.TRAIN, {}, lambda pk: train_models.delay(run_id=pk))
-        self.message_user(request, f"Retraining started (run #{run.pk}).", messages.SUCCESS)
+        report_start(self, request, run, "Retraining")
         return self._back()
 
 

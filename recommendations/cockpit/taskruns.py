@@ -9,6 +9,7 @@ ends when the last one does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -16,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..models import TaskRun
+from ..workers import LOST
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,8 @@ def _update(run_id: int | None, **values: Any) -> None:
 
 
 def started(run_id: int | None, *, total: int | None = None, task_id: str = "", message: str = "") -> None:
-    values: dict[str, Any] = {"status": TaskRun.RUNNING, "started_at": timezone.now(), "message": message}
+    now = timezone.now()
+    values: dict[str, Any] = {"status": TaskRun.RUNNING, "started_at": now, "heartbeat_at": now, "message": message}
     if total is not None:
         values["total"] = total
     if task_id:
@@ -41,7 +44,7 @@ def started(run_id: int | None, *, total: int | None = None, task_id: str = "", 
 
 
 def progress(run_id: int | None, done: int, total: int | None = None, message: str | None = None) -> None:
-    values: dict[str, Any] = {"done": done}
+    values: dict[str, Any] = {"done": done, "heartbeat_at": timezone.now()}
     if total is not None:
         values["total"] = total
     if message is not None:
@@ -52,7 +55,7 @@ def progress(run_id: int | None, done: int, total: int | None = None, message: s
 def advance(run_id: int | None, by: int) -> None:
     """Add ``by`` to the run's ``done`` (chunks of one run report this way)."""
     if by:
-        _update(run_id, done=F("done") + by)
+        _update(run_id, done=F("done") + by, heartbeat_at=timezone.now())
 
 
 def finished(run_id: int | None, result: dict, message: str = "") -> None:
@@ -66,6 +69,27 @@ def failed(run_id: int | None, message: str, result: dict | None = None) -> None
     _update(run_id, **values)
 
 
+def skipped(run_id: int | None, message: str) -> None:
+    """End the run without doing its work (e.g. another training is running), saying why."""
+    _update(run_id, status=TaskRun.SKIPPED, message=message[:2000], finished_at=timezone.now())
+
+
+def send(run_id: int, queue: Callable[[int], object]) -> bool:
+    """Call ``queue(run_id)`` (a task's ``.delay``); if the broker cannot be reached the run fails, saying so.
+
+    Meant for ``transaction.on_commit``: the run is committed by then, so a broker that is
+    down leaves a visible failed run instead of an exception after the commit and a run
+    "queued" forever.
+    """
+    try:
+        queue(run_id)
+    except Exception as e:  # kombu's OperationalError, a refused socket, a DNS failure ...
+        logger.warning("run %s: could not reach the task queue: %s", run_id, e)
+        failed(run_id, f"could not reach the task queue: {e}")
+        return False
+    return True
+
+
 @transaction.atomic
 def chunk_finished(run_id: int | None, counts: dict[str, int], chunks: int) -> None:
     """Add one chunk's ``counts`` to the run; the last of ``chunks`` chunks ends it."""
@@ -76,9 +100,10 @@ def chunk_finished(run_id: int | None, counts: dict[str, int], chunks: int) -> N
     for name, value in counts.items():
         result[name] = int(result.get(name, 0)) + int(value)
     result["chunks_done"] = int(result.get("chunks_done", 0)) + 1
-    run.result = result
-    fields = ["result"]
+    run.result, run.heartbeat_at = result, timezone.now()
+    fields = ["result", "heartbeat_at"]
     if result["chunks_done"] >= chunks:
+        result.pop(LOST, None)  # the sweeper gave it up too early: its chunks were only waiting
         run.status, run.finished_at, run.done = TaskRun.DONE, timezone.now(), run.total
         run.message = summary(result)
         fields += ["status", "finished_at", "done", "message"]

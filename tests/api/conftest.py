@@ -52,7 +52,13 @@ def shopper_client(shopper) -> APIClient:
 
 @pytest.fixture
 def staff(user_factory):
-    return user_factory("staff", is_staff=True)
+    """Staff allowed to see shoppers' events (``view_interaction``): they may act for any shopper."""
+    from django.contrib.auth.models import Permission
+
+    user = user_factory("staff", is_staff=True)
+    perm = Permission.objects.get(content_type__app_label="recommendations", codename="view_interaction")
+    user.user_permissions.add(perm)
+    return user
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-def start_worker(broker: str, log_path: Path, **env: str) -> subprocess.Popen:
+def start_worker(broker: str, log_path: Path, queues: str = "embeddings,default", **env: str) -> subprocess.Popen:
     """Start ``celery worker`` in its own process group (so it can be killed whole)."""
     full_env = {
         **os.environ,
@@ -86,7 +86,7 @@ def start_worker(broker: str, log_path: Path, **env: str) -> subprocess.Popen:
         "visrec_shop",
         "worker",
         "-Q",
-        "embeddings,default",
+        queues,
         "-c",
         "1",
         "--without-gossip",
@@ -184,3 +184,45 @@ def test_worker_killed_mid_batch_loses_nothing(broker, tmp_path, product_factory
     assert sum(1 for s in statuses.values() if s == "failed") == 25
     assert ImageEmbedding.objects.count() == 125
     assert ImageEmbedding.objects.values("image").distinct().count() == 125
+
+
+def test_import_whose_worker_is_killed_is_taken_over_by_the_redelivered_task(broker, tmp_path):
+    # given a large import running on a real worker (unacknowledged messages come back after 5 s)
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from catalog.models import Product
+    from catalog.tasks import import_products
+    from recommendations.models import TaskRun
+
+    rows = "".join(f"K-{n:06d},Shirt {n},{n % 90 + 9}.50,3\n" for n in range(3000))
+    name = default_storage.save("visrec/private/imports/k/products.csv", ContentFile(f"sku,title,price,stock\n{rows}"))
+    params = {"products": name, "images": "", "columns": [], "may_update": True}
+    run = TaskRun.objects.create(kind=TaskRun.IMPORT, params=params)
+    import_products.delay(run.pk)
+    env = {"CELERY_VISIBILITY_TIMEOUT": "5", "queues": "default"}  # not the embedding sweep at start
+    first = start_worker(broker, tmp_path / "worker1.log", **env)
+    try:
+        # when the worker is SIGKILLed half way
+        started = _wait_for(lambda: Product.objects.filter(sku__startswith="K-").exists(), 60, 0.05)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        assert started and Product.objects.filter(sku__startswith="K-").count() < 3000, "killed too late"
+        assert TaskRun.objects.get(pk=run.pk).status == "running"  # what the dead worker left behind
+        # and another worker starts once the message's visibility timeout has passed (a worker
+        # restores unacknowledged messages when it starts, then only every ~100 s)
+        time.sleep(6)
+        second = start_worker(broker, tmp_path / "worker2.log", **env)
+        try:
+            finished = _wait_for(lambda: TaskRun.objects.get(pk=run.pk).status == "done", 60)
+        finally:
+            stop_worker(second)
+    finally:
+        stop_worker(first)
+    log = "".join((tmp_path / f"worker{n}.log").read_text()[-6000:] for n in (1, 2))
+    # then the starting worker's sweep failed the run (its worker was gone), and the redelivered
+    # task took it over and finished the import
+    run.refresh_from_db()
+    assert finished and run.status == "done", (run.status, run.message, log)
+    assert Product.objects.filter(sku__startswith="K-").count() == 3000
+    assert run.result["products_created"] + run.result["products_skipped"] == 3000

@@ -119,7 +119,7 @@ VISREC = {
 # visrec's API: token auth for servers, the session for the shop's pages; its error body and throttles.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "recommendations.api.authentication.ExpiringTokenAuthentication",  # VISREC["TOKEN_TTL_DAYS"]
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

@@ -6,7 +6,7 @@
   if (!box || !window.fetch) { return; }
   var url = box.getAttribute("data-url");
   var busy = function (status) { return status === "queued" || status === "running"; };
-  var labels = { queued: "Queued", running: "Running", done: "Done", failed: "Failed" };
+  var labels = { queued: "Queued", running: "Running", done: "Done", failed: "Failed", skipped: "Skipped" };
 
   function render(run) {
     box.querySelector(".visrec-status").textContent = labels[run.status] || run.status;
