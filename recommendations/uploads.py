@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
@@ -40,6 +41,22 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 Refusal = Callable[[HttpRequest, int, str], HttpResponse]
 
 NO_SPACE_MESSAGE = "The shop cannot store uploads right now (its disk is full); try again later."
+
+
+class InMemoryUpload(MemoryFileUploadHandler):
+    """Keeps a shopper's photo in memory, never in a temporary file, whatever its size.
+
+    Only for bodies already size-checked (:func:`guard_upload`, the API's image parser): a
+    search by photo then needs no disk, so a full one does not stop it.
+    """
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        self.activated = True
+
+
+def keep_in_memory(request: HttpRequest) -> None:
+    """Read ``request``'s (size-checked) upload into memory (:class:`InMemoryUpload`)."""
+    request.upload_handlers = [InMemoryUpload(request)]
 
 
 def out_of_space(error: BaseException) -> bool:
@@ -113,8 +130,9 @@ def guard_upload(scope: str = "search", *, max_bytes: Callable[[], int] = image_
                     return refused(request, 400, "The request's Content-Length is not a number.")
                 if length > limit:
                     return refused(request, 413, f"The upload is {length:,} bytes; at most {limit:,} are accepted.")
+                keep_in_memory(request)
                 try:
-                    request.FILES  # noqa: B018 -- read (and spool) the body now: a full disk is a refusal, not a 500
+                    request.FILES  # noqa: B018 -- read the body now: a full disk is a refusal, not a 500
                 except OSError as e:
                     if not out_of_space(e):
                         raise

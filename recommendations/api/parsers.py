@@ -12,7 +12,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 
-from ..uploads import content_length, image_body_limit
+from ..uploads import content_length, image_body_limit, keep_in_memory
 from .errors import PayloadTooLarge
 
 MAX_JSON_BYTES = 1024 * 1024
@@ -60,4 +60,5 @@ class ImageUploadParser(MultiPartParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         _refuse_if_longer(parser_context, image_body_limit())
+        keep_in_memory(parser_context["request"])  # checked above: no temporary file, so no disk needed
         return super().parse(stream, media_type, parser_context)

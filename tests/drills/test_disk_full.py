@@ -88,7 +88,7 @@ def test_a_stored_image_is_embedded_while_the_disk_is_full(full_store, settings,
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the spooled file's closer
 @pytest.mark.parametrize("path, field", [("/api/v1/search/by-image/", "image"), ("/search/photo/", "photo")])
-def test_search_by_photo_never_answers_500_when_the_temporary_folder_is_full(full_store, settings, path, field):
+def test_search_by_photo_works_when_the_temporary_folder_is_full(full_store, settings, path, field):
     # given a full temporary folder and a 3 MB photo (more than Django keeps in memory)
     settings.FILE_UPLOAD_TEMP_DIR = str(full_store.path / "tmp")
     full_store.fill()
@@ -99,7 +99,7 @@ def test_search_by_photo_never_answers_500_when_the_temporary_folder_is_full(ful
     status, body = response.status_code, response.content.decode()
     del response  # its exception holds the spooled file: close it while the folder is mounted
     gc.collect()
-    # then an answer, or a refusal that says why; never a 500
+    # then results: never a 500, nor a refusal for want of disk
     if status == 500:  # (no traceback: formatting one after torch has run trips a CPython 3.11.7 bug)
         pytest.fail(f"{path} answered 500 with a full temporary folder", pytrace=False)
-    assert status == 503 and "disk is full" in body
+    assert status == 200, body  # a shopper's photo is held in memory: the search needs no disk
