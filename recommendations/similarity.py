@@ -20,20 +20,20 @@ every vector are recovered from the active version (its first and last part).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from pgvector import HalfVector
 
 from .conf import visrec_settings
 from .embedding import get_embedder, images_missing, switch_if_complete, version_key, version_record
+from .locks import advisory_lock
 from .ml.backbones import DESCRIPTORS
 from .ml.head import MIN_CLASS_SIZE, HeadSpec, NotEnoughLabels, SimilarityHead, fit_head
 from .models import EmbeddingHead, EmbeddingModel, ImageEmbedding, ProductSnapshot
@@ -176,17 +176,8 @@ def derive(source: EmbeddingModel, target: EmbeddingModel, backbone) -> int:
     return done
 
 
-@contextlib.contextmanager
 def _one_fit_at_a_time():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK])
-        if not cursor.fetchone()[0]:
-            raise HeadUnavailable("a similarity head is being fitted already")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [_LOCK])
+    return advisory_lock(_LOCK, HeadUnavailable("a similarity head is being fitted already"))
 
 
 def fit_similarity_head(spec: HeadSpec | None = None) -> FitReport:

@@ -12,17 +12,17 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .conf import visrec_settings
 from .data import Snapshot, build_snapshot
+from .locks import advisory_lock
 from .ml.base import REGISTRY, FitContext, Recommender
 from .ml.evaluation import cosine_neighbours, evaluate, fraction_split, judgement_agreement
 from .models import EmbeddingModel, ModelVersion
@@ -45,26 +45,13 @@ class TrainingBusy(TrainingError):
 TRAINING_LOCK = 0x76697372_74726E00  # "visrtrn"
 
 
-@contextmanager
-def training_lock() -> Iterator[None]:
+def training_lock():
     """Hold the cluster-wide training lock, or raise :class:`TrainingBusy` at once.
 
-    A session-level ``pg_try_advisory_lock`` on this process's connection: nightly
-    training, "Retrain now" and ``visrec_train`` on any worker never decide activation at
-    the same time. A worker that dies releases it with its connection.
+    Nightly training, "Retrain now" and ``visrec_train`` on any worker never decide
+    activation at the same time.
     """
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [TRAINING_LOCK])
-        if not cursor.fetchone()[0]:
-            raise TrainingBusy("skipped: another training is running")
-    try:
-        yield
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [TRAINING_LOCK])
-        except DatabaseError as e:  # the connection broke: the lock went with it
-            logger.warning("training lock not released: %s", e)
+    return advisory_lock(TRAINING_LOCK, TrainingBusy("skipped: another training is running"))
 
 
 def registry() -> dict[str, type[Recommender]]:
