@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.db import connection
+
 from ..models import ProductSnapshot
-from ..replicas import current_alias
 
 
 def products_from_rows(rows: list[tuple], names: list[str]) -> list:
@@ -15,7 +16,9 @@ def products_from_rows(rows: list[tuple], names: list[str]) -> list:
     order = {f.attname: n for n, f in enumerate(Product._meta.concrete_fields)}
     fields.sort(key=lambda i: order[attnames[names[i]]])
     field_names = [attnames[names[i]] for i in fields]
-    db = current_alias()  # the database the rows came from (a replica's instances are saved to the primary)
+    # the primary's, also for rows read on a replica: a deferred field read later, outside the serving read, comes
+    # from the primary (no replica failover applies there)
+    db = connection.alias
     products = []
     for row in rows:
         product = Product.from_db(db, field_names, [row[i] for i in fields])
