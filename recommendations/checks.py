@@ -91,3 +91,33 @@ def check_product_model(app_configs=None, **kwargs) -> list[Error]:
             )
         )
     return errors
+
+
+@register()
+def check_read_replicas(app_configs=None, **kwargs) -> list[Error]:
+    """visrec.E020: every alias in ``VISREC["READ_REPLICAS"]`` is a database, routed by ``ReplicaRouter``."""
+    from django.conf import settings
+
+    aliases = list(visrec_settings.READ_REPLICAS or ())
+    if not aliases:
+        return []
+    errors = [
+        Error(
+            f"VISREC['READ_REPLICAS'] names {alias!r}, which is not in DATABASES",
+            hint="Add the replica to DATABASES (e.g. DATABASE_REPLICA_URLS) or remove it from READ_REPLICAS.",
+            id="visrec.E020",
+        )
+        for alias in aliases
+        if alias not in settings.DATABASES or alias == "default"
+    ]
+    routers = [r if isinstance(r, str) else f"{type(r).__module__}.{type(r).__qualname__}" for r in
+               getattr(settings, "DATABASE_ROUTERS", [])]  # fmt: skip
+    if "recommendations.replicas.ReplicaRouter" not in routers:
+        errors.append(
+            Error(
+                "VISREC['READ_REPLICAS'] is set but recommendations.replicas.ReplicaRouter is not in DATABASE_ROUTERS",
+                hint="Add 'recommendations.replicas.ReplicaRouter' to DATABASE_ROUTERS (first).",
+                id="visrec.E020",
+            )
+        )
+    return errors

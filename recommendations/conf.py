@@ -87,6 +87,17 @@ DEFAULTS: dict[str, Any] = {
     # share of running them). Turn off behind a pooler that cannot keep prepared statements
     # (PgBouncer in transaction mode before 1.21).
     "PREPARED_QUERIES": True,
+    # --- Read replicas (recommendations/replicas.py) ------------------------------------
+    # ``DATABASES`` aliases of PostgreSQL streaming replicas of ``default``: serving reads run
+    # there (with ``recommendations.replicas.ReplicaRouter`` in ``DATABASE_ROUTERS``), writes and
+    # the shopper's own events on ``default``. Empty: everything on ``default``.
+    "READ_REPLICAS": [],
+    # A replica further behind the primary than this (seconds) is skipped until it catches up.
+    "REPLICA_MAX_LAG_SECONDS": 2.0,
+    # How often each process measures a replica's lag (seconds; two small queries).
+    "REPLICA_CHECK_SECONDS": 1.0,
+    # A replica that cannot be reached is skipped this long (seconds), doubling while it stays down.
+    "REPLICA_RETRY_SECONDS": 5.0,
     # Time budget of one widget in milliseconds: the vector query runs under this
     # statement_timeout; a widget that fails or runs out of time renders a fallback.
     "WIDGET_TIME_BUDGET_MS": 150,

@@ -6,7 +6,16 @@ Every environment variable the project reads is read here and nowhere else:
 ``VISREC_WEIGHTS_DIR``, ``VISREC_EMBED_BATCH_SIZE``, ``API_THROTTLE_RECOMMENDATIONS``,
 ``API_THROTTLE_SEARCH``, ``API_THROTTLE_EVENTS``, ``VISREC_SINGLE_PROCESS``, ``HTTPS_ONLY``,
 ``SECURE_SSL_REDIRECT``, ``SECURE_HSTS_SECONDS``, ``SECURE_HSTS_INCLUDE_SUBDOMAINS``, ``SECURE_HSTS_PRELOAD``,
-``SECURE_PROXY_SSL_HEADER``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``, ``NUM_PROXIES``.
+``SECURE_PROXY_SSL_HEADER``, ``DATABASE_CONNECT_TIMEOUT``, ``REDIS_TIMEOUT``, ``NUM_PROXIES``,
+``DATABASE_REPLICA_URLS``, ``DATABASE_REPLICA_MAX_LAG``.
+
+Read replicas: ``DATABASE_REPLICA_URLS`` lists PostgreSQL streaming replicas of the
+primary (``DATABASE_URL``), comma separated; they become the aliases ``replica1``,
+``replica2``, ... in ``DATABASES``, ``VISREC["READ_REPLICAS"]`` and the
+``recommendations.replicas.ReplicaRouter``. Serving reads (the widgets' and the API's lists)
+run there; writes, the admin, workers and each shopper's own events stay on the primary. A
+replica more than ``DATABASE_REPLICA_MAX_LAG`` seconds behind (default 2), or down, is
+skipped for the primary. Unset: everything on the primary, as without replicas.
 """
 
 import os
@@ -107,15 +116,26 @@ if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)}
 else:
     DATABASES = {"default": dbserver.embedded_database(VAR_DIR / "pgdata")}
-DATABASES["default"].setdefault("OPTIONS", {})
-# Serving: keep connections between requests (no connect per request; a new PostgreSQL backend
-# also starts with cold caches, which shows in the first queries' latency); check a reused one first.
-DATABASES["default"]["CONN_MAX_AGE"] = DATABASES["default"].get("CONN_MAX_AGE") or 600
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# A database host that does not answer fails a connection within seconds instead of holding
-# the request (libpq's connect_timeout, whole seconds, at least 2); a URL's own value wins.
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
+# Read replicas: PostgreSQL streaming replicas of DATABASE_URL's server, comma separated
+# (aliases replica1, replica2, ...). The widgets' and the API's lists are read there, writes and
+# the shopper's own events stay on the primary (recommendations/replicas.py); a replica further
+# behind than DATABASE_REPLICA_MAX_LAG seconds, or down, is skipped. Unset: everything on the primary.
+REPLICA_URLS = [url.strip() for url in os.environ.get("DATABASE_REPLICA_URLS", "").split(",") if url.strip()]
+for _n, _url in enumerate(REPLICA_URLS, start=1):
+    # in tests a replica alias is the test database itself (nothing is created or migrated on it)
+    DATABASES[f"replica{_n}"] = {**dj_database_url.parse(_url, conn_max_age=600), "TEST": {"MIRROR": "default"}}
+for _database in DATABASES.values():
+    _database.setdefault("OPTIONS", {})
+    # Serving: keep connections between requests (no connect per request; a new PostgreSQL backend
+    # also starts with cold caches, which shows in the first queries' latency); check a reused one first.
+    _database["CONN_MAX_AGE"] = _database.get("CONN_MAX_AGE") or 600
+    _database["CONN_HEALTH_CHECKS"] = True
+    # A database host that does not answer fails a connection within seconds instead of holding
+    # the request (libpq's connect_timeout, whole seconds, at least 2); a URL's own value wins.
+    _database["OPTIONS"].setdefault("connect_timeout", int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3")))
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_TEST_DATABASE", "test_visrec")}
+if REPLICA_URLS:
+    DATABASE_ROUTERS = ["recommendations.replicas.ReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -229,6 +249,8 @@ VISREC = {
     "WEIGHTS_DIR": os.environ.get("VISREC_WEIGHTS_DIR", ""),
     "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
     "CACHE_DIR": str(VAR_DIR / "cache"),
+    "READ_REPLICAS": [f"replica{n}" for n in range(1, len(REPLICA_URLS) + 1)],
+    "REPLICA_MAX_LAG_SECONDS": float(os.environ.get("DATABASE_REPLICA_MAX_LAG", "2")),
 }
 
 LOGGING = {

@@ -20,6 +20,7 @@ from .. import serving
 from ..audit import ADDITION, CHANGE, log_change
 from ..conf import get_adapter, get_product_model
 from ..models import ImageState, Rule, SimilarityJudgement
+from ..replicas import on_primary
 from ..rules import previewing
 from . import health
 
@@ -143,12 +144,17 @@ def _scope(rule: Rule, product_id, category_id):
 
 
 def preview_list(widget: str, product, category, limit: int = PREVIEW_LIMIT) -> serving.RecommendationList:
-    """What ``widget`` shows now (computed afresh) on ``product``'s page or for ``category``."""
-    if widget == "similar-items":
-        return serving.similar_items(product, limit, cached=False)
-    if widget == "popular":
-        return serving.RecommendationList("popular", serving.popular(limit, category), None, None, "popular")
-    return serving.for_you(limit=limit, category=category)
+    """What ``widget`` shows now (computed afresh) on ``product``'s page or for ``category``.
+
+    Read from the primary: the owner previews what they have just saved, which a read
+    replica may not have yet.
+    """
+    with on_primary():
+        if widget == "similar-items":
+            return serving.similar_items(product, limit, cached=False)
+        if widget == "popular":
+            return serving.RecommendationList("popular", serving.popular(limit, category), None, None, "popular")
+        return serving.for_you(limit=limit, category=category)
 
 
 def rule_preview(rule: Rule, product_id=None, category_id=None) -> dict:
@@ -256,7 +262,8 @@ def product_preview_view(request, object_id):
 def similar_preview(request, product) -> dict:
     """Context of the product page's similar-items preview: exactly what shoppers see, with judgements."""
     try:
-        rec_list = serving.similar_items(product, PREVIEW_LIMIT, cached=False)
+        with on_primary():  # the owner's own judgements and rules, just saved
+            rec_list = serving.similar_items(product, PREVIEW_LIMIT, cached=False)
     except Exception as e:  # the preview must never break the product page
         return {"similar_error": f"The similar items cannot be computed now ({type(e).__name__})."}
     verdicts = dict(

@@ -16,6 +16,8 @@ def products_from_rows(rows: list[tuple], names: list[str]) -> list:
     order = {f.attname: n for n, f in enumerate(Product._meta.concrete_fields)}
     fields.sort(key=lambda i: order[attnames[names[i]]])
     field_names = [attnames[names[i]] for i in fields]
+    # the primary's, also for rows read on a replica: a deferred field read later, outside the serving read, comes
+    # from the primary (no replica failover applies there)
     db = connection.alias
     products = []
     for row in rows:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ..conf import visrec_settings
 from ..models import ProductSnapshot
+from ..replicas import serving_read
 from ..rules import Rules, rules_for
 from .keys import _cache_get_many, _cache_set, _key, _prefix
 from .lists import _arranged
@@ -86,6 +87,7 @@ def _by_popularity(products, since=None):
     ).order_by("-popularity", "pk")
 
 
+@serving_read
 def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, rules: Rules | None = None):
     """Best sellers (weighted interactions), optionally within a category; a list of Recommendation.
 
@@ -101,6 +103,7 @@ def popular(limit: int = 8, category=None, exclude: list[int] | None = None, *, 
     return items
 
 
+@serving_read
 def trending(limit: int = 8, category=None, exclude=(), *, rules: Rules | None = None) -> list[Recommendation]:
     """Most interacted-with products over the recent window (``TRENDING_WINDOW_SECONDS``)."""
     rules = rules or Rules(exclude_interacted_kinds=())

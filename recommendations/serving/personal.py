@@ -6,6 +6,7 @@ import numpy as np
 
 from ..conf import visrec_settings
 from ..data import shopper_key
+from ..replicas import serving_read
 from ..rules import Rules, overfetch, rules_for
 from . import sequence
 from .fallbacks import _fill
@@ -47,6 +48,7 @@ def _model_row_scores(loaded: LoadedModel, key: str, events: History, n: int) ->
     return ids[0], scores[0]
 
 
+@serving_read
 def for_you(
     *,
     user=None,
@@ -112,6 +114,7 @@ def _for_you_ranked(
     return ranked, source
 
 
+@serving_read
 def recently_viewed(
     *, user=None, session_key: str | None = None, limit: int = 8, exclude=(), events: History | None = None
 ) -> RecommendationList:

@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from ..conf import visrec_settings
 from ..ml.images import load_image, probe
 from ..models import EmbeddingModel
+from ..replicas import serving_read
 from ..rules import Rules, overfetch, rules_for
 from .lists import _finish
 from .results import InvalidImage, RecommendationList, SearchBusy
@@ -97,12 +98,14 @@ def embed_query_image(image, model: EmbeddingModel) -> np.ndarray:
     return embedder.embed_arrays([prepared])[0]
 
 
+@serving_read
 def search_by_image(image, *, limit: int = 12, category=None, rules: Rules | None = None) -> RecommendationList:
     """Products that look like an uploaded photo (bytes or a file object).
 
     Raises :data:`InvalidImage` with a clear message for empty, corrupt, hostile or
     oversized files (``MAX_IMAGE_BYTES``, ``SEARCH_MAX_IMAGE_PIXELS``), and
-    :class:`SearchBusy` when too many photos are being decoded at once.
+    :class:`SearchBusy` when too many photos are being decoded at once. A serving read: a
+    search a read replica failed runs again on the primary (embedding the photo again).
     """
     rules = rules_for("search-by-photo", rules, category=category)
     act = active()

@@ -9,6 +9,7 @@ from django.db import connection
 from .. import experiments
 from ..conf import visrec_settings
 from ..models import ProductSnapshot
+from ..replicas import on_primary, reading_replica, serving_read
 from ..rules import Rules, overfetch, rules_for
 from .fallbacks import _ranked_ids
 from .keys import _cache_get_many, _cache_set, _key, product_version_key
@@ -29,6 +30,7 @@ def _model_neighbours(loaded: LoadedModel | None, pk: int, n: int) -> list[tuple
     return list(zip(loaded.pks(ids[keep]), _normalised(scores[keep].astype(float)).tolist(), strict=True))
 
 
+@serving_read
 def similar_items(
     product,
     limit: int = 8,
@@ -65,11 +67,13 @@ def similar_items(
     return found
 
 
+@serving_read
 def anchor_product(pk: int):
     """The product ``pk`` with what ``similar_items`` needs of an anchor (id, category), or None.
 
     One plain query (the other fields are deferred): the similar-items API looks the
-    anchor up on every call.
+    anchor up on every call. A product a read replica does not have yet (created moments
+    ago) is looked up on the primary.
     """
     quote = connection.ops.quote_name
     columns = [ProductSnapshot._meta.pk.column, ProductSnapshot._meta.get_field("category_id").column]
@@ -81,7 +85,11 @@ def anchor_product(pk: int):
         key = product_key(pk)
     except ValidationError:
         return None
-    return next(iter(raw_products(sql, [key])), None)
+    found = next(iter(raw_products(sql, [key])), None)
+    if found is None and reading_replica():
+        with on_primary():
+            found = next(iter(raw_products(sql, [key])), None)
+    return found
 
 
 def _experiment_arm(widget: str, user, session_key: str | None) -> tuple[Active, experiments.Arm]:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from ..conf import visrec_settings
 from ..models import EmbeddingModel, Interaction
+from ..replicas import PRIMARY
 from .lists import _has_shopper
 from .vectors import SQLVector, _names, fetch_rows, pk_array
 
@@ -30,7 +31,11 @@ class History:
 
 
 def history(user=None, session_key: str | None = None, limit: int | None = None) -> History:
-    """The shopper's latest interactions (one indexed query)."""
+    """The shopper's latest interactions (one indexed query), always read from the primary.
+
+    They are the shopper's own fresh writes: read from a read replica they could miss the
+    click just made (see :mod:`recommendations.replicas`).
+    """
     if not _has_shopper(user, session_key):
         return History()
     n = int(limit or visrec_settings.TASTE_HISTORY)
@@ -41,7 +46,7 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
         f"SELECT id, product_id, kind, created_at FROM {quote(Interaction._meta.db_table)} "
         f"WHERE {quote(column)} = %s ORDER BY created_at DESC, id DESC LIMIT %s"
     )
-    return History([tuple(row) for row in fetch_rows(sql, [value, n])[0]])
+    return History([tuple(row) for row in fetch_rows(sql, [value, n], using=PRIMARY)[0]])
 
 
 def _taste_weights(events: History) -> dict[int, float]:

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from ..conf import get_product_model, visrec_settings
 from ..models import EmbeddingModel, ImageEmbedding, ImageState, ProductSnapshot
+from ..replicas import serving_connection
 from ..rules import Rules
 from .cards import _card_fields, products_from_rows
 from .results import ProductNotEmbedded
@@ -56,16 +57,18 @@ def vector_search(ef_search: int | None = None) -> Iterator[None]:
     """A transaction tuned for HNSW queries: ef_search, iterative scans and the time budget.
 
     ``SET LOCAL`` lasts to the end of the transaction; inside an outer transaction the
-    settings are reset afterwards so they never leak into the caller's queries.
+    settings are reset afterwards so they never leak into the caller's queries. On the
+    serving connection (a read replica's inside a serving read).
     """
-    nested = connection.in_atomic_block
-    with transaction.atomic():
-        with connection.cursor() as cursor:
+    db = serving_connection()
+    nested = db.in_atomic_block
+    with transaction.atomic(using=db.alias):
+        with db.cursor() as cursor:
             pairs = _search_settings(cursor, ef_search)
             cursor.execute(*_set_locally(pairs))
         yield
         if nested:
-            with connection.cursor() as cursor:
+            with db.cursor() as cursor:
                 cursor.execute("; ".join(f"RESET {name}" for name, _ in pairs))
 
 
@@ -79,14 +82,15 @@ def search_rows(query, ef_search: int | None = None) -> list:
     caller's transaction usable). ``ef_search``: this query's search breadth (default
     ``HNSW_EF_SEARCH``).
     """
-    if connection.in_atomic_block:
+    db = serving_connection()
+    if db.in_atomic_block:
         with vector_search(ef_search):
             return _rows(query)
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         pairs = _search_settings(cursor, ef_search)
         if isinstance(query, tuple) and visrec_settings.PREPARED_QUERIES:
             return _prepared_rows(query, pairs)
-        with connection.connection.pipeline():
+        with db.connection.pipeline():
             cursor.execute(*_set_locally(pairs))
             return _rows(query, cursor)
 
@@ -109,37 +113,44 @@ def _prepared_rows(query: tuple[str, list], pairs: list[tuple[str, str]]) -> lis
 
 
 @contextmanager
-def _prepared_cursor(pipeline: bool = False) -> Iterator[Any]:
+def _prepared_cursor(pipeline: bool = False, db=None) -> Iterator[Any]:
     """A cursor with server-side parameters whose statements are prepared at their first run on the connection.
 
     Wrapped as Django wraps its own (its execute wrappers apply, and the debug log of tests
     and DEBUG shows the statements). Django's own cursors bind on the client and are not
     prepared; the connection's threshold is restored afterwards. ``pipeline``: the
-    statements go out together (see :func:`search_rows`).
+    statements go out together (see :func:`search_rows`). ``db``: the Django connection
+    (default: the serving connection); each connection prepares its own statements, a read
+    replica's as the primary's.
     """
     import psycopg
 
-    with connection.cursor():  # Django's way in: connects (or fails) and checks a reused connection
-        raw = connection.connection
+    db = db or serving_connection()
+    with db.cursor():  # Django's way in: connects (or fails) and checks a reused connection
+        raw = db.connection
     threshold = raw.prepare_threshold
     raw.prepare_threshold = 0
     try:
         with (
             raw.pipeline() if pipeline else nullcontext(),
-            connection._prepare_cursor(_ServerCursor(psycopg.Cursor(raw))) as cursor,
+            db._prepare_cursor(_ServerCursor(psycopg.Cursor(raw), db)) as cursor,
         ):
             yield cursor
     finally:
         raw.prepare_threshold = threshold
 
 
-def fetch_rows(sql: str, params) -> tuple[list[tuple], list[str]]:
-    """Rows and column names of a written-out serving query (prepared once per connection, see ``PREPARED_QUERIES``)."""
-    if not visrec_settings.PREPARED_QUERIES or connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+def fetch_rows(sql: str, params, using: str | None = None) -> tuple[list[tuple], list[str]]:
+    """Rows and column names of a written-out serving query (prepared once per connection, see ``PREPARED_QUERIES``).
+
+    ``using``: the database alias (default: the serving connection's, a read replica's inside a serving read).
+    """
+    db = connections[using] if using else serving_connection()
+    if not visrec_settings.PREPARED_QUERIES or db.vendor != "postgresql":
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall(), [c.name for c in cursor.description]
-    with _prepared_cursor() as cursor:
+    with _prepared_cursor(db=db) as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall(), [c.name for c in cursor.description]
 
@@ -151,13 +162,14 @@ class _ServerCursor:
     composed query; this one composes it (only while queries are logged).
     """
 
-    def __init__(self, cursor) -> None:
+    def __init__(self, cursor, db=None) -> None:
         self._cursor = cursor
+        self._db = db or connection
         self._query = None
 
     def execute(self, sql, params=None):
-        if connection.queries_logged:
-            self._query = SimpleNamespace(query=connection.ops.compose_sql(sql, params).encode())
+        if self._db.queries_logged:
+            self._query = SimpleNamespace(query=self._db.ops.compose_sql(sql, params).encode())
         return self._cursor.execute(sql, params)
 
     def __getattr__(self, name):
@@ -177,7 +189,7 @@ def _rows(query, cursor=None) -> list:
     if cursor is not None:
         cursor.execute(*query)
         return cursor.fetchall()
-    with connection.cursor() as own:
+    with serving_connection().cursor() as own:
         own.execute(*query)
         return own.fetchall()
 
