@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 
@@ -97,7 +98,7 @@ def table(rows: list[dict]) -> str:
 
 def section(title: str, script: str, argv: list[str] | None, intro: str, text: str, line: str) -> str:
     """A report section: title, the command that made it, what was measured, the table, the RESULT line."""
-    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"python benchmarks/{script} " + shlex.join(argv if argv is not None else sys.argv[1:])  # copy-pastable
     return "\n".join([f"## {title}", "", f"Command: `{command}`", "", intro, "", text, "", "```", line, "```"])
 
 

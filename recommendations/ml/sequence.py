@@ -425,6 +425,7 @@ class SequenceRecommender(PriorBlended):
 
         with torch.no_grad():
             self.net_ = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in net.state_dict().items()}
+        self.weights_ = None
         mask = warm.astype(np.float32)
         self.item_vectors_ = (
             features @ self.net_["image.weight"].T + self.net_["item_id.weight"] * mask[:, None]
@@ -438,18 +439,37 @@ class SequenceRecommender(PriorBlended):
         self.histories_, self.history_lengths_ = pad_right(histories, self.max_len)
 
     # -- numpy forward -------------------------------------------------------------------
+    def _weights(self) -> dict[str, np.ndarray]:
+        """The forward pass's matrices, transposed once per loaded model (float32, C-contiguous).
+
+        Built on first use and dropped when the learned arrays change (fit, ``set_state``), so
+        a request multiplies by ready matrices instead of ``W.T`` views and ``np.split`` copies.
+        """
+        if getattr(self, "weights_", None) is None:
+            ready = {}
+            for name, value in self.net_.items():
+                if name.startswith(("item_", "image")):
+                    continue  # the item encoder is already folded into item_vectors_ / item_bias_
+                value = np.asarray(value, dtype=np.float32)
+                transpose = name.startswith(("blocks.", "gru.weight")) and value.ndim == 2  # x @ W.T as x @ W'
+                ready[name] = np.ascontiguousarray(value.T if transpose else value)
+            self.weights_ = ready
+        return self.weights_
+
     def encode_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
         """``(len(sequences), dim)`` state after each sequence's last item (zeros for an empty one)."""
         seqs, lengths = pad_right([np.asarray(s, dtype=np.int64) for s in sequences], self.max_len)
-        x = self.item_vectors_[np.maximum(seqs, 0)]
-        states = self._encode_np(x) if len(sequences) else np.zeros((0, 1, self.dim), np.float32)
         out = np.zeros((len(sequences), self.dim), dtype=np.float32)
-        has = lengths > 0
-        out[has] = states[np.flatnonzero(has), lengths[has] - 1]
+        has = np.flatnonzero(lengths > 0)
+        if len(has):
+            states = self._encode_np(self.item_vectors_[np.maximum(seqs[has], 0)])
+            p = self._weights()
+            out[has] = _layer_norm(states[np.arange(len(has)), lengths[has] - 1], p["norm.weight"], p["norm.bias"])
         return out
 
     def _encode_np(self, x: np.ndarray) -> np.ndarray:
-        p = self.net_
+        """States after each position (before the final layer norm), as ``Net.encode`` computes them."""
+        p = self._weights()
         if self.encoder == "sasrec":
             length = x.shape[1]
             x = x + p["position.weight"][:length]
@@ -459,34 +479,34 @@ class SequenceRecommender(PriorBlended):
         else:
             for n in range(self.layers):
                 x = self._gru_np(x, n)
-        return _layer_norm(x, p["norm.weight"], p["norm.bias"]).astype(np.float32)
+        return x.astype(np.float32, copy=False)
 
     def _block_np(self, x: np.ndarray, prefix: str, future: np.ndarray) -> np.ndarray:
-        p, (b, length, dim), heads = self.net_, x.shape, self.heads
-        qkv = _layer_norm(x, p[prefix + "ln1.weight"], p[prefix + "ln1.bias"]) @ p[prefix + "qkv.weight"].T
+        p, (b, length, dim), heads = self._weights(), x.shape, self.heads
+        qkv = _layer_norm(x, p[prefix + "ln1.weight"], p[prefix + "ln1.bias"]) @ p[prefix + "qkv.weight"]
         qkv = (qkv + p[prefix + "qkv.bias"]).reshape(b, length, 3, heads, dim // heads).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv
         att = np.where(future, -np.inf, q @ k.transpose(0, 1, 3, 2) / math.sqrt(dim // heads))
         att = np.exp(att - att.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
         mixed = (att @ v).transpose(0, 2, 1, 3).reshape(b, length, dim)
-        x = x + mixed @ p[prefix + "proj.weight"].T + p[prefix + "proj.bias"]
-        hidden = _layer_norm(x, p[prefix + "ln2.weight"], p[prefix + "ln2.bias"]) @ p[prefix + "ff1.weight"].T
+        x = x + mixed @ p[prefix + "proj.weight"] + p[prefix + "proj.bias"]
+        hidden = _layer_norm(x, p[prefix + "ln2.weight"], p[prefix + "ln2.bias"]) @ p[prefix + "ff1.weight"]
         hidden = np.maximum(hidden + p[prefix + "ff1.bias"], 0.0)
-        return x + hidden @ p[prefix + "ff2.weight"].T + p[prefix + "ff2.bias"]
+        return x + hidden @ p[prefix + "ff2.weight"] + p[prefix + "ff2.bias"]
 
     def _gru_np(self, x: np.ndarray, layer: int) -> np.ndarray:
-        """One GRU layer, as torch computes it (gates r, z, n)."""
-        p = self.net_
-        w_ih, w_hh = p[f"gru.weight_ih_l{layer}"], p[f"gru.weight_hh_l{layer}"]
-        b_ih, b_hh = p[f"gru.bias_ih_l{layer}"], p[f"gru.bias_hh_l{layer}"]
-        gates_x = x @ w_ih.T + b_ih
-        h = np.zeros((x.shape[0], self.dim), dtype=np.float32)
-        out = np.empty((x.shape[0], x.shape[1], self.dim), dtype=np.float32)
+        """One GRU layer, as torch computes it (gates r, z, n); the input side for every step at once."""
+        p, d = self._weights(), self.dim
+        w_hh, b_hh = p[f"gru.weight_hh_l{layer}"], p[f"gru.bias_hh_l{layer}"]
+        gates_x = x @ p[f"gru.weight_ih_l{layer}"] + p[f"gru.bias_ih_l{layer}"]
+        h = np.zeros((x.shape[0], d), dtype=np.float32)
+        out = np.empty((x.shape[0], x.shape[1], d), dtype=np.float32)
         for t in range(x.shape[1]):
-            gx, gh = np.split(gates_x[:, t], 3, axis=1), np.split(h @ w_hh.T + b_hh, 3, axis=1)
-            r, z = _sigmoid(gx[0] + gh[0]), _sigmoid(gx[1] + gh[1])
-            n = np.tanh(gx[2] + r * gh[2])
+            gx, gh = gates_x[:, t], h @ w_hh + b_hh
+            rz = _sigmoid(gx[:, : 2 * d] + gh[:, : 2 * d])
+            r, z = rz[:, :d], rz[:, d:]
+            n = np.tanh(gx[:, 2 * d :] + r * gh[:, 2 * d :])
             h = (1.0 - z) * n + z * h
             out[:, t] = h
         return out
@@ -553,7 +573,9 @@ class SequenceRecommender(PriorBlended):
         """Restore :meth:`get_state`'s arrays."""
         super().set_state(state)
         self.net_ = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-        self.item_vectors_, self.item_bias_ = state["item_vectors"], state["item_bias"]
+        self.weights_ = None
+        self.item_vectors_ = np.ascontiguousarray(state["item_vectors"], dtype=np.float32)
+        self.item_bias_ = np.ascontiguousarray(state["item_bias"], dtype=np.float32)
         self.warm_items_ = state["warm_items"].astype(bool)
         self.histories_ = state["histories"].astype(np.int64)
         self.history_lengths_ = state["history_lengths"].astype(np.int64)

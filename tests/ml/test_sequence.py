@@ -125,15 +125,22 @@ def test_never_bought_item_in_the_session_carries_the_sequence(fitted, data):
     assert np.mean(group[ids[0]] == 2) >= 0.5
 
 
-def test_numpy_forward_matches_torch(fitted, data):
+def torch_twin(fitted, data):
+    """The torch module of ``fitted`` with its learned weights (the reference the numpy pass must match)."""
     import torch
 
     from recommendations.ml.sequence import _torch_net
 
-    train, features, context, _, _ = data
+    train, features, _, _, _ = data
     net = _torch_net(fitted.encoder, train.shape[1], features.shape[1], fitted._net_params())
     net.load_state_dict({k: torch.from_numpy(v) for k, v in fitted.net_.items()})
-    net.eval()
+    return net.eval()
+
+
+def test_numpy_forward_matches_torch(fitted, data):
+    import torch
+
+    net = torch_twin(fitted, data)
     seqs = [np.array([3, 40, 77, 120]), np.array([5]), np.arange(0, 200, 3)[:50]]
     with torch.no_grad():
         expected = []
@@ -141,6 +148,39 @@ def test_numpy_forward_matches_torch(fitted, data):
             x = torch.from_numpy(fitted.item_vectors_[seq][None])
             expected.append(net.encode(x)[0, -1].numpy())
     np.testing.assert_allclose(fitted.encode_sequences(seqs), np.stack(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_session_scores_match_torch_when_the_session_is_longer_than_the_model_reads(fitted, data):
+    import torch
+
+    # given a session of 70 events: the model reads the newest max_len (50) of them
+    net = torch_twin(fitted, data)
+    session = np.random.default_rng(3).permutation(len(fitted.item_vectors_))[:70]
+    with torch.no_grad():
+        h = net.encode(torch.from_numpy(fitted.item_vectors_[session[-fitted.max_len :]][None]))[0, -1].numpy()
+    expected = fitted.item_vectors_ @ h + fitted.item_bias_
+    # when
+    scores = fitted.sequence_scores([session])[0]
+    ids, _ = fitted.recommend_sequences([session], N=20, filter_seen=False)
+    # then
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ids[0], np.argsort(-expected, kind="stable")[:20])
+
+
+def test_a_model_reloaded_in_place_serves_the_new_artifact(fitted, data, tmp_path):
+    # given a serving model that has already answered a request (its forward matrices prepared) ...
+    train, features, context, _, _ = data
+    other = type(fitted)(**{**FAST, "epochs": 2, "seed": 7}).fit(train, features, context)
+    serving = Recommender.load(other.save(tmp_path / "old.npz"))
+    session = [np.array([3, 40, 77, 120, 5])]
+    serving.recommend_sequences(session, N=10)
+    # when another artifact is loaded into it
+    serving.set_state(fitted.get_state())
+    # then it ranks exactly as the model that was fitted
+    ids, scores = serving.recommend_sequences(session, N=10)
+    expected_ids, expected_scores = fitted.recommend_sequences(session, N=10)
+    np.testing.assert_array_equal(ids, expected_ids)
+    np.testing.assert_array_equal(scores, expected_scores)
 
 
 def test_training_is_deterministic(data):
