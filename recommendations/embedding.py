@@ -19,6 +19,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from .conf import get_adapter, visrec_settings
+from .devices import process_device
 from .ml.images import ImageRejected, load_image
 from .models import EmbeddingHead, EmbeddingModel, ImageEmbedding, ImageState
 
@@ -72,7 +73,7 @@ def get_embedder(backbone: str | None = None, head: str | None = None):
         name,
         (visrec_settings.WEIGHTS or {}).get(name),
         visrec_settings.WEIGHTS_DIR or None,
-        visrec_settings.DEVICE,
+        process_device(visrec_settings.DEVICE),
         int(visrec_settings.EMBED_BATCH_SIZE),
         visrec_settings.RUNTIME,
         str(visrec_settings.CACHE_DIR or ""),
@@ -127,7 +128,8 @@ def query_embedder(model: EmbeddingModel):
     from .ml import onnx
 
     cache_dir = str(visrec_settings.CACHE_DIR or "")
-    onnx_ok = visrec_settings.RUNTIME != "torch" and visrec_settings.DEVICE != "cuda" and onnx.available()
+    on_gpu = str(visrec_settings.DEVICE).startswith("cuda")
+    onnx_ok = visrec_settings.RUNTIME != "torch" and not on_gpu and onnx.available()
     if "head" not in model.preprocessing and cache_dir and onnx_ok:
         path = onnx.export_path(Path(cache_dir), model.backbone, model.key)
         if path.is_file():
