@@ -96,6 +96,7 @@ bench: setup
 	$(PY) benchmarks/quality.py --dataset $(HM)
 	$(PY) benchmarks/demo_models.py
 	$(PY) benchmarks/serving.py --products 200000
+	$(PY) benchmarks/freshness.py --dataset $(HM)
 
 db-stop:
 	@test ! -x $(PY) || $(PY) -c "from pathlib import Path; from visrec_shop import dbserver; dbserver.stop(Path('var/pgdata'))"

@@ -394,6 +394,16 @@ def _store(model: EmbeddingModel, images, vectors: dict[int, np.ndarray]) -> Non
     for image in ready:
         image.status, image.error = Image.Status.READY, ""
     Image.objects.bulk_update(ready, ["status", "error", "width", "height"])
+    if primary := {im.product_id for im in ready if im.is_primary}:  # the vectors that serve similar items
+        transaction.on_commit(functools.partial(_refresh_lists, primary, model))
+
+
+def _refresh_lists(product_ids: set, model: EmbeddingModel) -> None:
+    """Once the vectors are committed: the new products show in their neighbours' cached lists at once."""
+    from .serving.fresh import refresh_lists_near
+
+    dropped = refresh_lists_near(product_ids, model)
+    logger.info("dropped cached lists near new vectors", extra={"products": len(product_ids), "lists": dropped})
 
 
 def _mark(image, status: str, error: str) -> None:
