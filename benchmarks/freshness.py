@@ -29,6 +29,7 @@ import io
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -215,6 +216,7 @@ def main() -> None:
         _kill_group(worker)
         redis.stop()
         stop_isolated(data_dir)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run(args, files: list[Path], rng: random.Random, data_dir: Path) -> None:
