@@ -120,6 +120,12 @@ DEFAULTS: dict[str, Any] = {
     # Lifetime (seconds) of cached similar-items / for-you lists (also invalidated by
     # model activation and product changes).
     "LIST_CACHE_SECONDS": 900,
+    # When a product's primary image gets a vector (a new product, a new photo), the cached
+    # similar-items lists of its this-many nearest products are dropped, so it shows in them
+    # at once (one HNSW query per stored batch, on the worker). A list is ranked a little
+    # deeper than it shows (16 for the default 8); lists of products further away keep
+    # theirs until LIST_CACHE_SECONDS. 0: only the product's own list.
+    "FRESH_NEIGHBOURS": 64,
     # Business rules every widget starts from; WIDGET_RULES overrides them per widget
     # ({"similar-items": {"MAX_PER_CATEGORY": 3}}); template tags and the API override
     # them per call. Inactive and out-of-stock products are always excluded.

@@ -19,6 +19,7 @@ import numpy as np
 from django.db import connection, transaction
 
 from .conf import get_adapter, visrec_settings
+from .devices import process_device
 from .ml.images import ImageRejected, load_image
 from .models import EmbeddingHead, EmbeddingModel, ImageEmbedding, ImageState
 
@@ -72,7 +73,7 @@ def get_embedder(backbone: str | None = None, head: str | None = None):
         name,
         (visrec_settings.WEIGHTS or {}).get(name),
         visrec_settings.WEIGHTS_DIR or None,
-        visrec_settings.DEVICE,
+        process_device(visrec_settings.DEVICE),
         int(visrec_settings.EMBED_BATCH_SIZE),
         visrec_settings.RUNTIME,
         str(visrec_settings.CACHE_DIR or ""),
@@ -127,7 +128,8 @@ def query_embedder(model: EmbeddingModel):
     from .ml import onnx
 
     cache_dir = str(visrec_settings.CACHE_DIR or "")
-    onnx_ok = visrec_settings.RUNTIME != "torch" and visrec_settings.DEVICE != "cuda" and onnx.available()
+    on_gpu = str(visrec_settings.DEVICE).startswith("cuda")
+    onnx_ok = visrec_settings.RUNTIME != "torch" and not on_gpu and onnx.available()
     if "head" not in model.preprocessing and cache_dir and onnx_ok:
         path = onnx.export_path(Path(cache_dir), model.backbone, model.key)
         if path.is_file():
@@ -392,6 +394,16 @@ def _store(model: EmbeddingModel, images, vectors: dict[int, np.ndarray]) -> Non
     for image in ready:
         image.status, image.error = Image.Status.READY, ""
     Image.objects.bulk_update(ready, ["status", "error", "width", "height"])
+    if primary := {im.product_id for im in ready if im.is_primary}:  # the vectors that serve similar items
+        transaction.on_commit(functools.partial(_refresh_lists, primary, model))
+
+
+def _refresh_lists(product_ids: set, model: EmbeddingModel) -> None:
+    """Once the vectors are committed: the new products show in their neighbours' cached lists at once."""
+    from .serving.fresh import refresh_lists_near
+
+    dropped = refresh_lists_near(product_ids, model)
+    logger.info("dropped cached lists near new vectors", extra={"products": len(product_ids), "lists": dropped})
 
 
 def _mark(image, status: str, error: str) -> None:

@@ -27,15 +27,14 @@ def _product_changed(products_of):
     def handler(sender, instance, raw: bool = False, origin=None, **kwargs) -> None:
         if raw or _deleting_products(origin):
             return
-        from .serving import bump_product_version
+        from .serving import bump_product_versions
         from .sync import sync_products
 
         pks = [pk for pk in products_of(instance) if pk is not None]
         if not pks:
             return
         sync_products(pks)
-        for pk in pks:
-            bump_product_version(pk)
+        bump_product_versions(pks)
 
     return handler
 

@@ -114,17 +114,19 @@ def _sync_images(adapter, records: list[ProductRecord], report: SyncReport) -> l
     wanted: set[tuple] = set()
     new, changed, refreshed = [], [], []
     for record in records:
+        primary = record.primary_image
         for image in record.images:
             ident = (record.pk, image.key)
             wanted.add(ident)
             state = existing.get(ident)
+            is_primary = image.key == primary.key
             if state is None:
                 state = ImageState(product_id=record.pk, key=image.key)
-                _apply(adapter, state, image)
+                _apply(adapter, state, image, is_primary)
                 new.append(state)
                 continue
             before = [getattr(state, f) for f in IMAGE_FIELDS]
-            if _apply(adapter, state, image):
+            if _apply(adapter, state, image, is_primary):
                 refreshed.append(state)
             if before != [getattr(state, f) for f in IMAGE_FIELDS]:
                 state.updated_at = timezone.now()
@@ -141,8 +143,12 @@ def _sync_images(adapter, records: list[ProductRecord], report: SyncReport) -> l
     return [s.pk for s in (*new, *refreshed)]
 
 
-def _apply(adapter, state: ImageState, image: ImageRecord) -> bool:
-    """Copy ``image`` onto ``state``; a new image or version becomes pending (True: it needs an embedding)."""
+def _apply(adapter, state: ImageState, image: ImageRecord, is_primary: bool) -> bool:
+    """Copy ``image`` onto ``state``; a new image or version becomes pending (True: it needs an embedding).
+
+    ``is_primary``: ``image`` is the product's :attr:`~.adapters.ProductRecord.primary_image`
+    (the one flagged, else the first by position), whose vector serves similar items and tastes.
+    """
     fresh = state.pk is None or state.version != image.version
     if fresh:
         state.version = image.version[:500]
@@ -151,7 +157,7 @@ def _apply(adapter, state: ImageState, image: ImageRecord) -> bool:
     if image.problem:
         state.status, state.error = ImageState.Status.FAILED, image.problem[:2000]
         fresh = False
-    state.url, state.is_primary, state.position = image.url[:1000], image.is_primary, image.position
+    state.url, state.is_primary, state.position = image.url[:1000], is_primary, image.position
     return fresh
 
 

@@ -6,10 +6,10 @@ import datetime
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.db import DatabaseError, InterfaceError, transaction
 
-from . import workers
+from . import devices, workers
 from .cockpit import taskruns
 from .conf import visrec_settings
 from .models import TaskRun
@@ -225,6 +225,10 @@ def _sweep_on_worker_start(sender=None, **kwargs) -> None:
     """A starting worker fails runs a lost worker left "running" and queues images it left without a vector."""
     sweep_stale_runs.delay()
     embed_missing.delay()
+
+
+# Each pool process (after the fork) learns its index, which picks its GPU (``devices``).
+worker_process_init.connect(devices.remember_pool_index, dispatch_uid="visrec_remember_pool_index", weak=False)
 
 
 def enqueue_embedding(image_ids: list[int]) -> None:

@@ -168,10 +168,19 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Three worker pools (README, "Worker pools"): "embeddings" (image vectors: CPU, or one process
+# per GPU), "training" (long, memory-hungry fits: one process) and "default" (imports and
+# housekeeping). Every task is routed here by name, so a task sent by name (beat, send_task)
+# lands on the same queue as one sent from its function; tests/recommendations/test_queues.py
+# checks that no task is left to chance.
 CELERY_TASK_ROUTES = {
     "recommendations.tasks.embed_images": {"queue": "embeddings"},
     "recommendations.tasks.embed_missing": {"queue": "embeddings"},
+    "recommendations.tasks.reembed_missing_and_failed": {"queue": "embeddings"},
     "recommendations.tasks.train_models": {"queue": "training"},
+    "recommendations.tasks.fit_similarity_head": {"queue": "training"},
+    "recommendations.tasks.sweep_stale_runs": {"queue": "default"},
+    "catalog.tasks.import_products": {"queue": "default"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # An unacknowledged task (its worker died) is redelivered after this many seconds.

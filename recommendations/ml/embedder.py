@@ -89,7 +89,7 @@ class Embedder:
     backbone : Backbone
         Loaded feature extractor.
     device : str
-        "cpu", "cuda" or "auto".
+        "cpu", "cuda", "cuda:<n>" (that GPU) or "auto".
     batch_size : int
         Images per forward pass.
     workers : int
@@ -119,6 +119,9 @@ class Embedder:
 
         self.backbone = backbone
         self.device = pick_device(device)
+        self.on_gpu = torch.device(self.device).type == "cuda"
+        if self.on_gpu and torch.device(self.device).index is not None:
+            torch.cuda.set_device(self.device)  # pinned buffers and autocast use this process's own GPU
         self.batch_size = batch_size
         self.sub_batch = max(int(sub_batch), 1)
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers))
@@ -172,10 +175,10 @@ class Embedder:
             step = self.sub_batch
             return l2_normalise(np.concatenate([self._onnx(batch[i : i + step]) for i in range(0, len(batch), step)]))
         tensor = torch.from_numpy(batch)
-        if self.device == "cuda":
+        if self.on_gpu:
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         with torch.inference_mode():
-            if self.device == "cuda":
+            if self.on_gpu:
                 with torch.autocast("cuda", dtype=torch.float16):
                     features = self.model(tensor)
             else:

@@ -177,14 +177,18 @@ class ALS(_FactorModel):
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
-        """Exact ALS user step: ``(Y'Y + Y'(C - I)Y + reg I) x = Y'C p``."""
-        y = self.item_factors.astype(np.float64)
-        base = y.T @ y + self.regularization * np.eye(y.shape[1])
-        out = np.zeros((user_items.shape[0], y.shape[1]), dtype=np.float32)
+        """Exact ALS user step: ``(Y'Y + Y'(C - I)Y + reg I) x = Y'C p``.
+
+        ``Y'Y`` is computed once per fitted factors (:meth:`_moments`): a call then costs
+        one small solve per shopper, however large the catalogue.
+        """
+        factors = self.item_factors.shape[1]
+        base = self._moments()[1] + self.regularization * np.eye(factors)
+        out = np.zeros((user_items.shape[0], factors), dtype=np.float32)
         for row in range(user_items.shape[0]):
             start, stop = user_items.indptr[row], user_items.indptr[row + 1]
             items, conf = user_items.indices[start:stop], self.alpha * user_items.data[start:stop].astype(np.float64)
-            yi = y[items]
+            yi = self.item_factors[items].astype(np.float64)
             a = base + (yi * (conf - 1.0)[:, None]).T @ yi
             out[row] = np.linalg.solve(a, yi.T @ conf)
         return out

@@ -58,6 +58,7 @@ from .keys import (  # noqa: F401
     _key,
     _prefix,
     bump_product_version,
+    bump_product_versions,
     product_version_key,
 )
 from .lists import (  # noqa: F401

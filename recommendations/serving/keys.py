@@ -44,4 +44,13 @@ def product_version_key(pk: int) -> str:
 
 def bump_product_version(pk: int) -> None:
     """Invalidate the cached lists anchored on product ``pk`` (called on product/image save)."""
-    _cache_set(product_version_key(pk), uuid.uuid4().hex[:12], None)
+    bump_product_versions([pk])
+
+
+def bump_product_versions(pks) -> None:
+    """Invalidate the cached lists anchored on each of ``pks`` (one cache round trip)."""
+    version = uuid.uuid4().hex[:12]
+    try:
+        cache.set_many({product_version_key(pk): version for pk in pks}, None)
+    except Exception:
+        logger.warning("visrec cache unavailable (write)", exc_info=True)

@@ -20,11 +20,20 @@ from .versions import Active, LoadedModel, loaded_model
 
 
 def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n: int) -> list[tuple[int, float]]:
+    """The active model's ranking for shopper ``key``: its own row, or one folded in from ``events``.
+
+    A shopper the model never saw (new since the last training) is scored from their
+    events as they stand: a factor model solves for their user vector against its item
+    factors (ALS exactly, one small least-squares solve; BPR and SGD MF approximately,
+    ``ml.mf``), neighbour and visual models score from the items themselves. No retrain;
+    the list is cached per shopper and latest event (``for_you``'s key), so the fold-in
+    runs once per new event.
+    """
     if loaded is not None and sequence.is_sequential(loaded.model):  # ranks from this shopper's events
         ids, scores = sequence.recommend_for_session(
             loaded.model, loaded.column, events.product_ids, n, items=loaded.neighbour_cols
         )
-    elif loaded is None or key not in loaded.row:
+    elif loaded is None or (key not in loaded.row and not any(pk in loaded.column for pk in events.product_ids)):
         return []
     else:
         ids, scores = _model_row_scores(loaded, key, events, n)
@@ -36,15 +45,23 @@ def _model_for_shopper(loaded: LoadedModel | None, key: str, events: History, n:
 
 
 def _model_row_scores(loaded: LoadedModel, key: str, events: History, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``n`` of the model for the shopper's row (an unseen shopper gets a row id past the trained ones).
+
+    The row weighs each event as training does (``INTERACTION_WEIGHTS``), so a folded-in
+    purchase counts as much as one in the training matrix.
+    """
     import scipy.sparse as sp
 
-    cols = [loaded.column[pk] for _, pk, _, _ in events.events if pk in loaded.column]
+    weights = dict(visrec_settings.INTERACTION_WEIGHTS)
+    found = [(loaded.column[pk], weights.get(kind, 1.0)) for _, pk, kind, _ in events.events if pk in loaded.column]
+    cols = np.array([c for c, _ in found], dtype=np.int64)
     row = sp.csr_matrix(
-        (np.ones(len(cols), dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), np.array(cols, dtype=np.int64))),
+        (np.array([w for _, w in found], dtype=np.float32), (np.zeros(len(cols), dtype=np.int64), cols)),
         shape=(1, len(loaded.items)),
     )
     row.sum_duplicates()
-    ids, scores = loaded.model.recommend(np.array([loaded.row[key]]), row, N=n, items=loaded.neighbour_cols)
+    userid = loaded.row.get(key, len(loaded.row))
+    ids, scores = loaded.model.recommend(np.array([userid]), row, N=n, items=loaded.neighbour_cols)
     return ids[0], scores[0]
 
 

@@ -264,14 +264,18 @@ def anchor_vector(product_id: int, model: EmbeddingModel) -> SQLVector:
     pointer that is fetched again for every distance the index scan computes (about
     twice the query's time at 200,000 products); the cast detoasts it once.
     """
+    return SQLVector(anchor_sql("%s", model), (product_key(product_id),))
+
+
+def anchor_sql(product: str, model: EmbeddingModel) -> str:
+    """SQL of the primary image vector (``halfvec(d)``) of the product whose key is the SQL ``product``."""
     n = _names()
-    sql = (
+    return (
         f"(SELECT a.{n.emb_vector} FROM {n.emb} a JOIN {n.img} ai ON ai.{n.img_pk} = a.{n.emb_image} "
-        f"WHERE ai.{n.img_product} = %s AND a.{n.emb_model} = {int(model.pk)} "
+        f"WHERE ai.{n.img_product} = {product} AND a.{n.emb_model} = {int(model.pk)} "
         f"ORDER BY ai.{n.img_primary} DESC, ai.{n.img_position}, a.{n.emb_image} LIMIT 1)"
         f"::halfvec({int(model.dimensions)})"
     )
-    return SQLVector(sql, (product_key(product_id),))
 
 
 def literal_vector(vector, model: EmbeddingModel) -> SQLVector:

@@ -121,3 +121,23 @@ def test_clicks_keep_the_first_of_each_impression_when_one_click_per_impression_
     assert sorted(kept.values_list("impression_id", "position")) == sorted([(first_list, 0), (other_list, 1)])
     with pytest.raises(IntegrityError):
         kept.create(impression_id=other_list, position=4, widget="w", product_id=9, created_at=at)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_products_without_a_flagged_image_get_their_first_image_as_primary():
+    # given states synced before the fix: one product flagged none of its images, one flagged its second
+    old = _migrate([("recommendations", "0010_taskrun_heartbeat_deliveries")])
+    Product, State = old.get_model("catalog", "Product"), old.get_model("recommendations", "ImageState")
+    unflagged, flagged = (Product.objects.create(sku=f"P-{n}", title="P", price=1, stock=1) for n in (1, 2))
+    later = State.objects.create(product_id=unflagged.pk, key="a", position=2)
+    first = State.objects.create(product_id=unflagged.pk, key="b", position=1)
+    State.objects.create(product_id=flagged.pk, key="c", position=0)
+    chosen = State.objects.create(product_id=flagged.pk, key="d", position=1, is_primary=True)
+
+    # when the migrations run
+    new = _migrate(_latest())
+
+    # then each product has exactly one primary image: the first by position, or the one the shop flagged
+    primary = new.get_model("recommendations", "ImageState").objects.filter(is_primary=True)
+    assert sorted(primary.values_list("pk", flat=True)) == sorted([first.pk, chosen.pk])
+    assert State.objects.filter(pk=later.pk).exists()

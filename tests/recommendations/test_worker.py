@@ -136,6 +136,26 @@ def test_uploaded_image_is_embedded_by_a_real_worker(worker, product_factory, im
     assert image.status == "ready", image.error
     assert ImageEmbedding.objects.filter(image=image).count() == 1
     assert worker.poll() is None  # the worker is still alive
+    # torch (CUDA with it, on a GPU host) was loaded by the pool process that embedded, never by
+    # the main process that forks the pool (README, "Worker pools")
+    assert not _maps_torch(worker.pid)
+    assert any(_maps_torch(pid) for pid in _children(worker.pid))
+
+
+def _maps_torch(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_hostile_upload_fails_with_reason_on_the_worker(worker, product_factory):
