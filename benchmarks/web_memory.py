@@ -64,6 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image-dims", type=int, default=128, help="image_cf vector width (whitened, as at scale)")
     parser.add_argument("--unbought-share", type=float, default=0.0, help="share of items with zero ALS factors")
     parser.add_argument("--old-code", help="a checkout of earlier code to measure as the 'old code' mode")
+    parser.add_argument("--modes", default="copy,mmap", help="modes of this code to measure (copy, mmap)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to get the model into every worker")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks/web-memory.md")
@@ -491,10 +492,12 @@ def main(argv=None) -> None:
         pks, sessions = make_shop(args.real_products, rng)
         users, items = id_maps(args, pks, sessions, rng)
         modes = [Mode("old code", Path(args.old_code).resolve())] if args.old_code else []
-        modes += [Mode("copy", ROOT, copy_settings(work)), Mode("mmap", ROOT)]
+        ours = {"copy": Mode("copy", ROOT, copy_settings(work)), "mmap": Mode("mmap", ROOT)}
+        modes += [ours[name] for name in args.modes.split(",")]
         for kind in args.kinds.split(","):
             log.info("%s: building and storing a model for %d products, %d shoppers", kind, len(items), len(users))
             version, path, timings[kind] = store_version(kind, args, users, items, rng)
+            log.info("%s: %s", kind, {k: round(v, 1) for k, v in timings[kind].items()})
             folder = path.with_name(f"{path.stem}.mmap")
             for mode in modes:
                 extra_path = os.pathsep.join([str(mode.code), str(work)])
