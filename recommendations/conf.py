@@ -101,6 +101,10 @@ DEFAULTS: dict[str, Any] = {
     # Time budget of one widget in milliseconds: the vector query runs under this
     # statement_timeout; a widget that fails or runs out of time renders a fallback.
     "WIDGET_TIME_BUDGET_MS": 150,
+    # Web processes memory-map the active model's arrays from uncompressed .npy copies
+    # next to its artifact (CACHE_DIR/models/<artifact>.mmap/), so they share one copy in
+    # the page cache; False reads a private copy into each process (docs/benchmarks/web-memory.md).
+    "MODEL_MMAP": True,
     # Similar items: weight of the visual neighbours and of the active model's neighbours.
     "SIMILAR_BLEND": {"visual": 0.7, "model": 0.3},
     # For you: weight of the active model's user scores and of the session's live taste.

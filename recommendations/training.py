@@ -25,6 +25,7 @@ from .data import Snapshot, build_snapshot
 from .locks import advisory_lock
 from .ml.base import REGISTRY, FitContext, Recommender
 from .ml.evaluation import cosine_neighbours, evaluate, fraction_split, judgement_agreement
+from .ml.mapped import mapped_dir, unpack
 from .models import EmbeddingModel, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -193,13 +194,19 @@ def _train(models: Sequence[str] | None, progress: Progress | None) -> ModelVers
     return version
 
 
+def save_artifact(model: Recommender, users: np.ndarray, items: np.ndarray) -> Path:
+    """Save ``model`` and its id maps (shopper keys by row, product pks by column) under :func:`artifacts_dir`."""
+    name = f"{model.name}-{uuid.uuid4().hex[:12]}"
+    path = model.save(artifacts_dir() / f"{name}.npz")
+    np.savez(path.with_suffix(".ids.npz"), users=np.asarray(users).astype(str), items=np.asarray(items))
+    return path
+
+
 def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
     """Refit the winner on every interaction and save artifact + id maps."""
     model, seconds = fit_model(candidate.kind, candidate.params, snapshot, None)
-    name = f"{candidate.kind}-{uuid.uuid4().hex[:12]}"
-    path = model.save(artifacts_dir() / f"{name}.npz")
-    np.savez(artifacts_dir() / f"{name}.ids.npz", users=snapshot.users.astype(str), items=snapshot.items)
-    return ModelVersion.objects.create(
+    path = save_artifact(model, snapshot.users, snapshot.items)
+    version = ModelVersion.objects.create(
         kind=candidate.kind,
         params=candidate.params,
         metrics=candidate.metrics,
@@ -208,6 +215,22 @@ def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
         training_seconds=candidate.fit_seconds + seconds,
         embedding_model=EmbeddingModel.objects.active(),
     )
+    _prepare_serving(version)
+    return version
+
+
+def _prepare_serving(version: ModelVersion) -> None:
+    """Write the memory-mapped copies web processes read, before the version can be activated.
+
+    Otherwise the first request after an activation would unpack the artifact. A
+    failure only costs that: a web process unpacks what is missing itself.
+    """
+    from .serving.versions import prepare
+
+    try:
+        prepare(version)
+    except Exception:
+        logger.exception("cannot prepare the memory-mapped copies of %s", version, extra={"model_version": version.pk})
 
 
 @transaction.atomic
@@ -220,17 +243,30 @@ def activate(version: ModelVersion) -> None:
 
 @dataclass
 class LoadedVersion:
-    """A model version ready to score: the model and its id maps."""
+    """A model version ready to score: the model and its id maps.
+
+    ``mapped_dir``: the folder of its memory-mapped arrays (None when loaded into memory).
+    """
 
     version: ModelVersion
     model: Recommender
     users: np.ndarray
     items: np.ndarray
+    mapped_dir: Path | None = None
 
 
-def load_version(version: ModelVersion) -> LoadedVersion:
-    """Load a stored version's artifact (pickle-free) and id maps."""
+def load_version(version: ModelVersion, mapped: bool = False) -> LoadedVersion:
+    """Load a stored version's artifact (pickle-free) and id maps.
+
+    ``mapped``: memory-map the arrays from uncompressed copies next to the artifact
+    (:mod:`recommendations.ml.mapped`; the first load writes them), so that every
+    process serving the version shares one copy.
+    """
     path = artifacts_dir() / version.artifact
-    model = Recommender.load(path)
+    model = Recommender.load(path, mapped=mapped)
+    if mapped:
+        folder = mapped_dir(path)
+        ids = unpack(path.with_suffix(".ids.npz"), folder)
+        return LoadedVersion(version, model, ids["users"], ids["items"], folder)
     with np.load(path.with_suffix(".ids.npz"), allow_pickle=False) as ids:
         return LoadedVersion(version, model, ids["users"], ids["items"])

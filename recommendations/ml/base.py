@@ -15,7 +15,8 @@ Conventions
   arrays of shape ``(len(userids), N)``; ``similar_items`` likewise for item ids. When
   fewer than ``N`` items qualify, ids are padded with ``-1`` and scores with ``-inf``.
 - Artifacts are pickle-free: ``save`` writes one ``.npz`` (``allow_pickle=False``)
-  holding arrays plus a JSON metadata record; ``load`` restores an equivalent model.
+  holding arrays plus a JSON metadata record; ``load`` restores an equivalent model,
+  optionally with its arrays memory-mapped (:mod:`.mapped`), read-only.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+
+from .mapped import unpack
 
 Ids = np.ndarray
 Scores = np.ndarray
@@ -156,11 +159,20 @@ class Recommender(ABC):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Load an artifact written by :meth:`save` (of this class, or any registered one)."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__"]))
-            state = {k.removeprefix("state__"): data[k] for k in data.files if k.startswith("state__")}
+    def load(cls, path: str | Path, mapped: bool = False) -> Recommender:
+        """Load an artifact written by :meth:`save` (of this class, or any registered one).
+
+        ``mapped``: the learned arrays are memory-mapped, read-only, from uncompressed
+        copies next to the artifact (:func:`.mapped.unpack`, written by the first load),
+        so every process that loads the artifact shares one copy in the page cache.
+        """
+        if mapped:
+            arrays = unpack(path)
+        else:
+            with np.load(Path(path), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays["__meta__"]))
+        state = {k.removeprefix("state__"): v for k, v in arrays.items() if k.startswith("state__")}
         model_cls = REGISTRY[meta["kind"]] if cls is Recommender else cls
         model = model_cls(**meta["params"])
         model.set_state(state)

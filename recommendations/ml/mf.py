@@ -92,16 +92,36 @@ class _FactorModel(PriorBlended):
         cached = getattr(self, "_subset_cache", None)
         if cached is not None and cached[0] is items and cached[1] is self.item_factors:
             return cached[2], cached[3]
-        prior = self.prior[items] if self.prior.size else self.prior
-        self._subset_cache = (items, self.item_factors, np.ascontiguousarray(self.item_factors[items]), prior)
+        self.keep_subset(items, np.ascontiguousarray(self.item_factors[items]))
         return self._subset_cache[2], self._subset_cache[3]
 
-    def _moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Column sums and Gram matrix of the item factors (float64), computed once per fitted factors."""
+    def keep_subset(self, items: np.ndarray, factors: np.ndarray) -> None:
+        """Score ``items`` (the same array object each call) from ``factors`` (``item_factors[items]``).
+
+        Serving scores one fixed subset of a large catalogue on every call; it passes the
+        subset's factors here as a memory-mapped array that all web processes share,
+        rather than each process copying them on its first call.
+        """
+        if factors.shape != (len(items), self.item_factors.shape[1]):
+            raise ValueError("factors must hold one row of item factors per item of items")
+        prior = self.prior[items] if self.prior.size else self.prior
+        self._subset_cache = (items, self.item_factors, factors, prior)
+
+    def _moments(self, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """Column sums and Gram matrix of the item factors (float64), computed once per fitted factors.
+
+        Summed over row chunks: a float64 copy of a million items' factors would
+        briefly double a web process's memory.
+        """
         cached = getattr(self, "_moments_cache", None)
         if cached is None or cached[0] is not self.item_factors:
-            factors = self.item_factors.astype(np.float64)
-            cached = (self.item_factors, factors.sum(axis=0), factors.T @ factors)
+            d = self.item_factors.shape[1]
+            sums, gram = np.zeros(d), np.zeros((d, d))
+            for start in range(0, len(self.item_factors), chunk):
+                block = self.item_factors[start : start + chunk].astype(np.float64)
+                sums += block.sum(axis=0)
+                gram += block.T @ block
+            cached = (self.item_factors, sums, gram)
             self._moments_cache = cached
         return cached[1], cached[2]
 

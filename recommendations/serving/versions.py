@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import copy
 import logging
+import operator
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..conf import visrec_settings
 from ..ml.base import top_n
+from ..ml.mapped import cached_array
 from ..models import EmbeddingModel, ModelVersion
 from .keys import _prefix
 
@@ -67,6 +73,67 @@ def forget_active() -> None:
     _local_active.clear()
 
 
+#: ``derive(name, compute)``: an array computed from a loaded version, kept in its folder of mapped arrays.
+Derive = Callable[[str, Callable[[], np.ndarray]], np.ndarray]
+
+
+def _in_memory(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    return compute()
+
+
+class KeyIndex(Mapping):
+    """``{key: position}`` over an array of unique keys, without a Python object per key.
+
+    A dict of a million product pks or shopper keys costs each web process 100-150 MB;
+    this finds a key by binary search in the keys themselves (when sorted, as a
+    snapshot's product pks are) or in a sorted copy with each key's position, arrays
+    that may be memory-mapped and shared. Keys of another type are simply not there.
+    """
+
+    def __init__(self, sorted_keys: np.ndarray, positions: np.ndarray | None = None) -> None:
+        self.sorted_keys = sorted_keys
+        self.positions = positions  # position of each sorted key (None: the keys are in position order)
+        self._text = sorted_keys.dtype.kind == "U"
+
+    def find(self, key) -> int:
+        """Position of ``key``, or -1."""
+        if self._text:
+            if not isinstance(key, str):
+                return -1
+        else:
+            try:
+                key = operator.index(key)
+            except TypeError:
+                return -1
+        at = int(np.searchsorted(self.sorted_keys, key, side="right")) - 1  # the last of equal keys, as a dict keeps
+        if at < 0 or self.sorted_keys[at] != key:
+            return -1
+        return at if self.positions is None else int(self.positions[at])
+
+    def __getitem__(self, key) -> int:
+        at = self.find(key)
+        if at < 0:
+            raise KeyError(key)
+        return at
+
+    def __contains__(self, key) -> bool:
+        return self.find(key) >= 0
+
+    def __len__(self) -> int:
+        return len(self.sorted_keys)
+
+    def __iter__(self) -> Iterator:
+        return (key.item() for key in self.sorted_keys)
+
+
+def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIndex:
+    """A :class:`KeyIndex` of ``keys``; the sorted copy of unsorted keys is derived once as ``name_*``."""
+    if len(keys) < 2 or bool(np.all(keys[1:] > keys[:-1])):
+        return KeyIndex(keys)
+    positions = derive(f"{name}_positions", lambda: np.argsort(keys, kind="stable"))
+    return KeyIndex(derive(f"{name}_sorted", lambda: keys[positions]), positions)
+
+
 @dataclass
 class LoadedModel:
     """The active recommender with its id maps (product pk <-> item column, shopper key -> row)."""
@@ -74,13 +141,15 @@ class LoadedModel:
     version_id: int
     model: Any
     items: np.ndarray
-    column: dict[int, int]
-    row: dict[str, int]
+    column: Mapping[int, int]
+    row: Mapping[str, int]
     neighbours: Any = None  # the model for ``similar_items`` (see ``_neighbour_model``)
     # its item columns in ``model``'s numbering (None: the same); for a factor model the items with
     # a non-zero factor row, which are also the only ones ``for_you`` scores (a zero row carries no
     # taste: such items reach a shopper through the session taste, trending and popular lists)
     neighbour_cols: np.ndarray | None = None
+    # the length of each of ``neighbours``' factor rows (computed on first use when None)
+    neighbour_norms: np.ndarray | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
@@ -93,23 +162,31 @@ class LoadedModel:
         at = int(np.searchsorted(self.neighbour_cols, col))
         if at >= len(self.neighbour_cols) or self.neighbour_cols[at] != col:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)  # a zero factor row: no neighbours
-        # the rows are unit length already: the cosines are one matrix-vector product (what the model's
-        # ``similar_items`` computes after normalising every row again, on every call)
-        unit = self.neighbours.item_factors
-        scores = unit @ unit[at]
+        # the cosines are one matrix-vector product over the rows the model knows, divided by lengths
+        # computed once (what the model's ``similar_items`` computes after normalising every row again)
+        factors = self.neighbours.item_factors
+        if self.neighbour_norms is None:
+            self.neighbour_norms = _row_norms(factors)
+        scores = factors @ factors[at]
+        scores /= self.neighbour_norms * self.neighbour_norms[at]
         scores[at] = -np.inf
         ids, scores = top_n(scores[None, :], n)
         ids, scores = ids[0], scores[0]
         return np.where(ids >= 0, self.neighbour_cols[np.maximum(ids, 0)], -1), scores
 
 
-def _neighbour_model(model) -> tuple[Any, np.ndarray | None]:
+def _row_norms(factors: np.ndarray) -> np.ndarray:
+    """Euclidean length of each row, without a temporary the size of ``factors``."""
+    return np.sqrt(np.einsum("ij,ij->i", factors, factors)).astype(np.float32)
+
+
+def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
     """A copy of a factor model that answers ``similar_items`` cheaply, with its item columns.
 
     Factor models score item neighbours by the cosine of item factors over the whole
     catalogue on every call. Items without interactions have all-zero factors and are
-    never neighbours; the copy keeps only the other rows, each scaled to unit length once
-    (cosine ignores a row's scale), so a call scores the items the model knows and the
+    never neighbours; the copy keeps only the other rows (``derive``: kept with the
+    version's mapped arrays), so a call scores the items the model knows and the
     answers are the model's own. Other models are served as they are.
     """
     from ..ml.mf import _FactorModel
@@ -117,10 +194,10 @@ def _neighbour_model(model) -> tuple[Any, np.ndarray | None]:
     factors = getattr(model, "item_factors", None)
     if not isinstance(model, _FactorModel) or not isinstance(factors, np.ndarray) or factors.ndim != 2:
         return model, None
-    norms = np.linalg.norm(factors, axis=1)
-    cols = np.flatnonzero(norms >= 1e-12)
+    cols = derive("neighbour_cols", lambda: np.flatnonzero(_row_norms(factors) >= 1e-12).astype(np.int64))
     compact = copy.copy(model)
-    compact.item_factors = np.ascontiguousarray(factors[cols] / norms[cols, None], dtype=factors.dtype)
+    if len(cols) < len(factors):
+        compact.item_factors = derive("neighbour_factors", lambda: np.ascontiguousarray(factors[cols]))
     return compact, cols
 
 
@@ -152,18 +229,54 @@ def _load_model(version: ModelVersion) -> LoadedModel | None:
 
     try:
         registry()
-        loaded = load_version(version)
+        mapped = bool(visrec_settings.MODEL_MMAP)
+        try:
+            loaded = load_version(version, mapped=mapped)
+            return serving_model(loaded)
+        except OSError:  # e.g. a read-only CACHE_DIR: the copies cannot be written
+            if not mapped:
+                raise
+            logger.warning("cannot memory-map model version %s: loading it into memory", version.pk, exc_info=True)
+            return serving_model(load_version(version))
     except Exception:
         logger.exception("cannot load the active model version", extra={"model_version": version.pk})
         return None
+
+
+def serving_model(loaded) -> LoadedModel:
+    """What serving needs of a loaded version (``training.LoadedVersion``): the model, id maps, neighbours.
+
+    Arrays derived here (a factor model's rows with factors, the sorted shopper keys)
+    are kept with the version's mapped arrays when it was loaded mapped, so that every
+    process maps one copy; otherwise each process computes its own.
+    """
+    folder = loaded.mapped_dir
+    derive: Derive = _in_memory if folder is None else partial(_derived, folder)
     items = np.asarray(loaded.items, dtype=np.int64)
-    neighbours, neighbour_cols = _neighbour_model(loaded.model)
+    neighbours, neighbour_cols = _neighbour_model(loaded.model, derive)
+    norms = None
+    if neighbour_cols is not None:  # for you scores these items: their factors are the ones just derived
+        loaded.model.keep_subset(neighbour_cols, neighbours.item_factors)
+        norms = derive("neighbour_norms", lambda: _row_norms(neighbours.item_factors))
     return LoadedModel(
-        version_id=version.pk,
+        version_id=loaded.version.pk,
         model=loaded.model,
         items=items,
-        column={int(pk): i for i, pk in enumerate(items)},
-        row={str(key): i for i, key in enumerate(loaded.users)},
+        column=key_index(items, "items", derive),
+        row=key_index(np.asarray(loaded.users).astype(str, copy=False), "users", derive),
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
+        neighbour_norms=norms,
     )
+
+
+def _derived(folder: Path, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    return cached_array(folder, f"derived__{name}", compute)
+
+
+def prepare(version: ModelVersion) -> None:
+    """Write ``version``'s memory-mapped arrays (and those serving derives) so no request has to."""
+    from ..training import load_version, registry
+
+    registry()
+    serving_model(load_version(version, mapped=True))

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recommendations.conf import DEFAULTS
+from recommendations.ml import mapped
 from recommendations.ml.base import REGISTRY, Recommender
 
 from .conftest import MODEL_NAMES
@@ -106,6 +108,38 @@ def test_save_load_round_trip(fitted, data, tmp_path):
         new_ids, new_scores = loaded.recommend(users, user_items[users], N=N)
         np.testing.assert_array_equal(new_ids, ids)
         np.testing.assert_allclose(new_scores, scores, rtol=1e-6)
+
+
+#: Models whose learned arrays are used as stored (the others derive tensors or transposes at load).
+SERVED_AS_STORED = {*DEFAULTS["TRAIN_MODELS"], "bpr", "sgd_mf", "visual_similarity"}
+
+
+def test_mapped_load_shares_the_arrays_and_scores_alike(fitted, data, tmp_path, monkeypatch):
+    # given: a saved model, loaded with every array memory-mapped (none too small to map)
+    monkeypatch.setattr(mapped, "MMAP_MIN_BYTES", 0)
+    user_items = data[0]
+    users = np.arange(user_items.shape[0])
+    path = fitted.save(tmp_path / "model.npz")
+    loaded = Recommender.load(path, mapped=True)
+    # then: the arrays of the models serving keeps as stored live in the read-only .npy copies
+    if fitted.name in SERVED_AS_STORED:
+        arrays = [v for v in vars(loaded).values() if isinstance(v, np.ndarray) and v.size]
+        arrays += [m.data for m in vars(loaded).values() if sp.issparse(m) and m.nnz]
+        assert arrays and all(mapped.is_mapped(a) and not a.flags.writeable for a in arrays)
+    # and: it scores, recommends (also for a new shopper) and finds neighbours as the artifact does
+    np.testing.assert_array_equal(
+        loaded.score(users, user_items[users]), Recommender.load(path).score(users, user_items[users])
+    )
+    ids, scores = loaded.recommend(users, user_items[users], N=N)
+    want_ids, want_scores = fitted.recommend(users, user_items[users], N=N)
+    np.testing.assert_array_equal(ids, want_ids)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    session = sp.csr_matrix(([4.0, 1.0], ([0, 0], [3, 9])), shape=(1, user_items.shape[1]), dtype=np.float32)
+    new_user = np.array([user_items.shape[0] + 10])
+    np.testing.assert_allclose(loaded.score(new_user, session), fitted.score(new_user, session), rtol=1e-5, atol=1e-6)
+    if fitted.name not in NO_ITEM_SIMILARITY:
+        items = np.array([0, 5, 12])
+        np.testing.assert_array_equal(loaded.similar_items(items, N=N)[0], fitted.similar_items(items, N=N)[0])
 
 
 def test_artifact_is_pickle_free(fitted, tmp_path):
