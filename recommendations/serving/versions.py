@@ -134,6 +134,74 @@ def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIn
     return KeyIndex(derive(f"{name}_sorted", lambda: keys[positions]), positions)
 
 
+@dataclass(frozen=True)
+class NeighbourPool:
+    """The items a model's neighbours are searched among, as unit vectors (see :func:`neighbour_pool`).
+
+    A request scores ``len(cols)`` items whatever the catalogue's size: one
+    matrix-vector product over ``unit`` and a partial sort.
+    """
+
+    cols: np.ndarray  # the pool's item columns (model numbering), ascending
+    unit: np.ndarray  # their unit vectors, float32, C-contiguous, one row per column of ``cols``
+    vectors: np.ndarray  # the model's vectors of every item (an anchor may be outside the pool)
+
+    def nearest(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` pool items of highest cosine to item ``col`` (itself excluded), best first."""
+        anchor = np.asarray(self.vectors[col], dtype=np.float32)
+        length = float(np.sqrt(anchor @ anchor))
+        if not length >= 1e-12:  # a zero row (no factors, no image): no neighbours, as the model says
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        scores = self.unit @ (anchor / np.float32(length))
+        at = int(np.searchsorted(self.cols, col))
+        if at < len(self.cols) and self.cols[at] == col:
+            scores[at] = -np.inf
+        ids, scores = top_n(scores[None, :], n)
+        ids, scores = ids[0], scores[0]
+        return np.where(ids >= 0, self.cols[np.maximum(ids, 0)], -1), scores
+
+
+def neighbour_pool(model, size: int, derive: Derive = _in_memory) -> NeighbourPool | None:
+    """The pool of a model whose neighbours are a cosine of item vectors (None for other models).
+
+    The pool is every item with a non-zero vector when there are at most ``size`` of
+    them (the answers are then the model's own ``similar_items``), else the ``size`` of
+    them the model saw most often in training (its popularity prior, a monotone
+    function of the interaction counts; without one, the lowest columns). Items outside
+    the pool still get neighbours, only not as neighbours of others: a shopper reaches
+    them through the visual neighbours similar items blends in. ``derive``: the columns
+    and unit vectors are kept with the version's mapped arrays, computed once.
+    """
+    vectors = model.neighbour_vectors() if hasattr(model, "neighbour_vectors") else None
+    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
+        return None
+    prior = getattr(model, "prior", None)
+    popularity = prior if isinstance(prior, np.ndarray) and prior.shape == (len(vectors),) else None
+    cols = derive(f"neighbour_pool{size}_cols", lambda: _pool_cols(vectors, popularity, size))
+    unit = derive(f"neighbour_pool{size}_unit", lambda: _unit_rows(vectors, cols))
+    return NeighbourPool(cols, unit, vectors)
+
+
+def _pool_cols(vectors: np.ndarray, popularity: np.ndarray | None, size: int) -> np.ndarray:
+    """Columns of the non-zero rows of ``vectors``; the ``size`` most popular of them when there are more."""
+    cols = np.flatnonzero(_row_norms(vectors) >= 1e-12).astype(np.int64)
+    if len(cols) <= size:
+        return cols
+    if popularity is None:
+        return cols[:size]
+    order = np.lexsort((cols, -popularity[cols]))  # most popular first, ties by column
+    return np.sort(cols[order[:size]])
+
+
+def _unit_rows(vectors: np.ndarray, cols: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """``vectors[cols]`` scaled to unit length, float32 and C-contiguous, copied a chunk at a time."""
+    out = np.empty((len(cols), vectors.shape[1]), dtype=np.float32)
+    for start in range(0, len(cols), chunk):
+        rows = np.asarray(vectors[cols[start : start + chunk]], dtype=np.float32)
+        out[start : start + chunk] = rows / np.maximum(_row_norms(rows), 1e-12)[:, None]
+    return out
+
+
 @dataclass
 class LoadedModel:
     """The active recommender with its id maps (product pk <-> item column, shopper key -> row)."""
@@ -143,36 +211,27 @@ class LoadedModel:
     items: np.ndarray
     column: Mapping[int, int]
     row: Mapping[str, int]
-    neighbours: Any = None  # the model for ``similar_items`` (see ``_neighbour_model``)
+    neighbours: Any = None  # a factor model's copy that keeps only rows with factors (see ``_neighbour_model``)
     # its item columns in ``model``'s numbering (None: the same); for a factor model the items with
     # a non-zero factor row, which are also the only ones ``for_you`` scores (a zero row carries no
     # taste: such items reach a shopper through the session taste, trending and popular lists)
     neighbour_cols: np.ndarray | None = None
-    # the length of each of ``neighbours``' factor rows (computed on first use when None)
-    neighbour_norms: np.ndarray | None = None
+    # the items ``similar_items`` searches (None: the model answers itself, e.g. item kNN's stored rows)
+    pool: NeighbourPool | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
 
     def similar_items(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The model's ``similar_items`` for item column ``col`` (columns in ``model``'s numbering)."""
-        if self.neighbour_cols is None:
-            ids, scores = (self.neighbours or self.model).similar_items(np.array([col]), N=n)
-            return ids[0], scores[0]
-        at = int(np.searchsorted(self.neighbour_cols, col))
-        if at >= len(self.neighbour_cols) or self.neighbour_cols[at] != col:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)  # a zero factor row: no neighbours
-        # the cosines are one matrix-vector product over the rows the model knows, divided by lengths
-        # computed once (what the model's ``similar_items`` computes after normalising every row again)
-        factors = self.neighbours.item_factors
-        if self.neighbour_norms is None:
-            self.neighbour_norms = _row_norms(factors)
-        scores = factors @ factors[at]
-        scores /= self.neighbour_norms * self.neighbour_norms[at]
-        scores[at] = -np.inf
-        ids, scores = top_n(scores[None, :], n)
-        ids, scores = ids[0], scores[0]
-        return np.where(ids >= 0, self.neighbour_cols[np.maximum(ids, 0)], -1), scores
+        """The model's item neighbours of column ``col`` (columns in ``model``'s numbering).
+
+        A model whose neighbours are a cosine of item vectors is searched among its
+        :class:`NeighbourPool` (bounded work per request at any catalogue size).
+        """
+        if self.pool is not None:
+            return self.pool.nearest(col, n)
+        ids, scores = (self.neighbours or self.model).similar_items(np.array([col]), N=n)
+        return ids[0], scores[0]
 
 
 def _row_norms(factors: np.ndarray) -> np.ndarray:
@@ -181,13 +240,11 @@ def _row_norms(factors: np.ndarray) -> np.ndarray:
 
 
 def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
-    """A copy of a factor model that answers ``similar_items`` cheaply, with its item columns.
+    """A copy of a factor model that keeps only the items with factors, with their columns.
 
-    Factor models score item neighbours by the cosine of item factors over the whole
-    catalogue on every call. Items without interactions have all-zero factors and are
-    never neighbours; the copy keeps only the other rows (``derive``: kept with the
-    version's mapped arrays), so a call scores the items the model knows and the
-    answers are the model's own. Other models are served as they are.
+    Items without interactions have all-zero factors: they carry no taste and are
+    never neighbours. For you scores the other rows only, from this copy's factors
+    (``derive``: kept with the version's mapped arrays). Other models are served as they are.
     """
     from ..ml.mf import _FactorModel
 
@@ -254,10 +311,9 @@ def serving_model(loaded) -> LoadedModel:
     derive: Derive = _in_memory if folder is None else partial(_derived, folder)
     items = np.asarray(loaded.items, dtype=np.int64)
     neighbours, neighbour_cols = _neighbour_model(loaded.model, derive)
-    norms = None
     if neighbour_cols is not None:  # for you scores these items: their factors are the ones just derived
         loaded.model.keep_subset(neighbour_cols, neighbours.item_factors)
-        norms = derive("neighbour_norms", lambda: _row_norms(neighbours.item_factors))
+    pool = neighbour_pool(loaded.model, int(visrec_settings.MODEL_NEIGHBOUR_POOL), derive)
     return LoadedModel(
         version_id=loaded.version.pk,
         model=loaded.model,
@@ -266,7 +322,7 @@ def serving_model(loaded) -> LoadedModel:
         row=key_index(np.asarray(loaded.users).astype(str, copy=False), "users", derive),
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
-        neighbour_norms=norms,
+        pool=pool,
     )
 
 

@@ -121,7 +121,8 @@ def test_the_active_models_arrays_are_mapped_and_serve_what_a_private_copy_serve
         "prior": loaded.model.prior,
         "neighbour factors": loaded.neighbours.item_factors,
         "neighbour columns": loaded.neighbour_cols,
-        "neighbour lengths": loaded.neighbour_norms,
+        "neighbour pool columns": loaded.pool.cols,
+        "neighbour pool vectors": loaded.pool.unit,
         "product pks": loaded.column.sorted_keys,
         "shopper keys": loaded.row.sorted_keys,
         "shopper rows": loaded.row.positions,
@@ -149,6 +150,26 @@ def test_an_artifact_written_before_memory_mapping_loads_both_ways(fresh_process
     cols = model.similar_items(np.array([1]), N=8)[0][0]
     pks = sorted(p.pk for p in products)
     assert serving.similar_items(first, limit=8, cached=False).product_ids == [pks[c] for c in cols]
+
+
+def test_past_the_pool_size_a_products_model_neighbours_are_its_nearest_popular_items(fresh_process):
+    # given: an active factor model over 120 products, its neighbours searched among the 30 most popular
+    fresh_process(MODEL_NEIGHBOUR_POOL=30)
+    products, users = _catalogue(), _shopper_keys(SHOPPERS)
+    model = _factor_model(len(products), SHOPPERS, seed=5)
+    _store(model, products, users)
+    pks = sorted(p.pk for p in products)
+    has_factors = np.linalg.norm(model.item_factors, axis=1) > 0
+    popular = np.argsort(-np.where(has_factors, model.prior, -np.inf), kind="stable")[:30]
+    unit = model.item_factors / np.maximum(np.linalg.norm(model.item_factors, axis=1, keepdims=True), 1e-12)
+    rarest = int(np.argsort(np.where(has_factors, model.prior, np.inf))[0])
+    for col in (1, int(popular[0]), rarest):  # an anchor, a popular one, the rarest bought
+        # when: a shopper opens its page
+        served = serving.similar_items(next(p for p in products if p.pk == pks[col]), limit=8, cached=False)
+        # then: the list is its 8 nearest items by factor cosine among the popular ones
+        cosines = unit[popular] @ unit[col]
+        cosines[popular == col] = -np.inf
+        assert served.product_ids == [pks[c] for c in popular[np.argsort(-cosines, kind="stable")[:8]]]
 
 
 def test_training_writes_the_copies_before_the_version_can_serve(fresh_process, small_catalog):
