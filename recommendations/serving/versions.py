@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..conf import visrec_settings
-from ..ml.base import top_n
 from ..ml.mapped import cached_array
+from ..ml.neighbours import Derive, NeighbourIndex, neighbour_index, row_norms
+from ..ml.neighbours import in_memory as _in_memory
 from ..models import EmbeddingModel, ModelVersion
 from .keys import _prefix
 
@@ -73,14 +74,6 @@ def forget_active() -> None:
     _local_active.clear()
 
 
-#: ``derive(name, compute)``: an array computed from a loaded version, kept in its folder of mapped arrays.
-Derive = Callable[[str, Callable[[], np.ndarray]], np.ndarray]
-
-
-def _in_memory(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    return compute()
-
-
 class KeyIndex(Mapping):
     """``{key: position}`` over an array of unique keys, without a Python object per key.
 
@@ -134,74 +127,6 @@ def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIn
     return KeyIndex(derive(f"{name}_sorted", lambda: keys[positions]), positions)
 
 
-@dataclass(frozen=True)
-class NeighbourPool:
-    """The items a model's neighbours are searched among, as unit vectors (see :func:`neighbour_pool`).
-
-    A request scores ``len(cols)`` items whatever the catalogue's size: one
-    matrix-vector product over ``unit`` and a partial sort.
-    """
-
-    cols: np.ndarray  # the pool's item columns (model numbering), ascending
-    unit: np.ndarray  # their unit vectors, float32, C-contiguous, one row per column of ``cols``
-    vectors: np.ndarray  # the model's vectors of every item (an anchor may be outside the pool)
-
-    def nearest(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n`` pool items of highest cosine to item ``col`` (itself excluded), best first."""
-        anchor = np.asarray(self.vectors[col], dtype=np.float32)
-        length = float(np.sqrt(anchor @ anchor))
-        if not length >= 1e-12:  # a zero row (no factors, no image): no neighbours, as the model says
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        scores = self.unit @ (anchor / np.float32(length))
-        at = int(np.searchsorted(self.cols, col))
-        if at < len(self.cols) and self.cols[at] == col:
-            scores[at] = -np.inf
-        ids, scores = top_n(scores[None, :], n)
-        ids, scores = ids[0], scores[0]
-        return np.where(ids >= 0, self.cols[np.maximum(ids, 0)], -1), scores
-
-
-def neighbour_pool(model, size: int, derive: Derive = _in_memory) -> NeighbourPool | None:
-    """The pool of a model whose neighbours are a cosine of item vectors (None for other models).
-
-    The pool is every item with a non-zero vector when there are at most ``size`` of
-    them (the answers are then the model's own ``similar_items``), else the ``size`` of
-    them the model saw most often in training (its popularity prior, a monotone
-    function of the interaction counts; without one, the lowest columns). Items outside
-    the pool still get neighbours, only not as neighbours of others: a shopper reaches
-    them through the visual neighbours similar items blends in. ``derive``: the columns
-    and unit vectors are kept with the version's mapped arrays, computed once.
-    """
-    vectors = model.neighbour_vectors() if hasattr(model, "neighbour_vectors") else None
-    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
-        return None
-    prior = getattr(model, "prior", None)
-    popularity = prior if isinstance(prior, np.ndarray) and prior.shape == (len(vectors),) else None
-    cols = derive(f"neighbour_pool{size}_cols", lambda: _pool_cols(vectors, popularity, size))
-    unit = derive(f"neighbour_pool{size}_unit", lambda: _unit_rows(vectors, cols))
-    return NeighbourPool(cols, unit, vectors)
-
-
-def _pool_cols(vectors: np.ndarray, popularity: np.ndarray | None, size: int) -> np.ndarray:
-    """Columns of the non-zero rows of ``vectors``; the ``size`` most popular of them when there are more."""
-    cols = np.flatnonzero(_row_norms(vectors) >= 1e-12).astype(np.int64)
-    if len(cols) <= size:
-        return cols
-    if popularity is None:
-        return cols[:size]
-    order = np.lexsort((cols, -popularity[cols]))  # most popular first, ties by column
-    return np.sort(cols[order[:size]])
-
-
-def _unit_rows(vectors: np.ndarray, cols: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """``vectors[cols]`` scaled to unit length, float32 and C-contiguous, copied a chunk at a time."""
-    out = np.empty((len(cols), vectors.shape[1]), dtype=np.float32)
-    for start in range(0, len(cols), chunk):
-        rows = np.asarray(vectors[cols[start : start + chunk]], dtype=np.float32)
-        out[start : start + chunk] = rows / np.maximum(_row_norms(rows), 1e-12)[:, None]
-    return out
-
-
 @dataclass
 class LoadedModel:
     """The active recommender with its id maps (product pk <-> item column, shopper key -> row)."""
@@ -216,8 +141,8 @@ class LoadedModel:
     # a non-zero factor row, which are also the only ones ``for_you`` scores (a zero row carries no
     # taste: such items reach a shopper through the session taste, trending and popular lists)
     neighbour_cols: np.ndarray | None = None
-    # the items ``similar_items`` searches (None: the model answers itself, e.g. item kNN's stored rows)
-    pool: NeighbourPool | None = None
+    # the index ``similar_items`` searches (None: the model answers itself, e.g. item kNN's stored rows)
+    index: NeighbourIndex | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
@@ -225,18 +150,27 @@ class LoadedModel:
     def similar_items(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The model's item neighbours of column ``col`` (columns in ``model``'s numbering).
 
-        A model whose neighbours are a cosine of item vectors is searched among its
-        :class:`NeighbourPool` (bounded work per request at any catalogue size).
+        A model whose neighbours are a cosine of item vectors is searched in its
+        :class:`~recommendations.ml.neighbours.NeighbourIndex`: exact up to
+        ``MODEL_NEIGHBOUR_EXACT`` items, bounded work per request past it.
         """
-        if self.pool is not None:
-            return self.pool.nearest(col, n)
-        ids, scores = (self.neighbours or self.model).similar_items(np.array([col]), N=n)
+        if self.index is not None:
+            return self.index.nearest(col, n)
+        ids, scores = self.model.similar_items(np.array([col]), N=n)
         return ids[0], scores[0]
 
 
-def _row_norms(factors: np.ndarray) -> np.ndarray:
-    """Euclidean length of each row, without a temporary the size of ``factors``."""
-    return np.sqrt(np.einsum("ij,ij->i", factors, factors)).astype(np.float32)
+def model_neighbour_index(model, derive: Derive = _in_memory) -> NeighbourIndex | None:
+    """The neighbour index of a model whose item neighbours are a cosine of item vectors (else None).
+
+    Sized by ``MODEL_NEIGHBOUR_EXACT`` and ``MODEL_NEIGHBOUR_PROBES``; ``derive``: its
+    arrays are kept with the version's mapped arrays, computed once.
+    """
+    vectors = model.neighbour_vectors() if hasattr(model, "neighbour_vectors") else None
+    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
+        return None
+    exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.MODEL_NEIGHBOUR_PROBES)
+    return neighbour_index(vectors, exact_max, probes, derive)
 
 
 def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
@@ -251,7 +185,7 @@ def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarra
     factors = getattr(model, "item_factors", None)
     if not isinstance(model, _FactorModel) or not isinstance(factors, np.ndarray) or factors.ndim != 2:
         return model, None
-    cols = derive("neighbour_cols", lambda: np.flatnonzero(_row_norms(factors) >= 1e-12).astype(np.int64))
+    cols = derive("neighbour_cols", lambda: np.flatnonzero(row_norms(factors) >= 1e-12).astype(np.int64))
     compact = copy.copy(model)
     if len(cols) < len(factors):
         compact.item_factors = derive("neighbour_factors", lambda: np.ascontiguousarray(factors[cols]))
@@ -313,7 +247,7 @@ def serving_model(loaded) -> LoadedModel:
     neighbours, neighbour_cols = _neighbour_model(loaded.model, derive)
     if neighbour_cols is not None:  # for you scores these items: their factors are the ones just derived
         loaded.model.keep_subset(neighbour_cols, neighbours.item_factors)
-    pool = neighbour_pool(loaded.model, int(visrec_settings.MODEL_NEIGHBOUR_POOL), derive)
+    index = model_neighbour_index(loaded.model, derive)
     return LoadedModel(
         version_id=loaded.version.pk,
         model=loaded.model,
@@ -322,7 +256,7 @@ def serving_model(loaded) -> LoadedModel:
         row=key_index(np.asarray(loaded.users).astype(str, copy=False), "users", derive),
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
-        pool=pool,
+        index=index,
     )
 
 
