@@ -291,11 +291,14 @@ def main(argv=None) -> None:
 
 def write_doc(args, table: str, elapsed: float, load: tuple[float, float]) -> None:
     lines = [
-        f"`benchmarks/model_neighbours.py --items {args.items} --requests {args.requests}` on "
+        f"### {args.items:,} items, styles spread {args.noise:g}",
+        "",
+        f"`benchmarks/model_neighbours.py --items {args.items} --requests {args.requests} --noise {args.noise:g}` on "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit()}`, {os.cpu_count()} CPUs, load average "
-        f"{load[0]:.1f} before / {load[1]:.1f} after, {elapsed:.0f} s. One process, one request at a time; "
-        f"`build s` is computing the pool (columns and unit vectors) in memory, which serving does once per "
-        f"model version (training writes it with the version's memory-mapped arrays).",
+        f"{load[0]:.1f} before / {load[1]:.1f} after, {elapsed:.0f} s. One process, one request at a time, BLAS "
+        f"single-threaded as in a web process. `build s`: building the search in memory (serving does it once per "
+        f"model version; training writes it with the version's memory-mapped arrays). `items scored`: per request, "
+        f"cell centres included. Default settings: cells past {args.exact:,} items, {args.probes} probed.",
         "",
         table,
     ]
