@@ -118,7 +118,7 @@ def neighbour_index(
     """
     name = f"neighbours{exact_max}"
     present = derive(f"{name}_present", lambda: np.flatnonzero(row_norms(vectors) >= 1e-12).astype(np.int64))
-    if len(present) <= exact_max:
+    if len(present) <= max(exact_max, 2):
         offsets = np.array([0, len(present)], dtype=np.int64)
         unit = derive(f"{name}_unit", lambda: unit_rows(vectors, present))
         return NeighbourIndex(present, unit, offsets, np.zeros((1, vectors.shape[1]), np.float32), vectors, 1)
