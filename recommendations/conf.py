@@ -105,8 +105,8 @@ DEFAULTS: dict[str, Any] = {
     # next to its artifact (CACHE_DIR/models/<artifact>.mmap/), so they share one copy in
     # the page cache; False reads a private copy into each process (docs/benchmarks/web-memory.md).
     "MODEL_MMAP": True,
-    # Similar items: a model whose item neighbours are a cosine of item vectors (factor models,
-    # image_cf, visual_similarity) scans every item up to MODEL_NEIGHBOUR_EXACT items (exact);
+    # Similar items: a model whose item neighbours are a cosine of item vectors (factor, visual,
+    # sequence and fusion models) scans every item up to MODEL_NEIGHBOUR_EXACT items (exact);
     # past it the items are grouped into about sqrt(n) cells and a request scores the
     # MODEL_NEIGHBOUR_PROBES cells nearest its product (docs/benchmarks/model-neighbours.md).
     "MODEL_NEIGHBOUR_EXACT": 100_000,
