@@ -81,7 +81,10 @@ class NeighbourIndex:
     offsets: np.ndarray  # cell k holds rows offsets[k]:offsets[k + 1]
     centres: np.ndarray  # the cells' unit centres (one cell: unused)
     vectors: np.ndarray  # the model's vectors of every item (the query's own row)
-    probes: int  # cells scored per query
+    probes: int  # cells scored per query (at least one, at most every cell)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probes", max(1, min(int(self.probes), len(self.offsets) - 1)))
 
     @property
     def exact(self) -> bool:
@@ -136,4 +139,4 @@ def neighbour_index(
     cols = derive(f"{name}_cols", lambda: present[order])
     offsets = derive(f"{name}_offsets", lambda: np.searchsorted(cell[order], np.arange(cells + 1)).astype(np.int64))
     unit = derive(f"{name}_unit", lambda: np.ascontiguousarray(present_unit()[order]))
-    return NeighbourIndex(cols, unit, offsets, centres, vectors, max(1, min(probes, cells)))
+    return NeighbourIndex(cols, unit, offsets, centres, vectors, probes)
