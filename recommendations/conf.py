@@ -105,6 +105,12 @@ DEFAULTS: dict[str, Any] = {
     # next to its artifact (CACHE_DIR/models/<artifact>.mmap/), so they share one copy in
     # the page cache; False reads a private copy into each process (docs/benchmarks/web-memory.md).
     "MODEL_MMAP": True,
+    # Similar items: a model whose item neighbours are a cosine of item vectors (factor, visual,
+    # sequence and fusion models) scans every item up to MODEL_NEIGHBOUR_EXACT items (exact);
+    # past it the items are grouped into about sqrt(n) cells and a request scores the
+    # MODEL_NEIGHBOUR_PROBES cells nearest its product (docs/benchmarks/model-neighbours.md).
+    "MODEL_NEIGHBOUR_EXACT": 100_000,
+    "MODEL_NEIGHBOUR_PROBES": 32,
     # Similar items: weight of the visual neighbours and of the active model's neighbours.
     "SIMILAR_BLEND": {"visual": 0.7, "model": 0.3},
     # For you: weight of the active model's user scores and of the session's live taste.

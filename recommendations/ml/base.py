@@ -131,6 +131,14 @@ class Recommender(ABC):
         """Items most similar to each of ``itemids`` (the item itself excluded)."""
         raise NotImplementedError(f"{type(self).__name__} has no item-to-item similarity")
 
+    def neighbour_vectors(self) -> np.ndarray | None:
+        """The item vectors whose cosine :meth:`similar_items` ranks, one row per item (a view, no copy).
+
+        All-zero rows are never neighbours. ``None``: the similarity is not a cosine of
+        vectors (serving then asks :meth:`similar_items` itself).
+        """
+        return None
+
     # -- persistence -------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         """Constructor parameters (JSON-serialisable), read back from same-named attributes.

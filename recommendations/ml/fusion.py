@@ -360,6 +360,9 @@ class Fusion(PriorBlended):
         sims[np.arange(len(itemids)), itemids] = -np.inf
         return top_n(sims, N)
 
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.item_repr_.reshape(len(self.item_repr_), -1)  # a view of the stored array
+
     # -- persistence -----------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """The precomputed arrays scoring needs."""

@@ -126,7 +126,10 @@ class _FactorModel(PriorBlended):
         return cached[1], cached[2]
 
     def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
-        return _cosine_top_n(self.item_factors, np.atleast_1d(np.asarray(itemids)), N)
+        return _cosine_top_n(self.neighbour_vectors(), np.atleast_1d(np.asarray(itemids)), N)
+
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.item_factors
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {**super().get_state(), "user_factors": self.user_factors, "item_factors": self.item_factors}
@@ -279,8 +282,8 @@ class BPR(_FactorModel):
         out[:, -1] = 1.0
         return out.astype(np.float32)
 
-    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
-        return _cosine_top_n(self.item_factors[:, :-1], np.atleast_1d(np.asarray(itemids)), N)
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.item_factors[:, :-1]  # the last column is the item bias
 
 
 @register
@@ -402,8 +405,8 @@ class SGDMF(_FactorModel):
             out[row, :-1] = np.linalg.solve(qi.T @ qi + ridge, qi.T @ (ratings - item_bias[items]))
         return out
 
-    def similar_items(self, itemids: np.ndarray, N: int = 10) -> tuple[Ids, Scores]:
-        return _cosine_top_n(self.item_factors[:, : self.factors], np.atleast_1d(np.asarray(itemids)), N)
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.item_factors[:, : self.factors]  # the other columns carry the biases
 
     def get_state(self) -> dict[str, np.ndarray]:
         return {**super().get_state(), "mean": np.asarray(self.mean)}

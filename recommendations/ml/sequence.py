@@ -556,6 +556,9 @@ class SequenceRecommender(PriorBlended):
         """Cosine similarity of the item vectors ``e_i`` (never-bought items compare by picture)."""
         return _cosine_top_n(self.item_vectors_, np.atleast_1d(np.asarray(itemids, dtype=np.int64)), N)
 
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.item_vectors_
+
     # -- persistence ---------------------------------------------------------------------
     def get_state(self) -> dict[str, np.ndarray]:
         """Every learned array: the network, the precomputed item vectors and the users' histories."""

@@ -169,6 +169,9 @@ class _VisualBase(Recommender):
             return top_n(np.zeros((0, len(self.features)), np.float32), N)
         return np.vstack(out_ids), np.vstack(out_scores)
 
+    def neighbour_vectors(self) -> np.ndarray:
+        return self.features  # unit rows; zero rows for items without an image
+
     def get_state(self) -> dict[str, np.ndarray]:
         return {"features": self.features, "has_image": self.has_image}
 

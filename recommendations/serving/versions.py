@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..conf import visrec_settings
-from ..ml.base import top_n
 from ..ml.mapped import cached_array
+from ..ml.neighbours import Derive, NeighbourIndex, neighbour_index, row_norms
+from ..ml.neighbours import in_memory as _in_memory
 from ..models import EmbeddingModel, ModelVersion
 from .keys import _prefix
 
@@ -71,14 +72,6 @@ def active() -> Active:
 def forget_active() -> None:
     """Make the next call re-read the active versions (after an activation)."""
     _local_active.clear()
-
-
-#: ``derive(name, compute)``: an array computed from a loaded version, kept in its folder of mapped arrays.
-Derive = Callable[[str, Callable[[], np.ndarray]], np.ndarray]
-
-
-def _in_memory(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    return compute()
 
 
 class KeyIndex(Mapping):
@@ -143,58 +136,56 @@ class LoadedModel:
     items: np.ndarray
     column: Mapping[int, int]
     row: Mapping[str, int]
-    neighbours: Any = None  # the model for ``similar_items`` (see ``_neighbour_model``)
+    neighbours: Any = None  # a factor model's copy that keeps only rows with factors (see ``_neighbour_model``)
     # its item columns in ``model``'s numbering (None: the same); for a factor model the items with
     # a non-zero factor row, which are also the only ones ``for_you`` scores (a zero row carries no
     # taste: such items reach a shopper through the session taste, trending and popular lists)
     neighbour_cols: np.ndarray | None = None
-    # the length of each of ``neighbours``' factor rows (computed on first use when None)
-    neighbour_norms: np.ndarray | None = None
+    # the index ``similar_items`` searches (None: the model answers itself, e.g. item kNN's stored rows)
+    index: NeighbourIndex | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
 
     def similar_items(self, col: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The model's ``similar_items`` for item column ``col`` (columns in ``model``'s numbering)."""
-        if self.neighbour_cols is None:
-            ids, scores = (self.neighbours or self.model).similar_items(np.array([col]), N=n)
-            return ids[0], scores[0]
-        at = int(np.searchsorted(self.neighbour_cols, col))
-        if at >= len(self.neighbour_cols) or self.neighbour_cols[at] != col:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)  # a zero factor row: no neighbours
-        # the cosines are one matrix-vector product over the rows the model knows, divided by lengths
-        # computed once (what the model's ``similar_items`` computes after normalising every row again)
-        factors = self.neighbours.item_factors
-        if self.neighbour_norms is None:
-            self.neighbour_norms = _row_norms(factors)
-        scores = factors @ factors[at]
-        scores /= self.neighbour_norms * self.neighbour_norms[at]
-        scores[at] = -np.inf
-        ids, scores = top_n(scores[None, :], n)
-        ids, scores = ids[0], scores[0]
-        return np.where(ids >= 0, self.neighbour_cols[np.maximum(ids, 0)], -1), scores
+        """The model's item neighbours of column ``col`` (columns in ``model``'s numbering).
+
+        A model whose neighbours are a cosine of item vectors is searched in its
+        :class:`~recommendations.ml.neighbours.NeighbourIndex`: exact up to
+        ``MODEL_NEIGHBOUR_EXACT`` items, bounded work per request past it.
+        """
+        if self.index is not None:
+            return self.index.nearest(col, n)
+        ids, scores = self.model.similar_items(np.array([col]), N=n)
+        return ids[0], scores[0]
 
 
-def _row_norms(factors: np.ndarray) -> np.ndarray:
-    """Euclidean length of each row, without a temporary the size of ``factors``."""
-    return np.sqrt(np.einsum("ij,ij->i", factors, factors)).astype(np.float32)
+def model_neighbour_index(model, derive: Derive = _in_memory) -> NeighbourIndex | None:
+    """The neighbour index of a model whose item neighbours are a cosine of item vectors (else None).
+
+    Sized by ``MODEL_NEIGHBOUR_EXACT`` and ``MODEL_NEIGHBOUR_PROBES``; ``derive``: its
+    arrays are kept with the version's mapped arrays, computed once.
+    """
+    vectors = model.neighbour_vectors() if hasattr(model, "neighbour_vectors") else None
+    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
+        return None
+    exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.MODEL_NEIGHBOUR_PROBES)
+    return neighbour_index(vectors, exact_max, probes, derive)
 
 
 def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
-    """A copy of a factor model that answers ``similar_items`` cheaply, with its item columns.
+    """A copy of a factor model that keeps only the items with factors, with their columns.
 
-    Factor models score item neighbours by the cosine of item factors over the whole
-    catalogue on every call. Items without interactions have all-zero factors and are
-    never neighbours; the copy keeps only the other rows (``derive``: kept with the
-    version's mapped arrays), so a call scores the items the model knows and the
-    answers are the model's own. Other models are served as they are.
+    Items without interactions have all-zero factors: they carry no taste and are
+    never neighbours. For you scores the other rows only, from this copy's factors
+    (``derive``: kept with the version's mapped arrays). Other models are served as they are.
     """
     from ..ml.mf import _FactorModel
 
     factors = getattr(model, "item_factors", None)
     if not isinstance(model, _FactorModel) or not isinstance(factors, np.ndarray) or factors.ndim != 2:
         return model, None
-    cols = derive("neighbour_cols", lambda: np.flatnonzero(_row_norms(factors) >= 1e-12).astype(np.int64))
+    cols = derive("neighbour_cols", lambda: np.flatnonzero(row_norms(factors) >= 1e-12).astype(np.int64))
     compact = copy.copy(model)
     if len(cols) < len(factors):
         compact.item_factors = derive("neighbour_factors", lambda: np.ascontiguousarray(factors[cols]))
@@ -254,10 +245,9 @@ def serving_model(loaded) -> LoadedModel:
     derive: Derive = _in_memory if folder is None else partial(_derived, folder)
     items = np.asarray(loaded.items, dtype=np.int64)
     neighbours, neighbour_cols = _neighbour_model(loaded.model, derive)
-    norms = None
     if neighbour_cols is not None:  # for you scores these items: their factors are the ones just derived
         loaded.model.keep_subset(neighbour_cols, neighbours.item_factors)
-        norms = derive("neighbour_norms", lambda: _row_norms(neighbours.item_factors))
+    index = model_neighbour_index(loaded.model, derive)
     return LoadedModel(
         version_id=loaded.version.pk,
         model=loaded.model,
@@ -266,7 +256,7 @@ def serving_model(loaded) -> LoadedModel:
         row=key_index(np.asarray(loaded.users).astype(str, copy=False), "users", derive),
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
-        neighbour_norms=norms,
+        index=index,
     )
 
 

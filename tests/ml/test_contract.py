@@ -174,3 +174,24 @@ def test_similar_items_contract(fitted, data):
     assert_valid(ids, scores, len(items), N, n_items)
     for row, item in enumerate(items):
         assert item not in ids[row]
+
+
+def test_served_neighbours_of_a_cosine_model_are_its_own(fitted, data):
+    """What serving's neighbour index answers (every cell probed) is the model's ``similar_items`` (up to ties)."""
+    from recommendations.ml.neighbours import neighbour_index
+
+    vectors = fitted.neighbour_vectors()
+    if vectors is None:  # neighbours that are no cosine of vectors: serving asks the model itself
+        return
+    n_items = data[0].shape[1]
+    assert vectors.shape[0] == n_items
+    has_vector = np.linalg.norm(vectors, axis=1) > 1e-12
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    exact_ids, exact_scores = fitted.similar_items(np.arange(n_items), N=N)
+    for index in (neighbour_index(vectors, n_items, 1), neighbour_index(vectors, 3, 10_000)):
+        for item in np.flatnonzero(has_vector):
+            ids, scores = index.nearest(int(item), N)
+            wanted = exact_scores[item][(exact_ids[item] >= 0) & has_vector[np.maximum(exact_ids[item], 0)]]
+            assert item not in ids and len(set(ids.tolist())) == len(ids)
+            np.testing.assert_allclose(scores, wanted[: len(scores)], atol=1e-5)  # the model's cosines, best first
+            np.testing.assert_allclose(unit[ids] @ unit[item], scores, atol=1e-5)  # each of the listed items

@@ -121,7 +121,8 @@ def test_the_active_models_arrays_are_mapped_and_serve_what_a_private_copy_serve
         "prior": loaded.model.prior,
         "neighbour factors": loaded.neighbours.item_factors,
         "neighbour columns": loaded.neighbour_cols,
-        "neighbour lengths": loaded.neighbour_norms,
+        "neighbour index columns": loaded.index.cols,
+        "neighbour index vectors": loaded.index.unit,
         "product pks": loaded.column.sorted_keys,
         "shopper keys": loaded.row.sorted_keys,
         "shopper rows": loaded.row.positions,
@@ -149,6 +150,34 @@ def test_an_artifact_written_before_memory_mapping_loads_both_ways(fresh_process
     cols = model.similar_items(np.array([1]), N=8)[0][0]
     pks = sorted(p.pk for p in products)
     assert serving.similar_items(first, limit=8, cached=False).product_ids == [pks[c] for c in cols]
+
+
+def test_past_the_exact_size_a_product_page_lists_its_neighbours_from_the_cells_searched(fresh_process):
+    # given: an active factor model over 120 products, searched by cells past 30 items, every cell probed
+    fresh_process(MODEL_NEIGHBOUR_EXACT=30, MODEL_NEIGHBOUR_PROBES=1_000)
+    products, users = _catalogue(), _shopper_keys(SHOPPERS)
+    model = _factor_model(len(products), SHOPPERS, seed=5)
+    version = _store(model, products, users)
+    pks = sorted(p.pk for p in products)
+    # when: shoppers open product pages
+    served = [serving.similar_items(p, limit=8, cached=False).product_ids for p in products[1:40:3]]
+    # then: the cells were used (memory-mapped, like the other arrays) and each list is the model's own
+    index = serving.loaded_model(version).index
+    assert not index.exact and mapped.is_mapped(index.unit) and mapped.is_mapped(index.centres)
+    expected = model.similar_items(np.arange(1, 40, 3), N=8)[0]
+    has_factors = np.linalg.norm(model.item_factors[1:40:3], axis=1) > 0
+    assert [ids for ids, known in zip(served, has_factors, strict=True) if known] == [
+        [pks[c] for c in cols] for cols, known in zip(expected, has_factors, strict=True) if known
+    ]
+    # and: with fewer cells probed a list holds products of the probed cells only
+    fresh_process(MODEL_NEIGHBOUR_EXACT=30, MODEL_NEIGHBOUR_PROBES=1)
+    index = serving.loaded_model(version).index
+    anchor = int(np.flatnonzero(np.linalg.norm(model.item_factors, axis=1) > 0)[1])
+    query = model.item_factors[anchor] / np.linalg.norm(model.item_factors[anchor])
+    cell = int(np.argmax(index.centres @ query))
+    in_cell = {pks[c] for c in index.cols[index.offsets[cell] : index.offsets[cell + 1]]}
+    listed = serving.similar_items(next(p for p in products if p.pk == pks[anchor]), limit=8, cached=False)
+    assert listed.product_ids and set(listed.product_ids) <= in_cell
 
 
 def test_training_writes_the_copies_before_the_version_can_serve(fresh_process, small_catalog):

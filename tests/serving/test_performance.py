@@ -12,6 +12,7 @@ from catalog.models import Product
 from recommendations import serving
 from recommendations.ml.mf import ALS
 from recommendations.models import ProductSnapshot
+from recommendations.serving import versions
 from recommendations.sync import sync_products
 
 from .conftest import widget_ids
@@ -30,7 +31,8 @@ def test_factor_model_neighbours_are_the_models_own_over_the_items_it_knows():
     # given: a factor model whose items 3, 17 and 40 have no interactions (zero factors)
     model = _factor_model()
     neighbours, cols = serving._neighbour_model(model)
-    loaded = serving.LoadedModel(1, model, np.arange(60), {}, {}, neighbours, cols)
+    index = versions.model_neighbour_index(model)
+    loaded = serving.LoadedModel(1, model, np.arange(60), {}, {}, neighbours, cols, index)
     assert len(cols) == 57 and model.item_factors.shape == (60, 6)  # the model itself is untouched
     for col in range(60):
         # when
