@@ -230,6 +230,8 @@ VISREC = {
     "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
     "CACHE_DIR": str(VAR_DIR / "cache"),
 }
+if os.environ.get("VISREC_HNSW_EF_SEARCH"):  # the HNSW search breadth (a benchmark sets the one it chose)
+    VISREC["HNSW_EF_SEARCH"] = int(os.environ["VISREC_HNSW_EF_SEARCH"])
 
 LOGGING = {
     "version": 1,
