@@ -230,8 +230,10 @@ VISREC = {
     "EMBED_BATCH_SIZE": int(os.environ.get("VISREC_EMBED_BATCH_SIZE", "32")),
     "CACHE_DIR": str(VAR_DIR / "cache"),
 }
-if os.environ.get("VISREC_HNSW_EF_SEARCH"):  # the HNSW search breadth (a benchmark sets the one it chose)
-    VISREC["HNSW_EF_SEARCH"] = int(os.environ["VISREC_HNSW_EF_SEARCH"])
+# The HNSW index: search breadth (a benchmark sets the one it chose) and how a version's index is built.
+for _name in ("HNSW_EF_SEARCH", "HNSW_M", "HNSW_EF_CONSTRUCTION"):
+    if os.environ.get(f"VISREC_{_name}"):
+        VISREC[_name] = int(os.environ[f"VISREC_{_name}"])
 
 LOGGING = {
     "version": 1,
