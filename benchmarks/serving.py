@@ -43,7 +43,7 @@ from _serving_vectors import recall_at_10  # noqa: E402
 log = logging.getLogger("visrec.bench.serving")
 BENCH_LOG = ROOT / "var" / "bench" / "gunicorn.log"
 REDIS_URL = "redis://127.0.0.1:6379/13"  # a database of its own, flushed for the uncached phases
-EF_SWEEP = (10, 20, 40, 64, 100, 200)
+EF_SWEEP = (10, 20, 40, 64, 100, 200, 400)
 UNCACHED_RATES = (10, 20, 30, 40, 50, 60, 80)
 THROUGHPUT_RATES = (50, 100, 200, 300, 400, 500, 600, 800, 1000)
 PERCENTILE_KEYS = ("client_p50", "client_p95", "client_p99", "server_p50", "server_p95", "server_p99")
