@@ -740,8 +740,9 @@ def write_doc(args, built, sweep, sizes, memory, profile, results, steps, best, 
         f"≥ {goal['cached']:g} req/s |",
         f"| vector index build (once, {built.products:,} products) | {build_s:.0f} s | "
         + (f"≤ {goal['build_s']:g} s |" if goal["build_s"] else "– |"),
-        f"| largest web worker's private memory (USS), model loaded | {worst_uss:.0f} MiB | "
-        + (f"≤ {goal['uss_mb']:g} MB |" if goal["uss_mb"] else "– |"),
+        f"| largest web worker's private memory (USS), "
+        f"{'model ' + built.model_version + ' loaded' if built.model_version else 'no model trained'} | "
+        f"{worst_uss:.0f} MiB | " + (f"≤ {goal['uss_mb']:g} MB |" if goal["uss_mb"] else "– |"),
         f"| (for comparison) uncached similar-items API, highest rate with p95 < 100 ms | {notes['uncached_rps']:g} "
         "req/s | |",
         "",
