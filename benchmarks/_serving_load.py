@@ -92,24 +92,60 @@ def server_timing_ms(header: str | None, metric: str = "app") -> float | None:
     return None
 
 
+FAILED = float("inf")
+"""The latency a failed or unanswered request counts with: it never reached the shopper."""
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The ``p``-th percentile with linear interpolation, where an infinite value wins any interpolation it enters.
+
+    ``np.percentile`` interpolates ``a + f * (inf - a)``, which is ``nan`` when ``f`` is 0;
+    here a rank that falls exactly on a finite value gives that value, and any rank that
+    reaches into the failed requests gives ``inf``. So with 6 % failures p95 is ``inf``.
+    """
+    if not len(values):
+        return float("nan")
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    rank = (len(ordered) - 1) * p / 100.0
+    low = int(np.floor(rank))
+    high = min(low + 1, len(ordered) - 1)
+    fraction = rank - low
+    if fraction == 0 or np.isinf(ordered[low]):
+        return float(ordered[low])
+    if np.isinf(ordered[high]):
+        return FAILED
+    return float(ordered[low] + fraction * (ordered[high] - ordered[low]))
+
+
 def summarize(samples: Sequence[Sample]) -> dict:
-    """Percentiles (ms) of client latency (from due time), service and server time; rate; errors."""
+    """Percentiles (ms) of client latency (from due time), service and server time; rate; failures.
+
+    Client percentiles are over every request: one that failed (an error status, a broken
+    connection) or got no answer within the timeout counts as an infinite latency, so a
+    phase where more than 5 % failed has an infinite p95. ``errors`` counts them all,
+    ``timeouts`` the unanswered ones among them. Server time exists only for answers.
+    """
     ok = [s for s in samples if s.ok]
-    out = {"requests": len(samples), "errors": len(samples) - len(ok)}
-    if not ok:
+    timeouts = sum(1 for s in samples if not s.ok and _timed_out(s.error))
+    out = {"requests": len(samples), "errors": len(samples) - len(ok), "timeouts": timeouts}
+    if not samples:
         return out
-    span = max(s.done for s in ok) - min(s.due for s in samples)
+    span = max(s.done for s in samples) - min(s.due for s in samples)
     out["achieved_rps"] = len(ok) / span if span > 0 else 0.0
     series = {
-        "client": [s.latency_ms for s in ok],
+        "client": [s.latency_ms if s.ok else FAILED for s in samples],
         "service": [s.service_ms for s in ok],
         "server": [s.server_ms for s in ok if s.server_ms is not None],
     }
     for name, values in series.items():
         if values:
             for p in (50, 95, 99):
-                out[f"{name}_p{p}"] = float(np.percentile(values, p))
+                out[f"{name}_p{p}"] = percentile(values, p)
     return out
+
+
+def _timed_out(error: str) -> bool:
+    return error == "no answer" or error.startswith(("TimeoutError", "timeout"))
 
 
 class _Worker(threading.Thread):

@@ -116,3 +116,15 @@ def percentiles(values: np.ndarray, points=(1, 50, 99)) -> dict[str, float]:
     found = {f"p{p}": round(float(np.percentile(values, p)), 3) for p in points}
     found["max"] = round(float(np.max(values)), 3)
     return found
+
+
+def recall_at_10(found: list[float], truth: list[float], k: int = 10) -> float:
+    """Share of the true top-``k`` that the answer's top ``k`` reaches, ties counted as hits.
+
+    An answer row counts when its distance is within the true ``k``-th distance (+1e-6):
+    two products at the same distance are equally right answers.
+    """
+    if not truth:
+        return 1.0
+    kth = truth[:k][-1] + 1e-6
+    return min(sum(1 for d in found[:k] if d <= kth), len(truth[:k])) / len(truth[:k])

@@ -65,6 +65,13 @@ DEFAULTS: dict[str, Any] = {
     # pgvector HNSW search breadth (higher: better recall, slower). At 200,000 products
     # (docs/benchmarks/serving.md) 40 gives recall@10 ~0.97 at about two thirds of the query time of 100 (~0.99).
     "HNSW_EF_SEARCH": 40,
+    # How each embedding version's HNSW index is built (pgvector's m and ef_construction),
+    # read when a version's index is created (an existing index keeps how it was built).
+    # pgvector's defaults: at 200,000 products ef_construction 32 built 17 % faster than 64
+    # but its recall@10 at ef_search 100 fell from 0.961 to 0.925 (docs/benchmarks/serving.md,
+    # "Which vector storage"), so 64 stays.
+    "HNSW_M": 16,
+    "HNSW_EF_CONSTRUCTION": 64,
     # The same for "for you"'s session-taste neighbours: a taste is a blend of several
     # products, so its exact nearest neighbours matter less. A search is never narrower than
     # its list plus the products it leaves out (the shopper's own), which would cost a second pass.
@@ -251,4 +258,3 @@ def get_adapter():
             "recommendations.adapters.ProductAdapter subclass"
         )
     return cls(get_product_model())
-

@@ -87,12 +87,17 @@ class EmbeddingModel(_KeepsActive, models.Model):
             return bool(cursor.fetchone()[0])
 
     def ensure_index(self) -> None:
-        """Create this version's HNSW cosine index (idempotent).
+        """Create this version's HNSW cosine index (idempotent), built with ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION``.
 
         Outside a transaction it is built ``CONCURRENTLY`` so a large catalogue keeps
         taking writes meanwhile.
         """
+        from .conf import visrec_settings
+
         table = ImageEmbedding._meta.db_table
+        build = (
+            f"WITH (m = {int(visrec_settings.HNSW_M)}, ef_construction = {int(visrec_settings.HNSW_EF_CONSTRUCTION)}) "
+        )
         in_transaction = connection.in_atomic_block
         with connection.cursor() as cursor:
             if in_transaction:  # rows written earlier in this transaction must be checked first
@@ -100,7 +105,7 @@ class EmbeddingModel(_KeepsActive, models.Model):
             cursor.execute(
                 f"CREATE INDEX {'' if in_transaction else 'CONCURRENTLY '}IF NOT EXISTS {self.index_name} ON {table} "
                 f"USING hnsw ((vector::halfvec({int(self.dimensions)})) halfvec_cosine_ops) "
-                f"WHERE model_id = {int(self.pk)}"
+                f"{build}WHERE model_id = {int(self.pk)}"
             )
 
 
@@ -362,9 +367,7 @@ class Interaction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="visrec_interactions"
     )
     session_key = models.CharField(max_length=64, blank=True, default="")
-    product = models.ForeignKey(
-        VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_interactions"
-    )
+    product = models.ForeignKey(VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_interactions")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     value = models.FloatField(default=1.0)
     source = models.CharField("source widget", max_length=64, blank=True, default="")

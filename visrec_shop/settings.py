@@ -261,6 +261,10 @@ VISREC = {
     "READ_REPLICAS": [f"replica{n}" for n in range(1, len(REPLICA_URLS) + 1)],
     "REPLICA_MAX_LAG_SECONDS": float(os.environ.get("DATABASE_REPLICA_MAX_LAG", "2")),
 }
+# The HNSW index: search breadth (a benchmark sets the one it chose) and how a version's index is built.
+for _name in ("HNSW_EF_SEARCH", "HNSW_M", "HNSW_EF_CONSTRUCTION"):
+    if os.environ.get(f"VISREC_{_name}"):
+        VISREC[_name] = int(os.environ[f"VISREC_{_name}"])
 
 LOGGING = {
     "version": 1,

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from _serving_load import (  # noqa: E402
     Sample,
     max_rate,
+    percentile,
     poisson_schedule,
     run_open_loop,
     schedule,
@@ -23,7 +24,8 @@ from _serving_load import (  # noqa: E402
     step_passes,
     summarize,
 )
-from _serving_vectors import mixture_weights, nearest_cosine, normalise, synthetic_vectors  # noqa: E402
+from _serving_memory import parse_smaps_rollup  # noqa: E402
+from _serving_vectors import mixture_weights, nearest_cosine, normalise, recall_at_10, synthetic_vectors  # noqa: E402
 
 
 @pytest.fixture
@@ -174,11 +176,72 @@ def test_summarize_percentiles_errors_and_rate():
 
     result = summarize(samples)
 
-    assert result["requests"] == 101 and result["errors"] == 1
-    assert result["client_p50"] == pytest.approx(50.5, abs=0.01)
-    assert result["client_p99"] == pytest.approx(99.01, abs=0.01)
+    assert result["requests"] == 101 and result["errors"] == 1 and result["timeouts"] == 0
+    assert result["client_p50"] == pytest.approx(51.0, abs=0.01)  # the failed request is in the ranks
+    assert result["client_p99"] == pytest.approx(100.0, abs=0.01)
     assert result["server_p95"] == 2.0
     assert result["achieved_rps"] == pytest.approx(100 / 1.09, rel=1e-3)
+
+
+def _samples(ok: int, failed: int, timed_out: int = 0) -> list[Sample]:
+    good = [Sample(due=0.0, sent=0.0, done=0.001 * (i + 1), status=200, server_ms=1.0) for i in range(ok)]
+    bad = [Sample(due=0.0, sent=0.0, done=0.5, status=503, error="HTTP 503") for _ in range(failed)]
+    lost = [Sample(due=0.0, sent=0.0, done=10.0, error="no answer") for _ in range(timed_out)]
+    return good + bad + lost
+
+
+def test_failed_and_unanswered_requests_count_as_infinite_latency():
+    # 6 % failed (3 errors, 3 never answered): p95 reaches into them
+    result = summarize(_samples(94, 3, 3))
+
+    assert result["errors"] == 6 and result["timeouts"] == 3
+    assert result["client_p95"] == float("inf") and result["client_p99"] == float("inf")
+    assert result["client_p50"] == pytest.approx(50.5, abs=0.01)
+    assert result["server_p95"] == 1.0  # server time is of the answers only
+
+
+def test_few_failures_leave_p95_finite_but_not_flattered():
+    with_failures = summarize(_samples(97, 3))
+    without = summarize(_samples(97, 0))
+
+    assert with_failures["client_p95"] < float("inf")
+    assert with_failures["client_p95"] > without["client_p95"]  # the failures still push it up
+    assert summarize(_samples(0, 5))["client_p50"] == float("inf")
+
+
+def test_percentile_never_interpolates_into_nan():
+    assert percentile([1.0, 2.0, float("inf")], 50) == 2.0
+    assert percentile([1.0, 2.0, float("inf")], 51) == float("inf")
+    assert percentile([1.0, 3.0], 50) == 2.0
+    assert np.isnan(percentile([], 50))
+
+
+def test_recall_counts_ties_at_the_kth_distance_as_hits():
+    truth = [0.1, 0.2, 0.3]
+
+    assert recall_at_10([0.1, 0.2, 0.3], truth, k=3) == 1.0
+    assert recall_at_10([0.1, 0.3, 0.35], truth, k=3) == pytest.approx(2 / 3)  # 0.3 ties the 3rd: a hit
+    assert recall_at_10([0.4, 0.5], truth, k=3) == 0.0
+    assert recall_at_10([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1], k=3) == 1.0  # never above 1
+    assert recall_at_10([], [], k=3) == 1.0
+
+
+def test_smaps_rollup_gives_uss_as_private_pages():
+    text = """55a-7ff ---p 00000000 00:00 0    [rollup]
+Rss:              204800 kB
+Pss:              150000 kB
+Shared_Clean:      81920 kB
+Shared_Dirty:       1024 kB
+Private_Clean:      2048 kB
+Private_Dirty:    120832 kB
+Swap:                  0 kB
+"""
+    found = parse_smaps_rollup(text)
+
+    assert found["rss"] == 200.0
+    assert found["uss"] == pytest.approx((2048 + 120832) / 1024)
+    assert found["shared"] == pytest.approx((81920 + 1024) / 1024)
+    assert found["pss"] == pytest.approx(150000 / 1024)
 
 
 def test_server_timing_header_parsing():

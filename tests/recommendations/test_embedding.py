@@ -89,6 +89,20 @@ def test_version_is_recorded_and_hnsw_index_exists(product_with_image):
     assert "hnsw" in indexdef and f"halfvec({DEFAULT_DIMENSIONS})" in indexdef and "halfvec_cosine_ops" in indexdef
 
 
+def test_the_hnsw_index_is_built_as_configured(product_with_image, settings):
+    # given a shop that trades some graph quality for a faster index build (a large catalogue)
+    settings.VISREC = {"HNSW_M": 12, "HNSW_EF_CONSTRUCTION": 32}
+    product_with_image()
+    # when its first version is embedded
+    _embed_all()
+    # then the version's index was built with those parameters
+    model = EmbeddingModel.objects.get()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [model.index_name])
+        (indexdef,) = cursor.fetchone()
+    assert "m='12'" in indexdef and "ef_construction='32'" in indexdef
+
+
 def test_similar_items_query_uses_the_hnsw_index(product_with_image):
     from recommendations import serving
 
