@@ -68,7 +68,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django() -> None:
-    """Django's app registry without a database (serving's modules import the models)."""
+    """Django's app registry without a database (serving's modules import the models).
+
+    Called from a process where Django is already set up (the test suite), it changes
+    nothing: the environment it would write is inherited by every subprocess started later.
+    """
+    from django.apps import apps
+
+    if apps.ready:
+        return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "visrec_shop.settings")
     os.environ.setdefault("VISREC_SINGLE_PROCESS", "1")
     os.environ.setdefault("DATABASE_URL", "postgres://bench@127.0.0.1:9/unused")  # never connected

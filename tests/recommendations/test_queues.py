@@ -59,8 +59,12 @@ def test_the_beat_schedule_sends_to_the_routed_queues():
 
 
 def _make_n(target: str, **env: str) -> str:
-    full = {k: v for k, v in os.environ.items() if k not in {"CUDA_VISIBLE_DEVICES", "GPUS"}}
-    done = subprocess.run(["make", "-n", target], cwd=ROOT, env={**full, **env}, capture_output=True, text=True)
+    # run as a top-level make, also when the suite itself runs under `make test` (CI): a nested
+    # make inherits MAKEFLAGS/MAKELEVEL and prints "Entering/Leaving directory" lines
+    drop = {"CUDA_VISIBLE_DEVICES", "GPUS", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    full = {k: v for k, v in os.environ.items() if k not in drop}
+    command = ["make", "--no-print-directory", "-n", target]
+    done = subprocess.run(command, cwd=ROOT, env={**full, **env}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
