@@ -18,25 +18,38 @@ from pathlib import Path
 _KB = 1024
 _MB = 1024 * 1024
 
+FIELDS = {
+    "Rss": "rss",
+    "Pss": "pss",
+    "Shared_Clean": "shared_clean",
+    "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean",
+    "Private_Dirty": "private_dirty",
+    "Swap": "swap",
+}
 
-def _rollup(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-        key, _, rest = line.partition(":")
-        fields = rest.split()
-        if fields and fields[-1] == "kB":
-            out[key] = int(fields[0]) * _KB
-    return out
+
+def parse_smaps_rollup(text: str) -> dict[str, float]:
+    """MiB per field of a ``smaps_rollup`` text, with ``uss`` (private pages) and ``shared`` added."""
+    found = dict.fromkeys(FIELDS.values(), 0.0)
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in FIELDS and rest.strip().endswith("kB"):
+            found[FIELDS[name]] = int(rest.split()[0]) * _KB / _MB
+    found["uss"] = found["private_clean"] + found["private_dirty"]
+    found["shared"] = found["shared_clean"] + found["shared_dirty"]
+    return found
+
+
+def rollup(pid: int) -> dict[str, float]:
+    """RSS, PSS, USS, shared memory and the rest of ``smaps_rollup`` (MiB) of process ``pid`` now."""
+    return parse_smaps_rollup(Path(f"/proc/{int(pid)}/smaps_rollup").read_text())
 
 
 def process_memory(pid: int) -> dict[str, float]:
     """``{"uss_mb", "pss_mb", "rss_mb"}`` of process ``pid`` now (MB = 2**20 bytes)."""
-    r = _rollup(pid)
-    return {
-        "uss_mb": (r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)) / _MB,
-        "pss_mb": r.get("Pss", 0) / _MB,
-        "rss_mb": r.get("Rss", 0) / _MB,
-    }
+    found = rollup(pid)
+    return {"uss_mb": found["uss"], "pss_mb": found["pss"], "rss_mb": found["rss"]}
 
 
 def mapped_files(pid: int, under: str | Path) -> dict[str, dict[str, float]]:

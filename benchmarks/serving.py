@@ -659,12 +659,12 @@ def storage_sizes(model_id: int) -> dict:
 
 def web_memory(master_pid: int) -> list[dict]:
     """RSS / PSS / USS (MiB) of the gunicorn master and each of its workers."""
-    from _serving_memory import children, process_memory
+    from _memory import children, rollup
 
-    found = [{"pid": master_pid, "role": "master", **process_memory(master_pid)}]
+    found = [{"pid": master_pid, "role": "master", **rollup(master_pid)}]
     for pid in children(master_pid):
         try:
-            found.append({"pid": pid, "role": "worker", **process_memory(pid)})
+            found.append({"pid": pid, "role": "worker", **rollup(pid)})
         except OSError:
             continue
     return found

@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+from _memory import parse_smaps_rollup  # noqa: E402
 from _serving_load import (  # noqa: E402
     Sample,
     max_rate,
@@ -24,7 +25,6 @@ from _serving_load import (  # noqa: E402
     step_passes,
     summarize,
 )
-from _serving_memory import parse_smaps_rollup  # noqa: E402
 from _serving_vectors import mixture_weights, nearest_cosine, normalise, recall_at_10, synthetic_vectors  # noqa: E402
 
 
