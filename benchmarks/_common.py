@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -79,3 +80,13 @@ def write_section(path: Path, name: str, title: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def stop_gunicorn(proc: subprocess.Popen, wait_s: float = 30) -> None:
+    """Stop a gunicorn master started by a benchmark: TERM, then KILL after ``wait_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

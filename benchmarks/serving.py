@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import DOCS, ROOT, markdown_table, write_section  # noqa: E402
+from _common import DOCS, ROOT, markdown_table, stop_gunicorn, write_section  # noqa: E402
 from _serving_load import max_rate, run_open_loop, summarize  # noqa: E402
 from _serving_vectors import recall_at_10  # noqa: E402
 
@@ -429,14 +429,6 @@ def start_gunicorn(env: dict, port: int, workers: int | None, threads: int | Non
             time.sleep(0.5)
     proc.terminate()
     raise SystemExit("gunicorn did not answer within 60 s")
-
-
-def stop_gunicorn(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 # -- the phases ----------------------------------------------------------------------------------

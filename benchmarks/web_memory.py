@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _common import DOCS, ROOT, isolated_django, markdown_table, stop_isolated, write_section  # noqa: E402
+from _common import DOCS, ROOT, isolated_django, markdown_table, stop_gunicorn, stop_isolated, write_section  # noqa: E402
 from _memory import children, mapped_files, process_memory  # noqa: E402
 
 log = logging.getLogger("visrec.bench.web_memory")
@@ -241,15 +241,6 @@ def start_gunicorn(mode: Mode, args, port: int, access_log: Path, extra_path: st
         time.sleep(0.5)
     proc.terminate()
     raise SystemExit(f"gunicorn did not answer within 60 s (see {access_log.with_suffix('.err')})")
-
-
-def stop_gunicorn(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def get(port: int, path: str, headers: dict | None = None, timeout: float = 300.0) -> tuple[int, float]:
