@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from django.utils import timezone
 
-from recommendations import replay, serving, tasks, training
+from recommendations import replay, serving, tasks, tracking, training
 from recommendations.cockpit import taskruns
 from recommendations.ml.knn import ItemKNN
 from recommendations.models import Impression, Interaction, ModelVersion, Rule, TaskRun
@@ -219,6 +219,45 @@ def test_a_scoped_rule_replays_only_the_lists_in_its_scope(shop):
     result = replay.what_if(Candidate(rule=scoped))
 
     assert (result["in_window"], result["lists"], result["changed"]) == (1, 1, 1)
+
+
+def test_impressions_log_what_their_lists_were_asked_for(shop):
+    anchor, cat = shop[0], shop[1].category_id
+    similar = serving.similar_items(anchor, 4)
+    personal = serving.for_you(session_key="ctx", limit=5, category=cat, exclude=[shop[2].pk])
+
+    ids = [tracking.record_impression(rec, session_key="ctx") for rec in (similar, personal)]
+
+    logged = Impression.objects.in_bulk(ids)
+    assert logged[uuid.UUID(ids[0])].context == {"product": anchor.pk, "category": anchor.category_id, "limit": 4}
+    assert logged[uuid.UUID(ids[1])].context == {"category": cat, "limit": 5, "exclude": [shop[2].pk]}
+
+
+def test_for_you_lists_are_replayed_with_the_history_they_were_shown_with(shop):
+    # given: a session that viewed three products, was shown "for you" (one product left out,
+    # as a product page does), then viewed others and bought a product of the list
+    before = timezone.now() - timedelta(hours=2)
+    for n, product in enumerate(shop[:3]):
+        Interaction.objects.create(
+            session_key="fy", product=product, kind="view", created_at=before + timedelta(minutes=n)
+        )
+    cat = shop[5].category_id
+    shown = serving.for_you(session_key="fy", limit=8, category=cat, exclude=[shop[3].pk], cached=False)
+    tracking.record_impression(shown, session_key="fy")
+    later = timezone.now() + timedelta(minutes=1)
+    for n, product in enumerate(shop[20:26]):
+        Interaction.objects.create(
+            session_key="fy", product=product, kind="view", created_at=later + timedelta(seconds=n)
+        )
+    Interaction.objects.create(session_key="fy", product_id=shown[1].product.pk, kind="purchase", created_at=later)
+    same = Candidate(settings={"FOR_YOU_BLEND": {"model": 0.5, "session": 0.5}})  # the defaults
+
+    # when / then: the defaults again change nothing; blocking its first product changes the list
+    result = replay.what_if(same)
+    assert (result["lists"], result["changed"], result["overlap_at_k"]) == (1, 0, 1.0)
+    assert result["followed"] == {"total": 1, "shown_before": 1, "shown_after": 1, "kept": 1, "lost": 0, "gained": 0}
+    blocked = replay.what_if(Candidate(rule=Rule(kind=Rule.BLOCK, product_id=shown[0].product.pk, widget="for-you")))
+    assert (blocked["lists"], blocked["changed"], blocked["overlap_at_k"]) == (1, 1, pytest.approx(7 / 8))
 
 
 def _knn_version(products, far) -> ModelVersion:
