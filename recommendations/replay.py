@@ -47,6 +47,7 @@ from .models import Click, Impression, Interaction, ModelVersion, ProductSnapsho
 from .replicas import on_primary
 from .rules import previewing
 from .serving.clock import serving_at
+from .tracking import _json_key
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def logged_lists(candidate: Candidate, since: datetime, until: datetime):
     lists = lists.exclude(items=[]).exclude(Q(widget="similar-items") & ~Q(context__has_key="product"))
     rule = candidate.rule
     if rule is not None and rule.scope_product_id is not None:
-        lists = lists.filter(context__product=rule.scope_product_id)
+        lists = lists.filter(context__product=_json_key(rule.scope_product_id))
     if rule is not None and rule.scope_category_id is not None:
         lists = lists.filter(context__category=rule.scope_category_id)
     return lists

@@ -4,20 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('recommendations', '0011_primary_image_fallback'),
+        ("recommendations", "0011_primary_image_fallback"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='impression',
-            name='context',
-            field=models.JSONField(blank=True, default=dict, help_text='What the list was asked for, so it can be replayed: {"product": anchor id, "category": id, "limit": n, "exclude": [ids]}.'),
+            model_name="impression",
+            name="context",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text='What the list was asked for, so it can be replayed: {"product": anchor id, "category": id, "limit": n, "exclude": [ids]}.',
+            ),
         ),
         migrations.AlterField(
-            model_name='taskrun',
-            name='kind',
-            field=models.CharField(choices=[('embed', 'Embed images'), ('train', 'Train models'), ('import', 'Bulk import'), ('replay', 'What-if replay')], max_length=16),
+            model_name="taskrun",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("embed", "Embed images"),
+                    ("train", "Train models"),
+                    ("import", "Bulk import"),
+                    ("replay", "What-if replay"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
