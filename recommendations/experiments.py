@@ -235,10 +235,11 @@ def validate(experiment: Experiment) -> None:
     if not all(settings) or settings[0] == settings[1]:
         raise ExperimentError("give two different blend settings (or two model versions)")
     for arm_value in settings:
-        _validate_settings(arm_value)
+        validate_settings(arm_value)
 
 
-def _validate_settings(value: Any) -> None:
+def validate_settings(value: Any) -> None:
+    """Raise :class:`ExperimentError` unless ``value`` is blend settings: ``{"SIMILAR_BLEND": {"visual": 0.5}}``."""
     if not isinstance(value, dict):
         raise ExperimentError('blend settings are a JSON object such as {"SIMILAR_BLEND": {"visual": 0.5}}')
     for name, weights in value.items():

@@ -79,7 +79,7 @@ class Candidate:
             raise ReplayError("a what-if replays one rule, one set of blend settings or one model version")
         if self.settings is not None:
             try:
-                experiments._validate_settings(self.settings)
+                experiments.validate_settings(self.settings)
             except experiments.ExperimentError as e:
                 raise ReplayError(str(e)) from e
         if not self.widgets:
@@ -212,6 +212,8 @@ def replay(candidate: Candidate, impressions: list[Impression], progress: Progre
     users = get_user_model().objects.in_bulk({i.user_id for i in impressions if i.user_id is not None})
     followed = _followed(impressions)
     out: list[Replayed] = []
+    if progress is not None:
+        progress(0, len(impressions))
     every = max(len(impressions) // 50, 1)
     with on_primary(), candidate.applied():
         for n, impression in enumerate(impressions, 1):
