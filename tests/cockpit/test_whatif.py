@@ -437,3 +437,24 @@ def test_model_activation_page_shows_the_whatif_before_activating(shop, admin_cl
     html = response.content.decode()
     assert 'id="whatif-result"' in html and f"/admin/recommendations/modelversion/{version.pk}/activate/" in html
     assert not ModelVersion.objects.filter(is_active=True).exists()
+
+
+def test_model_activation_whatif_needs_the_view_permission_and_can_run_in_the_background(
+    shop, client, staff_user, settings, django_capture_on_commit_callbacks
+):
+    settings.VISREC = {"SIMILAR_BLEND": {"visual": 0.0, "model": 1.0}}
+    traffic = log_traffic(shop)
+    version = _knn_version(shop, traffic["far"])
+    url = f"/admin/recommendations/modelversion/{version.pk}/whatif/"
+    client.force_login(staff_user("recommendations.view_rule"))
+    assert client.get(url).status_code == 403
+
+    client.force_login(staff_user("recommendations.view_modelversion", "recommendations.add_taskrun", username="o2"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"whatif": "full"})
+
+    run = TaskRun.objects.get(kind=TaskRun.REPLAY)
+    assert response.status_code == 302 and run.params["candidate"] == {"version": version.pk}
+    run.refresh_from_db()
+    assert run.status == TaskRun.DONE and (run.result["lists"], run.result["changed"]) == (6, 6)
+    assert not ModelVersion.objects.filter(is_active=True).exists()
