@@ -168,6 +168,18 @@ DEFAULTS: dict[str, Any] = {
     # API tokens (ExpiringTokenAuthentication) older than this many days are refused with
     # 401; None: they never expire.
     "TOKEN_TTL_DAYS": 90,
+    # --- What-if replay (the owner's preview of a rule, blend or model version) ----------
+    # Logged lists of the last WHATIF_DAYS days are recomputed under the candidate setting
+    # and compared with what was shown. A quick look (inline, in the admin page) replays at
+    # most WHATIF_QUICK_SAMPLE of them; the background run at most WHATIF_SAMPLE.
+    "WHATIF_DAYS": 14,
+    "WHATIF_QUICK_SAMPLE": 200,
+    "WHATIF_SAMPLE": 5000,
+    # Overlap@k of the shown and the replayed lists.
+    "WHATIF_K": 8,
+    # A click or purchase this long (seconds) after a list was shown counts as what the
+    # shopper went on to do after that view.
+    "WHATIF_FOLLOW_SECONDS": 24 * 3600,
     # --- Background runs -----------------------------------------------------------
     # A task touches its run's heartbeat this often (seconds); a run "running" without one
     # for TASK_STALE_SECONDS, or whose worker process is gone, is failed by the sweeper (beat

@@ -25,6 +25,8 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -175,8 +177,30 @@ class Arm:
         return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
 
+_forced = threading.local()
+
+
+@contextmanager
+def serving_with(version: ModelVersion | None = None, settings: dict[str, Any] | None = None) -> Iterator[None]:
+    """Serve every shopper in this thread with ``version`` (None: the active one) and blend ``settings``.
+
+    ``settings`` (``{"SIMILAR_BLEND": {...}}``) go over the serving defaults; running
+    experiments are set aside. Nothing is saved: the owner's what-if replay
+    (:mod:`recommendations.replay`) serves a candidate this way before it goes live.
+    """
+    before = getattr(_forced, "arm", None)
+    _forced.arm = Arm(version=version, settings={**serving_settings(), **(settings or {})})
+    try:
+        yield
+    finally:
+        _forced.arm = before
+
+
 def arm_for(widget: str, user=None, session_key: str | None = None) -> Arm:
     """The serving arm of ``widget`` for this shopper: defaults, or the experiment arm's overrides."""
+    forced = getattr(_forced, "arm", None)
+    if forced is not None:
+        return forced
     defaults = Arm(settings=serving_settings())
     experiment, arm = assign(widget, user, session_key)
     if experiment is None:
@@ -211,10 +235,11 @@ def validate(experiment: Experiment) -> None:
     if not all(settings) or settings[0] == settings[1]:
         raise ExperimentError("give two different blend settings (or two model versions)")
     for arm_value in settings:
-        _validate_settings(arm_value)
+        validate_settings(arm_value)
 
 
-def _validate_settings(value: Any) -> None:
+def validate_settings(value: Any) -> None:
+    """Raise :class:`ExperimentError` unless ``value`` is blend settings: ``{"SIMILAR_BLEND": {"visual": 0.5}}``."""
     if not isinstance(value, dict):
         raise ExperimentError('blend settings are a JSON object such as {"SIMILAR_BLEND": {"visual": 0.5}}')
     for name, weights in value.items():

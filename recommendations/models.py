@@ -210,6 +210,12 @@ class Impression(models.Model):
     items = models.JSONField(default=list, help_text='[{"product": id, "position": n, "reason": ...}] in list order.')
     user_id = models.BigIntegerField(null=True, blank=True)
     session_key = models.CharField(max_length=64, blank=True, default="")
+    context = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='What the list was asked for, so it can be replayed: {"product": anchor id, "category": id, '
+        '"limit": n, "exclude": [ids]}.',
+    )
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
@@ -574,8 +580,8 @@ class Experiment(models.Model):
 class TaskRun(models.Model):
     """A background job the admin started or watches: embedding, training, bulk import."""
 
-    EMBED, TRAIN, IMPORT = "embed", "train", "import"
-    KINDS = [(EMBED, "Embed images"), (TRAIN, "Train models"), (IMPORT, "Bulk import")]
+    EMBED, TRAIN, IMPORT, REPLAY = "embed", "train", "import", "replay"
+    KINDS = [(EMBED, "Embed images"), (TRAIN, "Train models"), (IMPORT, "Bulk import"), (REPLAY, "What-if replay")]
     QUEUED, RUNNING, DONE, FAILED, SKIPPED = "queued", "running", "done", "failed", "skipped"
     STATUSES = [(QUEUED, "Queued"), (RUNNING, "Running"), (DONE, "Done"), (FAILED, "Failed"), (SKIPPED, "Skipped")]
 

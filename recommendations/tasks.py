@@ -220,6 +220,44 @@ def fit_similarity_head() -> dict:
     return {"head": report.head.sha256, "version": report.version.pk, "active": report.switched}
 
 
+@shared_task(bind=True, queue="default", acks_late=True, time_limit=3 * 3600)
+def whatif_replay(self, run_id: int) -> dict:
+    """The owner's what-if on the whole window (``WHATIF_SAMPLE`` lists); progress per replayed list."""
+    with workers.delivered(self) as delivery:
+        run = workers.claim(run_id, self.request.id, "sampling logged lists")
+        if run is None:
+            logger.info("whatif_replay: run already started or gone", extra={"run": run_id})
+            return {}
+        if reason := workers.over_cap(delivery):
+            taskruns.failed(run_id, reason)
+            return {"error": reason}
+        with workers.heartbeat(run_id):
+            return _whatif(self, run)
+
+
+def _whatif(self, run: TaskRun) -> dict:
+    from .replay import Candidate, ReplayError, what_if
+
+    def progress(done: int, total: int) -> None:
+        taskruns.progress(run.pk, done, total, f"replayed {done} of {total} lists")
+        if not self.request.is_eager:
+            self.update_state(state="PROGRESS", meta={"done": done, "total": total})
+
+    try:
+        candidate = Candidate.from_params(run.params["candidate"])
+        result = what_if(
+            candidate, limit=int(run.params.get("sample") or visrec_settings.WHATIF_SAMPLE), progress=progress
+        )
+    except (ReplayError, KeyError) as e:
+        taskruns.failed(run.pk, f"cannot replay: {e}")
+        return {"error": str(e)}
+    except Exception as e:
+        taskruns.failed(run.pk, f"{type(e).__name__}: {e}")
+        raise
+    taskruns.finished(run.pk, result, f"{result['changed']} of {result['lists']} lists change")
+    return result
+
+
 @worker_ready.connect(dispatch_uid="visrec_sweep_on_worker_start")
 def _sweep_on_worker_start(sender=None, **kwargs) -> None:
     """A starting worker fails runs a lost worker left "running" and queues images it left without a vector."""

@@ -174,6 +174,7 @@ def record_impression(rec_list, *, user=None, session_key: str | None = None) ->
             ],
             user_id=user_id,
             session_key=session,
+            context=_json_context(getattr(rec_list, "context", None) or {}),
             created_at=timezone.now(),
         )
         _recent.put(impression_id, (rec_list.widget, rec_list.model_version_id, (user_id, session)))
@@ -189,6 +190,16 @@ def record_impression(rec_list, *, user=None, session_key: str | None = None) ->
 def _json_key(pk):
     """A product key as impressions store it in JSON (ints as they are, UUIDs as text)."""
     return pk if isinstance(pk, int) else str(pk)
+
+
+def _json_context(context: dict) -> dict:
+    """A list's request context as impressions store it (product keys as :func:`_json_key`)."""
+    out = dict(context)
+    if out.get("product") is not None:
+        out["product"] = _json_key(out["product"])
+    if out.get("exclude"):
+        out["exclude"] = [_json_key(pk) for pk in out["exclude"]]
+    return out
 
 
 # -- clicks -----------------------------------------------------------------------------

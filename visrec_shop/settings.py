@@ -180,6 +180,7 @@ CELERY_TASK_ROUTES = {
     "recommendations.tasks.train_models": {"queue": "training"},
     "recommendations.tasks.fit_similarity_head": {"queue": "training"},
     "recommendations.tasks.sweep_stale_runs": {"queue": "default"},
+    "recommendations.tasks.whatif_replay": {"queue": "default"},
     "catalog.tasks.import_products": {"queue": "default"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -30,7 +30,7 @@ from .. import experiments
 from ..audit import ADDITION, log_change
 from ..conf import visrec_settings
 from ..models import Experiment, ModelVersion, TaskRun
-from . import charts, online_metrics, taskruns
+from . import charts, online_metrics, taskruns, whatif
 
 #: Offline metrics shown side by side (those a version has; the training metric first).
 METRICS = ("recall@12", "recall@50", "ndcg@12", "ndcg@50", "map@12", "cold_recall@50", "coverage@12")
@@ -192,7 +192,6 @@ class KeepActiveAdminMixin:
         return deleted, counts, perms_needed, [*protected, *reasons]
 
 
-
 @admin.register(ModelVersion)
 class ModelVersionAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
     """Model versions (read-only: versions are made by training) and the dashboard's URLs."""
@@ -217,6 +216,7 @@ class ModelVersionAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
             path("dashboard/reembed/", wrap(self.reembed_view), name="visrec_reembed"),
             path("dashboard/retrain/", wrap(self.retrain_view), name="visrec_retrain"),
             path("<int:pk>/activate/", wrap(self.activate_view), name="visrec_activate_version"),
+            path("<int:pk>/whatif/", wrap(self.whatif_view), name="visrec_version_whatif"),
             *super().get_urls(),
         ]
 
@@ -264,6 +264,20 @@ class ModelVersionAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
         version = get_object_or_404(ModelVersion, pk=pk)
         self.message_user(request, activate_version(request, version), messages.SUCCESS)
         return self._back()
+
+    def whatif_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """What activating ``pk`` would change on the logged traffic (quick), or its background run (POST full)."""
+        self._dashboard_allowed(request)
+        version = get_object_or_404(ModelVersion, pk=pk)
+        return whatif.page(
+            self,
+            request,
+            f"What-if: activating {version.kind} v{version.pk}",
+            {"version": version},
+            **whatif.buttons(request, reverse("admin:visrec_version_whatif", args=[pk])),
+            version=version,
+            can_activate=request.user.has_perm("recommendations.change_modelversion") and not version.is_active,
+        )
 
     @method_post
     def reembed_view(self, request: HttpRequest) -> HttpResponse:
@@ -347,8 +361,24 @@ class ExperimentAdmin(admin.ModelAdmin):
         return [
             path("<int:pk>/start/", wrap(self.start_view), name="visrec_experiment_start"),
             path("<int:pk>/end/", wrap(self.end_view), name="visrec_experiment_end"),
+            path("whatif/", wrap(self.whatif_view), name="visrec_experiment_whatif"),
+            path("<int:pk>/whatif/", wrap(self.whatif_view), name="visrec_experiment_whatif"),
             *super().get_urls(),
         ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        url = reverse("admin:visrec_experiment_whatif", args=[object_id] if object_id else [])
+        extra = {**whatif.buttons(request, url), **(extra_context or {})}
+        return super().changeform_view(request, object_id, form_url, extra)
+
+    def whatif_view(self, request: HttpRequest, pk: int | None = None) -> HttpResponse:
+        """The treatment arm's blend settings or model version (as posted, else as saved) on the logged traffic."""
+        experiment = get_object_or_404(Experiment, pk=pk) if pk else None
+        if not (self.has_view_permission(request, experiment) if experiment else self.has_add_permission(request)):
+            raise PermissionDenied
+        what, problem = arm_candidate(request.POST, experiment)
+        title = f"What-if: the treatment of {experiment or 'a new experiment'}"
+        return whatif.page(self, request, title, what, problem, original=experiment)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
@@ -401,6 +431,29 @@ class ExperimentAdmin(admin.ModelAdmin):
         forget_active()
         self.message_user(request, _ended_message(experiment, winner) + ".", messages.SUCCESS)
         return self._back(experiment)
+
+
+def arm_candidate(posted, experiment: Experiment | None) -> tuple[dict, str]:
+    """What the treatment arm serves, as ``replay.Candidate`` arguments, or ``({}, why not)``.
+
+    Read from the posted experiment form (its ``treatment_settings`` JSON and
+    ``treatment_version``); what the form does not post (a started experiment's read-only
+    arms) is read from ``experiment``.
+    """
+    raw = posted.get("treatment_settings", None)
+    settings = experiment.treatment_settings if raw is None and experiment else raw
+    version_id = posted.get("treatment_version", experiment.treatment_version_id if experiment else None)
+    if isinstance(settings, str):
+        try:
+            settings = json.loads(settings or "{}")
+        except ValueError:
+            return {}, "The treatment settings are not valid JSON."
+    if settings:
+        return {"settings": settings}, ""
+    version = ModelVersion.objects.filter(pk=version_id).first() if str(version_id or "").isdigit() else None
+    if version is not None:
+        return {"version": version}, ""
+    return {}, "Give the treatment arm blend settings or a model version to try."
 
 
 def _ended_message(experiment: Experiment, winner: str) -> str:

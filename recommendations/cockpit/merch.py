@@ -11,7 +11,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
@@ -22,7 +22,7 @@ from ..conf import get_adapter, get_product_model
 from ..models import ImageState, Rule, SimilarityJudgement
 from ..replicas import on_primary
 from ..rules import previewing
-from . import health
+from . import health, whatif
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
@@ -92,6 +92,12 @@ class RuleAdmin(admin.ModelAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)  # the admin writes its own log entry
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        args = [object_id] if object_id else []
+        url = reverse("admin:recommendations_rule_preview", args=args)
+        extra = {**whatif.buttons(request, url), **(extra_context or {})}
+        return super().changeform_view(request, object_id, form_url, extra)
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -105,7 +111,11 @@ class RuleAdmin(admin.ModelAdmin):
         ]
 
     def preview_view(self, request, object_id=None):
-        """The scoped widget's list before and after the rule in the form (POST, not saved) or as saved (GET)."""
+        """The scoped widget's list before and after the rule in the form (POST, not saved) or as saved (GET).
+
+        ``whatif=quick`` adds the rule's what-if on the logged traffic (:mod:`recommendations.replay`),
+        ``whatif=full`` starts it in the background for the whole window.
+        """
         obj = self.get_object(request, object_id) if object_id else None
         allowed = self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
         if not allowed or (object_id and obj is None):
@@ -119,12 +129,27 @@ class RuleAdmin(admin.ModelAdmin):
         rule = form.save(commit=False) if request.method == "POST" else obj
         if rule is None:
             raise PermissionDenied
+        if whatif.asked(request):
+            return self._whatif(request, context, rule, source)
         try:
             context.update(rule_preview(rule, source.get("preview_product"), source.get("preview_category")))
         except ValueError as e:
             context["problem"] = str(e)
             return TemplateResponse(request, "admin/recommendations/rule/preview.html", context, status=400)
         return TemplateResponse(request, "admin/recommendations/rule/preview.html", context)
+
+    def _whatif(self, request, context: dict, rule: Rule, source) -> HttpResponse:
+        """The rule's what-if, with the before/after lists too when the form names a page to show them on."""
+        found = whatif.respond(request, rule=rule)
+        if isinstance(found, HttpResponse):
+            return found
+        context.update(found)
+        try:
+            context.update(rule_preview(rule, source.get("preview_product"), source.get("preview_category")))
+        except ValueError:
+            pass  # no page to show the lists on: the what-if alone
+        status = 400 if "whatif_problem" in found else 200
+        return TemplateResponse(request, "admin/recommendations/rule/preview.html", context, status=status)
 
 
 def _scope(rule: Rule, product_id, category_id):

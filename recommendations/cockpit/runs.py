@@ -64,6 +64,9 @@ class TaskRunAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra = {"progress_url": reverse("admin:visrec_taskrun_json", args=[object_id]), **(extra_context or {})}
+        run = TaskRun.objects.filter(pk=object_id, kind=TaskRun.REPLAY).first() if object_id.isdigit() else None
+        if run is not None:  # a what-if: its table once done, the page reloads to show it
+            extra.update(reload_when_done=True, whatif=run.result if run.status == TaskRun.DONE else None)
         return super().change_view(request, object_id, form_url, extra)
 
     def changelist_view(self, request, extra_context=None):

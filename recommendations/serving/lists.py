@@ -7,6 +7,7 @@ from django.db import connection
 
 from ..models import Interaction
 from ..rules import Rules, arrange, overfetch
+from . import clock
 from .cards import _card_fields, products_from_rows
 from .results import Ranked, Recommendation, RecommendationList
 from .rules_sql import rules_where
@@ -29,7 +30,8 @@ def products_sql(ids, rules: Rules | None, user=None, session_key: str | None = 
 
     One query over visrec's product snapshots: the card's columns (the primary image's URL
     among them), the rules' filter, and the shopper's products that must not be shown
-    again (per the rules, e.g. bought) as a ``NOT EXISTS``.
+    again (per the rules, e.g. bought) as a ``NOT EXISTS`` (those up to :func:`clock.as_of`
+    when serving at a past moment).
     """
     n, quote = _names(), connection.ops.quote_name
     where, where_params = rules_where(rules)
@@ -41,12 +43,13 @@ def products_sql(ids, rules: Rules | None, user=None, session_key: str | None = 
     if rules is not None and rules.exclude_interacted_kinds and _has_shopper(user, session_key):
         signed_in = user is not None and getattr(user, "is_authenticated", False)
         shopper = ("user_id", user.pk) if signed_in else ("session_key", session_key)
+        at = clock.as_of()
         sql += (
             f" AND NOT EXISTS (SELECT 1 FROM {quote(Interaction._meta.db_table)} x "
             f"WHERE x.product_id = {n.product}.{n.product_pk} AND x.kind = ANY(%s::text[]) "
-            f"AND x.{quote(shopper[0])} = %s)"
+            f"AND x.{quote(shopper[0])} = %s{' AND x.created_at <= %s' if at is not None else ''})"
         )
-        params += [text_array(rules.exclude_interacted_kinds), shopper[1]]
+        params += [text_array(rules.exclude_interacted_kinds), shopper[1], *([at] if at is not None else [])]
     return sql, params
 
 

@@ -75,6 +75,7 @@ def for_you(
     rules: Rules | None = None,
     events: History | None = None,
     exclude=(),
+    cached: bool = True,
 ) -> RecommendationList:
     """Recommendations for a signed-in user or an anonymous session.
 
@@ -84,6 +85,7 @@ def for_you(
     the shopper's :func:`history` when the caller has already read it. ``exclude``:
     product ids not to show (the product page's own product), kept out of the query
     parameters rather than the rules, so the rules' compiled SQL is shared by every page.
+    ``cached=False`` computes afresh and caches nothing (the owner's what-if replay).
     """
     rules = rules_for("for-you", rules, category=category)
     act, arm = _experiment_arm("for-you", user, session_key)
@@ -95,14 +97,16 @@ def for_you(
     cat_id = getattr(category, "pk", category)
     exclude = sorted({int(pk) for pk in exclude})
     key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key, exclude)
-    found = _cache_get_many([key]).get(key)
+    found = _cache_get_many([key]).get(key) if cached else None
     if found is None:
         blend = arm.settings["FOR_YOU_BLEND"]
         found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
-        _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
+        if cached:
+            _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
     ranked, source = found
     found = _finish("for-you", ranked, limit, rules, act, source, set(exclude), shopper=(user, session_key))
     found.arm = arm.label
+    found.context = {"category": cat_id, "limit": limit, "exclude": exclude}
     return found
 
 

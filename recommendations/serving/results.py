@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..ml.images import ImageRejected
 
@@ -33,7 +33,9 @@ class RecommendationList:
     """One widget's list and what produced it (for impressions and CTR).
 
     ``source``: "visual", "model", "session", "model+session", "trending", "popular",
-    "recently-viewed", "cache-fallback" or "empty".
+    "recently-viewed", "cache-fallback" or "empty". ``context``: what the list was asked
+    for (anchor ``product``, ``category``, ``limit``, ``exclude``), logged with its
+    impression so the owner's what-if replay (:mod:`recommendations.replay`) can ask again.
     """
 
     widget: str
@@ -42,6 +44,7 @@ class RecommendationList:
     embedding_version: str | None
     source: str
     arm: str = ""
+    context: dict = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[Recommendation]:
         return iter(self.items)

@@ -64,6 +64,7 @@ def similar_items(
             _cache_set(key, (pv, ranked, source), timeout)
     found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key), cards)
     found.arm = arm.label
+    found.context = {"product": product.pk, "category": getattr(product, "category_id", None), "limit": limit}
     return found
 
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.utils import timezone
 
 from ..conf import visrec_settings
 from ..models import EmbeddingModel, Interaction
 from ..replicas import PRIMARY
+from . import clock
 from .lists import _has_shopper
 from .vectors import SQLVector, _names, fetch_rows, pk_array
 
@@ -34,7 +34,8 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
     """The shopper's latest interactions (one indexed query), always read from the primary.
 
     They are the shopper's own fresh writes: read from a read replica they could miss the
-    click just made (see :mod:`recommendations.replicas`).
+    click just made (see :mod:`recommendations.replicas`). Serving at a past moment
+    (:func:`clock.serving_at`, the what-if replay) reads the events up to it.
     """
     if not _has_shopper(user, session_key):
         return History()
@@ -42,18 +43,21 @@ def history(user=None, session_key: str | None = None, limit: int | None = None)
     quote = connection.ops.quote_name
     signed_in = user is not None and getattr(user, "is_authenticated", False)
     column, value = ("user_id", user.pk) if signed_in else ("session_key", session_key)
+    at = clock.as_of()
+    until = "AND created_at <= %s " if at is not None else ""
     sql = (  # as ``Interaction.objects.for_shopper`` selects, written out: this runs on every page
         f"SELECT id, product_id, kind, created_at FROM {quote(Interaction._meta.db_table)} "
-        f"WHERE {quote(column)} = %s ORDER BY created_at DESC, id DESC LIMIT %s"
+        f"WHERE {quote(column)} = %s {until}ORDER BY created_at DESC, id DESC LIMIT %s"
     )
-    return History([tuple(row) for row in fetch_rows(sql, [value, n], using=PRIMARY)[0]])
+    params = [value, at, n] if at is not None else [value, n]
+    return History([tuple(row) for row in fetch_rows(sql, params, using=PRIMARY)[0]])
 
 
 def _taste_weights(events: History) -> dict[int, float]:
     """Weight of each product in the shopper's taste: the event kinds' weights, halved every half-life."""
     weights = dict(visrec_settings.TASTE_WEIGHTS)
     half_life = max(float(visrec_settings.TASTE_HALF_LIFE_SECONDS), 1.0)
-    now = timezone.now()
+    now = clock.now()
     out: dict[int, float] = {}
     for _, pk, kind, created in events.events:
         age = max((now - created).total_seconds(), 0.0)

@@ -28,6 +28,7 @@ EXPECTED = {
     "recommendations.tasks.train_models": "training",
     "recommendations.tasks.fit_similarity_head": "training",
     "recommendations.tasks.sweep_stale_runs": "default",
+    "recommendations.tasks.whatif_replay": "default",
     "catalog.tasks.import_products": "default",
 }
 

@@ -24,6 +24,7 @@
       .then(function (run) {
         render(run);
         if (busy(run.status)) { window.setTimeout(poll, 1000); }
+        else if (run.status === "done" && box.hasAttribute("data-reload-done")) { window.location.reload(); }
       })
       .catch(function () { window.setTimeout(poll, 5000); });
   }
