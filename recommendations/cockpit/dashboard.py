@@ -192,7 +192,6 @@ class KeepActiveAdminMixin:
         return deleted, counts, perms_needed, [*protected, *reasons]
 
 
-
 @admin.register(ModelVersion)
 class ModelVersionAdmin(KeepActiveAdminMixin, admin.ModelAdmin):
     """Model versions (read-only: versions are made by training) and the dashboard's URLs."""
