@@ -7,6 +7,8 @@ similar-items preview and judgement buttons live in ``catalog/admin.py``.
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -24,6 +26,8 @@ from ..models import ImageState, Rule, SimilarityJudgement
 from ..replicas import on_primary
 from ..rules import previewing
 from . import health, overlay
+
+logger = logging.getLogger(__name__)
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
@@ -297,6 +301,10 @@ def overlay_view(request, object_id, neighbour):
         png = overlay.match_overlay(product, other)
     except overlay.OverlayUnavailable as e:
         return HttpResponse(str(e), status=422, content_type="text/plain; charset=utf-8")
+    except Exception as e:  # the owner gets a reason, the log the traceback
+        logger.exception("match overlay failed", extra={"product": product.pk, "neighbour": other.pk})
+        message = f"The overlay cannot be drawn now ({type(e).__name__}); the server log has the details."
+        return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
     response = HttpResponse(png, content_type="image/png")
     patch_cache_control(response, private=True, max_age=3600)
     return response

@@ -83,9 +83,10 @@ class SpatialFeatures:
         """``(n, C, h, w)`` float32 feature maps of RGB PIL images."""
         import torch
 
-        batch = torch.from_numpy(np.stack([self.prepare(im) for im in images]))
+        device = next(self.model.parameters()).device  # the embedder may have moved the backbone to a GPU
+        batch = torch.from_numpy(np.stack([self.prepare(im) for im in images])).to(device)
         with torch.inference_mode():
-            maps = self.model(batch).float().numpy()
+            maps = self.model(batch).float().cpu().numpy()
         if maps.ndim != 4 or maps.shape[1] != self.channels:
             raise NoSpatialMaps(
                 f"{self.name}: its {self.channels}-d features are not the mean of its last feature map "

@@ -136,3 +136,15 @@ def test_the_admin_and_the_overlay_modules_do_not_import_torch():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]", run.stdout
+
+
+def test_an_unexpected_failure_is_logged_and_answered_with_a_reason(demo_pair, client, staff_user, monkeypatch, caplog):
+    def broken(model, anchor, match):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(overlay, "_draw", broken)
+    client.force_login(staff_user("catalog.view_product"))
+    response = client.get(url(demo_pair["anchor"], demo_pair["match"]))
+    assert response.status_code == 503
+    assert response.content.decode().startswith("The overlay cannot be drawn now (RuntimeError)")
+    assert any(r.message == "match overlay failed" and r.exc_info for r in caplog.records)
