@@ -117,12 +117,15 @@ def test_a_backbone_without_spatial_maps_gives_a_reason(demo_pair, client, staff
 
 
 def test_the_preview_links_each_neighbour_to_its_overlay(demo_pair, client, staff_user):
-    client.force_login(staff_user("catalog.change_product"))
+    client.force_login(staff_user("catalog.change_product", "catalog.view_product"))
     anchor = demo_pair["anchor"]
     html = client.get(f"/admin/catalog/product/{anchor.pk}/change/").content.decode()
     for neighbour in (demo_pair["match"], demo_pair["other"]):
         assert f'href="{url(anchor, neighbour)}"' in html
     assert "visrec/admin/overlay.js" in html
+    # and so does visrec's own preview page of a product (for shops whose admin is not Django's)
+    html = client.get(f"/admin/recommendations/rule/product/{anchor.pk}/").content.decode()
+    assert f'href="{url(anchor, demo_pair["match"])}"' in html
 
 
 def test_the_admin_and_the_overlay_modules_do_not_import_torch():
