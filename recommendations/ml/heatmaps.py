@@ -73,7 +73,10 @@ class SpatialFeatures:
         self.name = backbone.name
         self.channels = backbone.cnn_dimensions
         self.preprocessing = {k: v for k, v in prep.items() if k != "colour"}  # the CNN's view only
-        self.model = normalised(_map_module(backbone), prep["mean"], prep["std"])
+        module = _map_module(backbone)
+        weight = next(iter(backbone.model.parameters()), None)  # a GPU embedder has moved the backbone there
+        self.device = weight.device if weight is not None else "cpu"
+        self.model = normalised(module, prep["mean"], prep["std"]).to(self.device)
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         """One RGB PIL image -> the ``(H, W, 3)`` uint8 input the embedder gives the CNN."""
@@ -83,8 +86,7 @@ class SpatialFeatures:
         """``(n, C, h, w)`` float32 feature maps of RGB PIL images."""
         import torch
 
-        device = next(self.model.parameters()).device  # the embedder may have moved the backbone to a GPU
-        batch = torch.from_numpy(np.stack([self.prepare(im) for im in images])).to(device)
+        batch = torch.from_numpy(np.stack([self.prepare(im) for im in images])).to(self.device)
         with torch.inference_mode():
             maps = self.model(batch).float().cpu().numpy()
         if maps.ndim != 4 or maps.shape[1] != self.channels:
