@@ -191,6 +191,11 @@ def _read(image) -> tuple[bytes | None, str]:
     record = getattr(image, "record", None)
     if record is None:
         return None, "the shop no longer has this image"
+    return read_image_record(record)
+
+
+def read_image_record(record) -> tuple[bytes | None, str]:
+    """``(bytes, "")`` of the adapter's ``ImageRecord`` within ``MAX_IMAGE_BYTES``, or ``(None, reason)``."""
     try:
         with get_adapter().open_image(record) as f:
             data = f.read(int(visrec_settings.MAX_IMAGE_BYTES) + 1)

@@ -104,11 +104,20 @@ def draw_product(spec: ImageSpec) -> bytes:
     _draw_shadow(draw, geometry, spec)
     if spec.type == "poster":
         _draw_poster_frame(draw, geometry, spec)
-    mask = Image.new("L", (SIZE, SIZE), 0)
-    _SHAPES[spec.type](ImageDraw.Draw(mask), geometry, spec)
-    canvas.paste(_fabric(spec), (0, 0), mask)
+    canvas.paste(_fabric(spec), (0, 0), _shape_mask(spec, geometry))
     _DETAILS[spec.type](draw, geometry, spec)
     return _encode(canvas)
+
+
+def product_mask(spec: ImageSpec) -> np.ndarray:
+    """Where the product is in the photo of ``spec``: a ``(SIZE, SIZE)`` bool array (its shape, no shadow)."""
+    return np.asarray(_shape_mask(spec, _Geometry(spec))) > 0
+
+
+def _shape_mask(spec: ImageSpec, geometry: _Geometry) -> Image.Image:
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    _SHAPES[spec.type](ImageDraw.Draw(mask), geometry, spec)
+    return mask
 
 
 def accent_of(colour: Colour) -> Colour:

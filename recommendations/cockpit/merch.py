@@ -7,6 +7,8 @@ similar-items preview and judgement buttons live in ``catalog/admin.py``.
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_POST
 
 from .. import serving
@@ -22,7 +25,9 @@ from ..conf import get_adapter, get_product_model
 from ..models import ImageState, Rule, SimilarityJudgement
 from ..replicas import on_primary
 from ..rules import previewing
-from . import health, whatif
+from . import health, overlay, whatif
+
+logger = logging.getLogger(__name__)
 
 PREVIEW_LIMIT = 8
 WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
@@ -106,6 +111,7 @@ class RuleAdmin(admin.ModelAdmin):
             path("health/", view(health_view), name="visrec_health"),
             path("product/<str:object_id>/", view(product_preview_view), name="visrec_product_preview"),
             path("product/<str:object_id>/judge/", view(judge_view), name="visrec_product_judge"),
+            path("product/<str:object_id>/overlay/<str:neighbour>/", view(overlay_view), name="visrec_match_overlay"),
             path("health/retry/", view(retry_failed_view), name="visrec_health_retry"),
             *super().get_urls(),
         ]
@@ -267,11 +273,15 @@ def _back(request, object_id) -> str:
     return product_admin_url(object_id) or reverse("admin:visrec_product_preview", args=[object_id])
 
 
-def product_preview_view(request, object_id):
-    """Visrec's own page of one product of any shop: its similar items as shoppers see them, with the judge buttons."""
+def _require_view_product(request) -> None:
     opts = get_product_model()._meta
     if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
         raise PermissionDenied
+
+
+def product_preview_view(request, object_id):
+    """Visrec's own page of one product of any shop: its similar items as shoppers see them, with the judge buttons."""
+    _require_view_product(request)
     product = _product_or_none(get_product_model(), object_id)
     if product is None:
         raise Http404("No such product.")
@@ -305,6 +315,26 @@ def similar_preview(request, product) -> dict:
     }
 
 
+def overlay_view(request, object_id, neighbour):
+    """PNG of where a product's and a neighbour's photos agree (:mod:`.overlay`); else the reason, as text (422)."""
+    _require_view_product(request)
+    product = _product_or_none(get_product_model(), object_id)
+    other = _product_or_none(get_product_model(), neighbour)
+    if product is None or other is None:
+        raise Http404("No such product.")
+    try:
+        png = overlay.match_overlay(product, other)
+    except overlay.OverlayUnavailable as e:
+        return HttpResponse(str(e), status=422, content_type="text/plain; charset=utf-8")
+    except Exception as e:  # the owner gets a reason, the log the traceback
+        logger.exception("match overlay failed", extra={"product": product.pk, "neighbour": other.pk})
+        message = f"The overlay cannot be drawn now ({type(e).__name__}); the server log has the details."
+        return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(png, content_type="image/png")
+    patch_cache_control(response, private=True, max_age=3600)
+    return response
+
+
 # -- catalogue visual health -----------------------------------------------------------------
 
 PAGE_SIZE = 25
@@ -322,9 +352,7 @@ def _page(request, name: str, items):
 
 def health_view(request):
     """Near-duplicates, failed images, products without vectors, never-recommended products, coverage."""
-    opts = get_product_model()._meta
-    if not request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"):
-        raise PermissionDenied
+    _require_view_product(request)
     refresh = request.method == "POST" and request.POST.get("refresh") == "1"
     if refresh and not request.user.has_perm("recommendations.add_taskrun"):
         raise PermissionDenied

@@ -277,8 +277,12 @@ def _load_packaged(name: str, path: Path) -> Backbone:
             super().__init__()
             self.net = net
 
+        def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+            """The final ``(N, C, h, w)`` feature map, before pooling (what the features average)."""
+            return self.net.extract_features(x)
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net.extract_features(x).mean(dim=(2, 3))
+            return self.feature_map(x).mean(dim=(2, 3))
 
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1]: mean = std = 0.5.
     crop = PACKAGED_SIZES[name]

@@ -111,9 +111,7 @@ class NeighbourIndex:
         return np.where(best >= 0, ids[np.maximum(best, 0)], -1), best_scores
 
 
-def neighbour_index(
-    vectors: np.ndarray, exact_max: int, probes: int, derive: Derive = in_memory
-) -> NeighbourIndex:
+def neighbour_index(vectors: np.ndarray, exact_max: int, probes: int, derive: Derive = in_memory) -> NeighbourIndex:
     """The :class:`NeighbourIndex` of ``vectors`` (one row per item; zero rows are never neighbours).
 
     Up to ``exact_max`` items with a vector: one cell, every query exact. Past it,

@@ -30,6 +30,28 @@ def crop_box(width: int, height: int, resize: int, crop: int) -> tuple[float, fl
     return (left / sx, top / sy, (left + crop) / sx, (top + crop) / sy)
 
 
+def fit_box(width: int, height: int, crop: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(size, offset)`` of a picture scaled to fit a ``crop`` square and centred in it (``"pad"``)."""
+    scale = crop / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return size, ((crop - size[0]) // 2, (crop - size[1]) // 2)
+
+
+def placement(width: int, height: int, resize: int, crop: int, geometry: str = "crop-box") -> tuple[float, ...]:
+    """Where a ``width`` x ``height`` picture lands in the model's ``crop`` square, as :func:`resize_crop` puts it.
+
+    Returns ``(ax, bx, ay, by)``: the input coordinate of the picture's point ``(x, y)`` (in
+    pixels, continuous) is ``(ax * x + bx, ay * y + by)``. Input coordinates outside
+    ``[0, crop)`` were cropped away (``"crop-box"``); a padded picture lands whole.
+    """
+    if geometry in ("pad", "pad-edge"):
+        (w, h), (left, top) = fit_box(width, height, crop)
+        return w / width, float(left), h / height, float(top)
+    x0, y0, x1, y1 = crop_box(width, height, resize, crop)
+    ax, ay = crop / (x1 - x0), crop / (y1 - y0)
+    return ax, -x0 * ax, ay, -y0 * ay
+
+
 def edge_colour(image: Image.Image) -> tuple[int, int, int]:
     """Median colour of the picture's outermost rows and columns (its background)."""
     a = np.asarray(image)
@@ -49,11 +71,10 @@ def resize_crop(
     sits on one seamless background.
     """
     if geometry in ("pad", "pad-edge"):
-        scale = crop / max(image.width, image.height)
-        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        size, offset = fit_box(image.width, image.height, crop)
         fill = edge_colour(image) if geometry == "pad-edge" else (255, 255, 255)
         canvas = Image.new("RGB", (crop, crop), fill)
-        canvas.paste(image.resize(size, _RESAMPLE[interpolation]), ((crop - size[0]) // 2, (crop - size[1]) // 2))
+        canvas.paste(image.resize(size, _RESAMPLE[interpolation]), offset)
         return np.asarray(canvas, dtype=np.uint8)
     box = crop_box(image.width, image.height, resize, crop)
     out = image.resize((crop, crop), _RESAMPLE[interpolation], box=box)
