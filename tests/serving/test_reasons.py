@@ -1,0 +1,131 @@
+""" "Why this?": the history product behind each "for you" item, the fillers' reasons, what similar items share."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from pgvector import HalfVector
+
+from recommendations import serving
+from recommendations.models import ImageEmbedding, Interaction
+
+pytestmark = pytest.mark.django_db
+
+
+def _event(product, kind="view", ago_minutes=0, **shopper):
+    return Interaction.objects.create(
+        product=product, kind=kind, created_at=timezone.now() - timedelta(minutes=ago_minutes), **shopper
+    )
+
+
+def _vectors(model) -> dict[int, np.ndarray]:
+    """Every product's stored (primary) vector, as the database holds it (half precision)."""
+    rows = ImageEmbedding.objects.filter(model=model).values_list("image__product_id", "vector")
+    return {pk: np.asarray(vector, dtype=np.float64) for pk, vector in rows}
+
+
+def _nearest_by_brute_force(vectors: dict[int, np.ndarray], item: int, history: list[int]) -> tuple[int, np.ndarray]:
+    """The history product whose vector has the highest cosine with ``item``'s, and every history cosine."""
+    target = vectors[item] / np.linalg.norm(vectors[item])
+    matrix = np.stack([vectors[pk] / np.linalg.norm(vectors[pk]) for pk in history])
+    cosines = matrix @ target
+    return history[int(np.argmax(cosines))], cosines
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_because_is_the_history_product_nearest_each_item(vector_catalog, seed):
+    # given: a shopper who viewed, carted and bought products of a catalogue of random vectors
+    products, model = vector_catalog(n=80, in_stock_share=1.0, dims=16, seed=seed)
+    viewed, carted, bought = products[:4], products[4:6], products[6:7]
+    for n, product in enumerate(viewed):
+        _event(product, "view", ago_minutes=30 - n, session_key="s1")
+    for product in carted:
+        _event(product, "view", ago_minutes=20, session_key="s1")
+        _event(product, "add_to_cart", ago_minutes=10, session_key="s1")
+    _event(bought[0], "purchase", ago_minutes=5, session_key="s1")
+    history = [p.pk for p in (*viewed, *carted, *bought)]
+    kinds = {**{p.pk: "view" for p in viewed}, **{p.pk: "add_to_cart" for p in carted}, bought[0].pk: "purchase"}
+    # when
+    listed = serving.for_you(session_key="s1", limit=12)
+    # then: every item was drawn in by the shopper's history, and says by which product
+    assert listed.source == "session" and len(listed) == 12
+    vectors = _vectors(model)
+    for rec in listed:
+        assert rec.reason == "session" and rec.because is not None
+        assert rec.because.product_id in history
+        expected, cosines = _nearest_by_brute_force(vectors, rec.product.pk, history)
+        chosen = cosines[history.index(rec.because.product_id)]
+        assert chosen == pytest.approx(cosines.max(), abs=1e-4)  # the nearest (ties within half precision)
+        if np.sort(cosines)[-1] - np.sort(cosines)[-2] > 1e-3:
+            assert rec.because.product_id == expected
+        assert rec.because.event == kinds[rec.because.product_id]  # the strongest event: carted, not viewed
+        assert serving.why("for-you", rec) == "history"
+    assert {rec.because.product_id for rec in listed} - set(history) == set()
+    assert len({rec.because.product_id for rec in listed}) > 1  # not one product for every item
+
+
+def test_a_cached_for_you_list_carries_its_reasons(vector_catalog):
+    products, _ = vector_catalog(n=60, in_stock_share=1.0, dims=16)
+    for n, product in enumerate(products[:5]):
+        _event(product, "view", ago_minutes=10 - n, session_key="s2")
+    first = serving.for_you(session_key="s2", limit=8)
+    with CaptureQueriesContext(connection) as captured:
+        again = serving.for_you(session_key="s2", limit=8)
+    assert [r.because for r in again] == [r.because for r in first] and all(r.because for r in again)
+    assert not [q["sql"] for q in captured.captured_queries if "<=>" in q["sql"]]  # no vector query on a cached read
+
+
+def test_a_cold_shopper_gets_the_trending_reason(small_catalog):
+    _event(small_catalog["other2"], "purchase", session_key="crowd")
+    _event(small_catalog["cousin"], "view", session_key="crowd")
+    listed = serving.for_you(session_key="new-visitor", limit=4)
+    first = listed.items[0]
+    assert first.reason == "trending" and first.because is None
+    assert serving.why("for-you", first) == "trending" and serving.why_text("for-you", first) == "Trending now"
+    fillers = [r for r in listed if r.reason == "popular"]  # topped up past the trending products
+    assert fillers and all(r.because is None and serving.why_text("for-you", r) == "Popular" for r in fillers)
+
+
+def test_similar_items_share_the_category_and_a_close_colour(vector_catalog):
+    # given: a descriptor version whose vectors end in a 4-bin colour histogram (weight 0.3)
+    products, model = vector_catalog(n=24, in_stock_share=1.0, dims=16, seed=5)
+    model.preprocessing = {"colour": {"lightness_bins": 1, "chroma_bins": 2, "threshold": 24, "weight": 0.3}}
+    model.save()
+    serving.forget_active()
+    shape = np.zeros(12)
+    shape[0] = 1.0
+
+    def vector(colour) -> np.ndarray:
+        colour = np.asarray(colour, dtype=np.float64) / np.linalg.norm(colour)
+        return np.concatenate([np.sqrt(0.7) * shape, np.sqrt(0.3) * colour])
+
+    anchor, same_colour, other_colour, other_category = products[0], products[4], products[8], products[1]
+    set_to = {
+        anchor: vector([1, 0.1, 0, 0]),
+        same_colour: vector([1, 0.2, 0, 0]),  # cosine 0.99 with the anchor's colour
+        other_colour: vector([0, 0.1, 1, 0]),  # cosine ~0.01
+        other_category: vector([1, 0.1, 0, 0]),
+    }
+    for product, v in set_to.items():
+        ImageEmbedding.objects.filter(model=model, image__product=product).update(vector=HalfVector(v))
+    assert anchor.category_id == same_colour.category_id == other_colour.category_id != other_category.category_id
+    # when
+    listed = {r.product.pk: r for r in serving.similar_items(anchor, 3, cached=False)}
+    # then
+    assert set(listed) == {same_colour.pk, other_colour.pk, other_category.pk}
+    assert listed[same_colour.pk].shares == ("category", "colour")
+    assert listed[other_colour.pk].shares == ("category",)
+    assert listed[other_category.pk].shares == ("colour",)
+    assert serving.why_text("similar-items", listed[same_colour.pk]) == "Same category, close colour"
+    assert serving.why_text("similar-items", listed[other_category.pk]) == "Close colour"
+
+
+def test_without_a_colour_histogram_similar_items_share_only_the_category(small_catalog):
+    listed = {r.product.pk: r for r in serving.similar_items(small_catalog["anchor"], 6)}
+    assert listed[small_catalog["twin"].pk].shares == ("category",)
+    assert listed[small_catalog["other0"].pk].shares == ()
