@@ -17,15 +17,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 
 from ..conf import visrec_settings
 from ..ml.colour import ColourSpec
 from ..models import EmbeddingModel, ProductSnapshot
-from ..replicas import serving_connection
 from .results import Because, Recommendation
 from .taste import History
-from .vectors import _names, anchor_sql, fetch_rows, pk_array, product_key
+from .vectors import _names, anchor_sql, pk_array, product_key, search_rows
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +105,13 @@ def nearest_history_sql(model: EmbeddingModel) -> str:
 
 
 def _guarded(sql: str, params: list) -> list[tuple] | None:
-    """Rows of a reasons query, or None when it fails (a list is never lost for want of its reasons).
+    """Rows of a reasons query under the widgets' time budget, or None when it fails or runs out of time.
 
-    Inside a transaction it runs in a savepoint, so a failure leaves the transaction usable.
+    A list is never lost for want of its reasons (:func:`search_rows`: inside a
+    transaction in a savepoint, so a failure leaves the transaction usable).
     """
-    db = serving_connection()
     try:
-        if db.in_atomic_block:
-            with transaction.atomic(using=db.alias):
-                return fetch_rows(sql, params, using=db.alias)[0]
-        return fetch_rows(sql, params, using=db.alias)[0]
+        return search_rows((sql, params))
     except DatabaseError:
         logger.warning("could not compute the reasons of a list; it is shown without them", exc_info=True)
         return None

@@ -129,3 +129,19 @@ def test_without_a_colour_histogram_similar_items_share_only_the_category(small_
     listed = {r.product.pk: r for r in serving.similar_items(small_catalog["anchor"], 6)}
     assert listed[small_catalog["twin"].pk].shares == ("category",)
     assert listed[small_catalog["other0"].pk].shares == ()
+
+
+def test_a_failed_reasons_query_leaves_the_list_without_reasons(vector_catalog, monkeypatch, caplog):
+    from django.db import DatabaseError
+
+    from recommendations.serving import reasons
+
+    def times_out(*args, **kwargs):
+        raise DatabaseError("canceling statement due to statement timeout")
+
+    products, _ = vector_catalog(n=40, in_stock_share=1.0, dims=16)
+    _event(products[0], "view", session_key="slow-one")
+    monkeypatch.setattr(reasons, "search_rows", times_out)
+    listed = serving.for_you(session_key="slow-one", limit=6)
+    assert len(listed) == 6 and all(r.because is None for r in listed)
+    assert "shown without them" in caplog.text
