@@ -17,14 +17,15 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from ..conf import visrec_settings
 from ..ml.colour import ColourSpec
 from ..models import EmbeddingModel, ProductSnapshot
+from ..replicas import serving_connection
 from .results import Because, Recommendation
 from .taste import History
-from .vectors import _names, anchor_sql, pk_array, product_key, search_rows
+from .vectors import _names, _prepared_rows, anchor_sql, fetch_rows, pk_array, product_key
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +106,21 @@ def nearest_history_sql(model: EmbeddingModel) -> str:
 
 
 def _guarded(sql: str, params: list) -> list[tuple] | None:
-    """Rows of a reasons query under the widgets' time budget, or None when it fails or runs out of time.
+    """Rows of a reasons query, or None when it fails (a list is never lost for want of its reasons).
 
-    A list is never lost for want of its reasons (:func:`search_rows`: inside a
-    transaction in a savepoint, so a failure leaves the transaction usable).
+    Outside a transaction it runs under the widgets' time budget (``statement_timeout``,
+    sent with it in one round trip, see :func:`_prepared_rows`); inside one in a
+    savepoint, so a failure leaves the caller's transaction usable.
     """
+    db = serving_connection()
+    budget = [("statement_timeout", f"{int(visrec_settings.WIDGET_TIME_BUDGET_MS)}ms")]
     try:
-        return search_rows((sql, params))
+        if db.in_atomic_block:
+            with transaction.atomic(using=db.alias):
+                return fetch_rows(sql, params, using=db.alias)[0]
+        if visrec_settings.PREPARED_QUERIES and db.vendor == "postgresql":
+            return _prepared_rows((sql, params), budget)
+        return fetch_rows(sql, params, using=db.alias)[0]
     except DatabaseError:
         logger.warning("could not compute the reasons of a list; it is shown without them", exc_info=True)
         return None

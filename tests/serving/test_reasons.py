@@ -141,7 +141,24 @@ def test_a_failed_reasons_query_leaves_the_list_without_reasons(vector_catalog, 
 
     products, _ = vector_catalog(n=40, in_stock_share=1.0, dims=16)
     _event(products[0], "view", session_key="slow-one")
-    monkeypatch.setattr(reasons, "search_rows", times_out)
+    monkeypatch.setattr(reasons, "fetch_rows", times_out)
     listed = serving.for_you(session_key="slow-one", limit=6)
     assert len(listed) == 6 and all(r.because is None for r in listed)
     assert "shown without them" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_reasons_query_runs_under_the_widgets_time_budget(vector_catalog, settings):
+    settings.VISREC = {**settings.VISREC, "WIDGET_TIME_BUDGET_MS": 123}
+    products, _ = vector_catalog(n=40, in_stock_share=1.0, dims=16)
+    _event(products[0], "view", session_key="budgeted")
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as captured:
+        listed = serving.for_you(session_key="budgeted", limit=6)
+    assert all(r.because is not None and r.because.product_id == products[0].pk for r in listed)
+    sql = [q["sql"] for q in captured.captured_queries]
+    at = next(n for n, s in enumerate(sql) if "CROSS JOIN h" in s)  # the reasons query
+    assert "statement_timeout" in sql[at - 1] and "123ms" in sql[at - 1]  # sent with it
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('statement_timeout')")
+        assert cursor.fetchone()[0] == "0"  # and it ended with it
