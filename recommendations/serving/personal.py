@@ -104,7 +104,8 @@ def for_you(
         ranked, source = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
         drawn = [pk for pk, _, reason in ranked if reason in HISTORY_REASONS]
         found = (ranked, source, history_reasons(drawn, events, act.embedding))  # cached with the list
-        _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
+        if found[2] is not None:  # (not a list whose reasons failed: the next read tries again)
+            _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
     ranked, source, because = found
     found = _finish("for-you", ranked, limit, rules, act, source, set(exclude), shopper=(user, session_key))
     found.items = with_history_reasons(found.items, because, events)

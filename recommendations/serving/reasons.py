@@ -128,22 +128,23 @@ def _guarded(sql: str, params: list) -> list[tuple] | None:
 
 def history_reasons(
     candidates: list[int], events: History, model: EmbeddingModel | None
-) -> dict[int, tuple[int, str, str | None]]:
+) -> dict[int, tuple[int, str, str | None]] | None:
     """``{candidate: (history product, its title, its image URL)}``: the history product nearest each candidate.
 
     One query for the whole list (``candidates`` × the history's products, primary image
     vectors of ``model``). Candidates or history products without a vector are left out;
-    empty without a model, candidates or history.
+    empty without a model, candidates or history; None when the query failed.
     """
     history = events.product_ids
     if model is None or not candidates or not history:
         return {}
     rows = _guarded(nearest_history_sql(model), [pk_array(candidates), pk_array(history)])
-    return {row[0]: (row[1], row[3], row[4]) for row in rows or ()}
+    return None if rows is None else {row[0]: (row[1], row[3], row[4]) for row in rows}
 
 
-def with_history_reasons(items: list[Recommendation], found: dict, events: History) -> list[Recommendation]:
+def with_history_reasons(items: list[Recommendation], found: dict | None, events: History) -> list[Recommendation]:
     """``items`` with ``because`` set on the ones ranked from the history (``found``: :func:`history_reasons`)."""
+    found = found or {}
     kinds = _strongest_events(events)
     out = []
     for rec in items:
@@ -162,8 +163,11 @@ def colour_dimensions(model: EmbeddingModel | None) -> int:
     return ColourSpec(int(colour["lightness_bins"]), int(colour["chroma_bins"])).dimensions
 
 
-def colour_similarities(anchor_pk, candidates: list[int], model: EmbeddingModel | None) -> dict[int, float]:
-    """``{candidate: cosine of its colour histogram with the anchor's}`` (one query; empty without colour)."""
+def colour_similarities(anchor_pk, candidates: list[int], model: EmbeddingModel | None) -> dict[int, float] | None:
+    """``{candidate: cosine of its colour histogram with the anchor's}``.
+
+    One query; empty without a colour histogram, None when the query failed.
+    """
     tail = colour_dimensions(model)
     if not tail or not candidates:
         return {}
@@ -175,11 +179,12 @@ def colour_similarities(anchor_pk, candidates: list[int], model: EmbeddingModel 
         f"SELECT r.pid, 1 - (subvector(r.v, {start}, {tail}) <=> (SELECT v FROM a)) FROM r"
     )
     rows = _guarded(sql, [product_key(anchor_pk), pk_array(candidates)])
-    return {row[0]: float(row[1]) for row in rows or () if row[1] is not None}
+    return None if rows is None else {row[0]: float(row[1]) for row in rows if row[1] is not None}
 
 
-def with_shares(items: list[Recommendation], anchor, colours: dict[int, float]) -> list[Recommendation]:
+def with_shares(items: list[Recommendation], anchor, colours: dict[int, float] | None) -> list[Recommendation]:
     """Similar ``items`` with ``shares``: "category" (the anchor's), "colour" (cosine >= ``WHY_CLOSE_COLOUR``)."""
+    colours = colours or {}
     category = getattr(anchor, "category_id", None)
     close = float(visrec_settings.WHY_CLOSE_COLOUR)
     out = []

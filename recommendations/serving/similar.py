@@ -68,7 +68,7 @@ def similar_items(
         ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards)
         colours = colour_similarities(product.pk, [pk for pk, _, _ in ranked], act.embedding)
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
-        if cached:
+        if cached and colours is not None:  # (not a list whose reasons failed: the next read tries again)
             _cache_set(key, (pv, ranked, source, colours), timeout)
     found = _finish("similar-items", ranked, limit, rules, act, source, exclude, (user, session_key), cards)
     found.items = with_shares(found.items, product, colours)

@@ -145,6 +145,9 @@ def test_a_failed_reasons_query_leaves_the_list_without_reasons(vector_catalog, 
     listed = serving.for_you(session_key="slow-one", limit=6)
     assert len(listed) == 6 and all(r.because is None for r in listed)
     assert "shown without them" in caplog.text
+    # and the list without its reasons is not cached: the next read has them
+    monkeypatch.undo()
+    assert all(r.because is not None for r in serving.for_you(session_key="slow-one", limit=6))
 
 
 @pytest.mark.django_db(transaction=True)
