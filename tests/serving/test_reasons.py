@@ -165,3 +165,33 @@ def test_outside_a_transaction_the_reasons_query_runs_under_the_widgets_time_bud
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('statement_timeout')")
         assert cursor.fetchone()[0] == "0"  # and it ended with it
+
+
+def test_close_colour_is_read_from_the_descriptor_backbones_stored_vectors(
+    settings, product_with_image, category_factory
+):
+    # given: a catalogue embedded by the colour descriptor backbone (a CNN vector joined with a colour histogram)
+    from recommendations import embedding
+    from recommendations.models import ImageState
+    from tests.fixtures.images import make_image
+
+    settings.VISREC = {**settings.VISREC, "BACKBONE": "efficientnet_lite0_colour"}
+    shirts, mugs = category_factory("Shirts"), category_factory("Mugs")
+    red, blue = (200, 30, 35), (30, 50, 190)
+
+    def item(colour, shape, category):
+        return product_with_image(image=make_image(color=colour, shape=shape, size=(224, 224)), category=category)
+
+    anchor, red_shirt, blue_shirt, red_mug = (
+        item(red, "circle", shirts),
+        item(red, "triangle", shirts),
+        item(blue, "circle", shirts),
+        item(red, "square", mugs),
+    )
+    assert embedding.embed_images(ImageState.objects.values_list("pk", flat=True)).failed == 0
+    serving.forget_active()
+    assert serving.colour_similarities(anchor.pk, [red_shirt.pk], serving.active().embedding)  # a colour tail
+    # when
+    listed = {r.product.pk: r.shares for r in serving.similar_items(anchor, 3, cached=False)}
+    # then
+    assert listed == {red_shirt.pk: ("category", "colour"), blue_shirt.pk: ("category",), red_mug.pk: ("colour",)}
