@@ -194,7 +194,9 @@ def replay_one(impression: Impression, user) -> list[str] | None:
             anchor = serving.anchor_product(context["product"])
             if anchor is None:
                 return None
-            found = serving.similar_items(anchor, limit, user=user, session_key=session, cached=False)
+            found = serving.similar_items(
+                anchor, limit, user=user, session_key=session, cached=False, exclude=context.get("exclude") or ()
+            )
         else:
             found = serving.for_you(
                 user=user,

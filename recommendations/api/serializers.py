@@ -8,7 +8,7 @@ from decimal import Decimal
 from rest_framework import serializers
 
 from ..models import Interaction
-from ..serving import product_image_url
+from ..serving import Because, product_image_url
 
 MAX_EVENTS = 100
 
@@ -22,6 +22,27 @@ class ListedItem:
     reason: str
     position: int
     click_token: str
+    because: Because | None = None
+    why: str = ""
+    shares: tuple[str, ...] = ()
+
+
+class BecauseSerializer(serializers.Serializer):
+    """The product of the shopper's own history that drew a "for you" item in (serialises :class:`Because`)."""
+
+    product = serializers.IntegerField(source="product_id", help_text="The history product's id")
+    title = serializers.CharField()
+    image_url = serializers.SerializerMethodField(help_text="Its primary image (a thumbnail to show)")
+    event = serializers.CharField(help_text='What the shopper did: "view", "click", "add_to_cart", "purchase", ...')
+
+    def get_image_url(self, obj) -> str | None:
+        return _absolute(self.context, obj.image_url)
+
+
+def _absolute(context: dict, url: str | None) -> str | None:
+    """``url`` made absolute for the serializer context's request (as it is without one)."""
+    request = context.get("request")
+    return request.build_absolute_uri(url) if url and request else url
 
 
 class RecommendedProductSerializer(serializers.Serializer):
@@ -38,16 +59,26 @@ class RecommendedProductSerializer(serializers.Serializer):
     reason = serializers.CharField(help_text='What put it here: "visual", "model", "session", "popular", ...')
     position = serializers.IntegerField(help_text="0-based position in the list")
     click_token = serializers.CharField(help_text='Report a click with POST events/ {"type": "click", ...}')
-
-    def _absolute(self, url: str | None) -> str | None:
-        request = self.context.get("request")
-        return request.build_absolute_uri(url) if url and request else url
+    because = BecauseSerializer(
+        allow_null=True,
+        help_text='"For you" items ranked from the shopper\'s history: the history product whose image is nearest '
+        "this one's, and what the shopper did with it; null otherwise (trending, popular, pinned, other lists)",
+    )
+    why = serializers.CharField(
+        help_text='Why it is shown, for shoppers: "history" (see because), "trending", "popular", "pinned", '
+        '"similar", "recently-viewed"'
+    )
+    shares = serializers.ListField(
+        child=serializers.CharField(),
+        help_text='Similar items: what the item shares with the product, "category" and/or "colour" (close colour, '
+        "with a colour descriptor backbone); empty otherwise",
+    )
 
     def get_url(self, obj) -> str:
-        return self._absolute(obj.product.get_absolute_url())
+        return _absolute(self.context, obj.product.get_absolute_url())
 
     def get_image_url(self, obj) -> str | None:
-        return self._absolute(product_image_url(obj.product))
+        return _absolute(self.context, product_image_url(obj.product))
 
 
 def listed_items_data(items: list[ListedItem], request=None) -> list[dict]:
@@ -78,9 +109,24 @@ def listed_items_data(items: list[ListedItem], request=None) -> list[dict]:
                 "reason": item.reason,
                 "position": item.position,
                 "click_token": item.click_token,
+                "because": _because_data(item.because, absolute),
+                "why": item.why,
+                "shares": list(item.shares),
             }
         )
     return out
+
+
+def _because_data(because: Because | None, absolute) -> dict | None:
+    """What :class:`BecauseSerializer` gives for ``because`` (None stays None)."""
+    if because is None:
+        return None
+    return {
+        "product": because.product_id,
+        "title": because.title,
+        "image_url": absolute(because.image_url),
+        "event": because.event,
+    }
 
 
 def _money(value) -> str:

@@ -128,7 +128,16 @@ def listing(request, rec_list, *, user=None, session: str | None = None, **extra
     impression = tracking.record_impression(rec_list, user=user, session_key=session) if rec_list.items else None
     shown_to = {"user": user, "session_key": session or ""}  # only this shopper's clicks count
     items = [
-        ListedItem(r.product, r.score, r.reason, n, tracking.click_token(impression, r.product.pk, n, **shown_to))
+        ListedItem(
+            r.product,
+            r.score,
+            r.reason,
+            n,
+            tracking.click_token(impression, r.product.pk, n, **shown_to),
+            r.because,
+            serving.why(rec_list.widget, r),
+            r.shares,
+        )
         for n, r in enumerate(rec_list.items)
     ]
     return {

@@ -20,7 +20,9 @@ The package by concern: ``results`` (what callers get), ``keys`` (cache keys),
 ``versions`` (active versions, loaded models), ``cards``, ``vectors`` (pgvector SQL, prepared
 statements), ``rules_sql``, ``lists`` (cards, arranging, blending), ``fallbacks``
 (popular, trending, topping up), ``similar``, ``taste`` (shopper history, session
-taste), ``personal`` (for you, recently viewed) and ``photo``. Everything is re-exported here:
+taste), ``personal`` (for you, recently viewed), ``photo``, ``reasons`` ("why this?":
+the shopper's own product behind a "for you" item, what a similar item shares) and
+``page`` (the products a page's widgets have shown, so none repeats another). Everything is re-exported here:
 ``from recommendations import serving; serving.similar_items(...)``.
 """
 
@@ -71,6 +73,7 @@ from .lists import (  # noqa: F401
     products_sql,
     raw_products,
 )
+from .page import ShownOnPage, shown_on_page  # noqa: F401
 from .personal import (  # noqa: F401
     _for_you_ranked,
     _model_for_shopper,
@@ -83,7 +86,14 @@ from .photo import (  # noqa: F401
     embed_query_image,
     search_by_image,
 )
+from .reasons import (  # noqa: F401
+    colour_similarities,
+    history_reasons,
+    why,
+    why_text,
+)
 from .results import (  # noqa: F401
+    Because,
     InvalidImage,
     ProductNotEmbedded,
     Ranked,

@@ -12,10 +12,11 @@ from . import sequence
 from .fallbacks import _fill
 from .keys import _cache_get_many, _cache_set, _key
 from .lists import _blend, _finish, _has_shopper, _normalised, products_sql, raw_products
+from .reasons import HISTORY_REASONS, history_reasons, with_history_reasons
 from .results import Recommendation, RecommendationList
 from .similar import _experiment_arm
 from .taste import History, history, taste_expression
-from .vectors import nearest_products
+from .vectors import nearest_products, product_key
 from .versions import Active, LoadedModel, loaded_model
 
 
@@ -86,6 +87,8 @@ def for_you(
     product ids not to show (the product page's own product), kept out of the query
     parameters rather than the rules, so the rules' compiled SQL is shared by every page.
     ``cached=False`` computes afresh and caches nothing (the owner's what-if replay).
+    Items ranked from the history carry ``because``: the history product nearest them
+    (:mod:`.reasons`; computed with the list and cached with it).
     """
     rules = rules_for("for-you", rules, category=category)
     act, arm = _experiment_arm("for-you", user, session_key)
@@ -95,16 +98,19 @@ def for_you(
     shopper = shopper_key(user_id, session_key or "") if _has_shopper(user, session_key) else ""
     depth = overfetch(limit, rules) + 8
     cat_id = getattr(category, "pk", category)
-    exclude = sorted({int(pk) for pk in exclude})
-    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key, exclude)
+    exclude = sorted({product_key(pk) for pk in exclude}, key=str)
+    key = _key("for-you", shopper, events.last_id, depth, cat_id, rules.cache_key(), act.key, arm.key, exclude, "why")
     found = _cache_get_many([key]).get(key) if cached else None
     if found is None:
         blend = arm.settings["FOR_YOU_BLEND"]
-        found = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
-        if cached:
+        ranked, source = _for_you_ranked(shopper, events, depth, cat_id, rules, act, blend, exclude)
+        drawn = [pk for pk, _, reason in ranked if reason in HISTORY_REASONS]
+        found = (ranked, source, history_reasons(drawn, events, act.embedding))  # cached with the list
+        if cached and found[2] is not None:  # (not a list whose reasons failed: the next read tries again)
             _cache_set(key, found, int(visrec_settings.LIST_CACHE_SECONDS))
-    ranked, source = found
+    ranked, source, because = found
     found = _finish("for-you", ranked, limit, rules, act, source, set(exclude), shopper=(user, session_key))
+    found.items = with_history_reasons(found.items, because, events)
     found.arm = arm.label
     found.context = {"category": cat_id, "limit": limit, "exclude": exclude}
     return found

@@ -15,17 +15,39 @@ class SearchBusy(RuntimeError):
     """Search by photo refused a photo because the process is decoding as many as it may."""
 
 
+#: The shopper-facing words of each event kind ("Because you viewed ...").
+EVENT_VERBS = {"view": "viewed", "click": "viewed", "add_to_cart": "carted", "purchase": "bought", "rating": "rated"}
+
+
+@dataclass(frozen=True)
+class Because:
+    """The product of the shopper's history that drew a "for you" item in, and what the shopper did with it."""
+
+    product_id: int
+    title: str
+    image_url: str | None
+    event: str  # an Interaction kind: "view", "click", "add_to_cart", "purchase", "rating"
+
+    @property
+    def verb(self) -> str:
+        return EVENT_VERBS.get(self.event, "viewed")
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """A product with the score that ranked it and why it is there.
 
     ``reason``: "visual", "model", "session", "trending", "popular", "pinned",
-    "recently-viewed".
+    "recently-viewed". ``because``: for "for you" items ranked from the shopper's history,
+    the history product that drew it in (:mod:`.reasons`). ``shares``: for similar items,
+    what they share with the anchor ("category", "colour").
     """
 
     product: object
     score: float
     reason: str = "visual"
+    because: Because | None = None
+    shares: tuple[str, ...] = ()
 
 
 @dataclass

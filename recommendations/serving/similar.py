@@ -14,6 +14,7 @@ from ..rules import Rules, overfetch, rules_for
 from .fallbacks import _ranked_ids
 from .keys import _cache_get_many, _cache_set, _key, product_version_key
 from .lists import _blend, _finish, _normalised, raw_products
+from .reasons import colour_similarities, with_shares
 from .results import Ranked, Recommendation, RecommendationList
 from .vectors import anchor_vector, nearest_products, product_key
 from .versions import Active, LoadedModel, active, loaded_model
@@ -39,32 +40,42 @@ def similar_items(
     user=None,
     session_key: str | None = None,
     cached: bool = True,
+    exclude=(),
 ) -> RecommendationList:
     """Products that look like ``product``, blended with the active model's item neighbours.
 
     Rules apply (inactive and out-of-stock never shown; the admin's rules scoped to this
     product's page; its "not similar" neighbours hidden, good matches first); a product
     without a vector gets popular products of its category. ``cached=False`` computes
-    afresh (the admin preview). Raises ``DatabaseError`` only if even that fails.
+    afresh (the admin preview). ``exclude``: product ids not to show (those the page has
+    shown already); the list ranks as many more candidates, so it stays full. Items carry
+    ``shares`` (:mod:`.reasons`: same category, close colour), computed with the list and
+    cached with it. Raises ``DatabaseError`` only if even that fails.
     """
     rules = rules_for("similar-items", rules, anchor=product)
     act, arm = _experiment_arm("similar-items", user, session_key)
-    depth = overfetch(limit, rules) + 8  # spare candidates for products excluded later
+    exclude = {product.pk, *exclude}
+    spare = 8 * -(-(len(exclude) - 1) // 8)  # for the page's products, in steps (a few cached lists per product)
+    depth = overfetch(limit, rules) + 8 + spare  # spare candidates for products excluded later
     key = _key("similar", product.pk, depth, rules.cache_key(), act.key, arm.key)
     pv_key = product_version_key(product.pk)
     hit = _cache_get_many([key, pv_key]) if cached else {}
     pv = hit.get(pv_key, "")
     cards: dict = {}
-    if key in hit and hit[key][0] == pv:
-        _, ranked, source = hit[key]
+    if key in hit and hit[key][0] == pv and len(hit[key]) == 4:
+        _, ranked, source, colours = hit[key]
     else:
         ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards)
+        colours = colour_similarities(product.pk, [pk for pk, _, _ in ranked], act.embedding)
         timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
-        if cached:
-            _cache_set(key, (pv, ranked, source), timeout)
-    found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key), cards)
+        if cached and colours is not None:  # (not a list whose reasons failed: the next read tries again)
+            _cache_set(key, (pv, ranked, source, colours), timeout)
+    found = _finish("similar-items", ranked, limit, rules, act, source, exclude, (user, session_key), cards)
+    found.items = with_shares(found.items, product, colours)
     found.arm = arm.label
+    shown = sorted(exclude - {product.pk}, key=str)  # the page's products above this list
     found.context = {"product": product.pk, "category": getattr(product, "category_id", None), "limit": limit}
+    found.context["exclude"] = shown
     return found
 
 

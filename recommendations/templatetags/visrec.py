@@ -130,8 +130,9 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
     """Record the impression and render the list with click-tracked links (empty: nothing).
 
     Each entry carries its display strings ready-made (``id``, ``title``, ``price``,
-    ``image_url``, ``score``, ``url``) besides ``rec`` and ``product`` for templates that
-    want more: resolving model attributes, localising prices and building image URLs in
+    ``image_url``, ``score``, ``url``; "why this?": ``why``, ``why_text`` and ``because``,
+    the shopper's own product behind a "for you" item) besides ``rec`` and ``product``
+    for templates that want more: resolving model attributes, localising prices and building image URLs in
     the template costs more than the rest of the widget. The template gets ``request``
     but no context processors (the widget needs none; they would run once per widget).
     """
@@ -164,6 +165,9 @@ def render_widget(context, rec_list: serving.RecommendationList, title: str | No
                 "price": _price_text(product.price, product.currency, language),
                 "image_url": serving.product_image_url(product),
                 "score": f"{rec.score:.4f}",
+                "because": rec.because,
+                "why": serving.why(rec_list.widget, rec),
+                "why_text": serving.why_text(rec_list.widget, rec),
             }
         )
     context = {
@@ -223,7 +227,7 @@ def _render_list(context: dict) -> str:
             f"        {image}\n"
             f'        <span class="title">{name}</span>\n'
             f"      </a>\n"
-            f'      <span class="price">{_escape(entry["price"])}</span>\n'
+            f'      <span class="price">{_escape(entry["price"])}</span>{_why_markup(entry)}\n'
             f"    </li>\n    "
         )
     return mark_safe(  # noqa: S308 (every value above is escaped)
@@ -233,6 +237,24 @@ def _render_list(context: dict) -> str:
         f'  <h2 id="visrec-{widget}-title">{title}</h2>\n'
         f'  <ul class="product-grid visrec-list">\n    {"".join(items)}\n  </ul>\n</section>\n'
     )
+
+
+def _why_markup(entry: dict) -> str:
+    """The "why this?" line under a card (the template's ``visrec-why`` paragraph), or ""."""
+    if not entry["why_text"]:
+        return ""
+    because, attrs, thumb = entry["because"], "", ""
+    if because is not None:
+        attrs = f' data-because="{_escape(because.product_id)}" data-because-event="{_escape(because.event)}"'
+        name = _escape(because.title)
+        thumb = (
+            f' <img src="{_escape(because.image_url)}" alt="{name}" title="{name}" loading="lazy" decoding="async" '
+            f'width="40" height="40">'
+            if because.image_url
+            else f' <span class="because-title">{name}</span>'
+        )
+    why, text = _escape(entry["why"]), _escape(entry["why_text"])
+    return f'\n      <p class="visrec-why" data-why="{why}"{attrs}>{text}{thumb}</p>'
 
 
 def _escape(value) -> str:
@@ -262,32 +284,42 @@ def _limit(value, default: int) -> int:
 def similar_items(context, product, limit: int | None = None, **options) -> str:
     """``{% similar_items product limit=8 %}`` (or ``{% similar_items product 8 %}``).
 
-    Options: ``title``, and the rules ``max_per_category``, ``pinned``, ``blocked``,
-    ``only_categories``, ``exclude_categories`` (ids, lists or "1,2,3").
+    Options: ``title``, ``dedupe`` (False: neither leave out nor record the page's
+    shown products, see :func:`visrec_page`), and the rules ``max_per_category``,
+    ``pinned``, ``blocked``, ``only_categories``, ``exclude_categories`` (ids, lists or "1,2,3").
     """
     n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.SIMILAR_DEFAULT_LIMIT))
     user, session_key = shopper(context.get("request"))
     category = getattr(product, "category_id", None)
+    page = _page(context.get("request"), options)
+    shown = page.ids() if page else []
     rec_list = _safely(
         "similar-items",
         n,
         lambda: serving.similar_items(
-            product, n, rules=tag_rules("similar-items", options), user=user, session_key=session_key
+            product, n, rules=tag_rules("similar-items", options), user=user, session_key=session_key, exclude=shown
         ),
-        lambda: serving.popular(n, category=category, exclude=[product.pk]),
-        exclude=[product.pk],
+        lambda: serving.popular(n, category=category, exclude=[product.pk, *shown]),
+        exclude=[product.pk, *shown],
     )
+    if page:
+        page.add([product.pk, *rec_list.product_ids])
     return render_widget(context, rec_list, options.get("title"))
 
 
 @register.simple_tag(takes_context=True)
 @never_raises
 def for_you(context, request=None, limit: int | None = None, category=None, **options) -> str:
-    """``{% for_you request limit=12 category=product.category %}``: personal recommendations."""
+    """``{% for_you request limit=12 category=product.category %}``: personal recommendations.
+
+    Each item says why it is there: the shopper's own product that drew it in ("Because
+    you viewed" and its thumbnail), or "Trending now" / "Popular" for fillers.
+    """
     request = request or context.get("request")
     n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.FOR_YOU_DEFAULT_LIMIT))
     user, session_key = shopper(request)
-    exclude = _ids(options.get("exclude")) or []
+    page = _page(request, options)
+    exclude = [*(_ids(options.get("exclude")) or []), *(page.ids() if page else [])]
     rules = tag_rules("for-you", options)
     rec_list = _safely(
         "for-you",
@@ -304,6 +336,8 @@ def for_you(context, request=None, limit: int | None = None, category=None, **op
         lambda: serving.popular(n, exclude=exclude),
         exclude=exclude,
     )
+    if page:
+        page.add(rec_list.product_ids)
     return render_widget(context, rec_list, options.get("title"))
 
 
@@ -314,7 +348,8 @@ def recently_viewed(context, request=None, limit: int | None = None, exclude=Non
     request = request or context.get("request")
     n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.RECENTLY_VIEWED_DEFAULT_LIMIT))
     user, session_key = shopper(request)
-    skip = _ids(exclude) or []
+    page = _page(request, options)
+    skip = [*(_ids(exclude) or []), *(page.ids(keeping=True) if page else [])]
     rec_list = _safely(
         "recently-viewed",
         n,
@@ -330,7 +365,48 @@ def recently_viewed(context, request=None, limit: int | None = None, exclude=Non
     )
     if rec_list.source == "cache-fallback":  # popular products are not "recently viewed"
         return ""
+    if page:
+        page.add(rec_list.product_ids)
     return render_widget(context, rec_list, options.get("title"))
+
+
+def _page(request, options: dict) -> serving.ShownOnPage | None:
+    """The page's shown products for a tag that shares them (None: ``dedupe=False``, or no request)."""
+    if _off(options.get("dedupe", True)):
+        return None
+    return serving.shown_on_page(request)
+
+
+@register.simple_tag(takes_context=True)
+@never_raises
+def visrec_page(context, dedupe=None, shown=None, keep_recently_viewed=None) -> str:
+    """``{% visrec_page dedupe=False %}``, ``{% visrec_page shown=product keep_recently_viewed=True %}``.
+
+    The page's widget settings, for the tags below it. ``dedupe``: whether a widget leaves
+    out what the ones above it showed (default ``PAGE_DEDUPE``). ``shown``: products the
+    page shows itself (ids, objects or "1,2,3"). ``keep_recently_viewed``: the "recently
+    viewed" widget keeps the shopper's latest products (but those in ``shown``) wherever it
+    is on the page (True: ``RECENTLY_VIEWED_DEFAULT_LIMIT`` of them, or the number the
+    widget shows); the other widgets leave them out. Renders nothing.
+    """
+    request = context.get("request")
+    page = serving.shown_on_page(request)
+    if page is None:
+        return ""
+    if dedupe is not None:
+        page.enabled = not _off(dedupe)
+    page.add(_ids(shown) or [])
+    if keep_recently_viewed is not None and not _off(keep_recently_viewed):
+        default = int(visrec_settings.RECENTLY_VIEWED_DEFAULT_LIMIT)
+        n = default if keep_recently_viewed is True else _limit(keep_recently_viewed, default)
+        user, session_key = shopper(request)
+        page.reserve([pk for pk in shopper_history(request, user, session_key).product_ids if pk not in page][:n])
+    return ""
+
+
+def _off(value) -> bool:
+    """Whether a tag argument says no (``False``, ``"false"``, ``0``)."""
+    return value in (False, "False", "false", "0", 0)
 
 
 @register.filter
