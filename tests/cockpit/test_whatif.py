@@ -223,13 +223,18 @@ def test_a_scoped_rule_replays_only_the_lists_in_its_scope(shop):
 
 def test_impressions_log_what_their_lists_were_asked_for(shop):
     anchor, cat = shop[0], shop[1].category_id
-    similar = serving.similar_items(anchor, 4)
+    similar = serving.similar_items(anchor, 4, exclude=[shop[3].pk])  # shown higher on the page
     personal = serving.for_you(session_key="ctx", limit=5, category=cat, exclude=[shop[2].pk])
 
     ids = [tracking.record_impression(rec, session_key="ctx") for rec in (similar, personal)]
 
     logged = Impression.objects.in_bulk(ids)
-    assert logged[uuid.UUID(ids[0])].context == {"product": anchor.pk, "category": anchor.category_id, "limit": 4}
+    assert logged[uuid.UUID(ids[0])].context == {
+        "product": anchor.pk,
+        "category": anchor.category_id,
+        "limit": 4,
+        "exclude": [shop[3].pk],
+    }
     assert logged[uuid.UUID(ids[1])].context == {"category": cat, "limit": 5, "exclude": [shop[2].pk]}
 
 
