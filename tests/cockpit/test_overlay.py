@@ -301,6 +301,7 @@ print(json.dumps({{
     "body": cached.content.decode(),
     "sent": sent,
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "onnxruntime")),
+    "peak_kb": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")),
 }}))
 """
 
@@ -327,3 +328,5 @@ def test_serving_the_view_with_a_broker_never_loads_torch(demo_pair, staff_user)
     assert served["body"] == "PNG as a worker caches it"
     assert served["sent"] == [["recommendations.tasks.match_overlay", "embeddings"]]
     assert served["heavy"] == []
+    assert served["peak_kb"] < 600 * 1024  # issue 15's target for a web process (drawn here: about 1.1 GB)
+    print(f"web process serving the overlay view: peak RSS {served['peak_kb'] / 1024:.0f} MB")
