@@ -240,6 +240,16 @@ def test_a_broker_that_does_not_answer_is_a_503_and_the_next_ask_queues_again(
     assert drawing(client.get(url(demo_pair["anchor"], demo_pair["match"]))) and len(sent) == 1
 
 
+def test_a_cache_that_does_not_answer_is_a_503_not_a_drawing_nobody_could_fetch(
+    demo_pair, client, staff_user, monkeypatch, queued
+):
+    client.force_login(staff_user("catalog.view_product"))
+    monkeypatch.setattr(overlay, "_cache_add", lambda *args: None)  # the cache helpers' answer while Redis is down
+    response = client.get(url(demo_pair["anchor"], demo_pair["match"]))
+    assert response.status_code == 503 and response.content.decode().startswith("The cache is not answering")
+    assert queued == []
+
+
 def test_a_transient_failure_is_left_to_the_tasks_retry_and_the_pair_stays_pending(demo_pair, monkeypatch, queued):
     anchor, match = demo_pair["anchor"], demo_pair["match"]
     assert overlay.requested_overlay(anchor, match) is None
