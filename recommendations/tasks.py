@@ -108,6 +108,28 @@ def reembed_missing_and_failed(self, run_id: int) -> dict:
         return {"queued": len(ids) if queued else 0}
 
 
+@shared_task(
+    bind=True,
+    queue="embeddings",
+    ignore_result=True,
+    acks_late=False,  # a lost drawing is not redelivered: its pending mark expires and the owner's next ask queues it
+    autoretry_for=_RETRIED,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=3,
+)
+def match_overlay(self, product_id: int | str, neighbour_id: int | str) -> str:
+    """The admin's "Where they agree": draw a pair's heat overlay into the cache (the backbone and torch load here).
+
+    Runs on the embeddings pool, whose processes have the backbone loaded, never in a web
+    process; the admin's view polls the cache for the PNG or the reason it cannot be drawn.
+    """
+    from .cockpit.overlay import draw_overlay
+
+    retrying = not self.request.is_eager and self.request.retries < self.max_retries
+    return draw_overlay(product_id, neighbour_id, transient=_RETRIED if retrying else ())
+
+
 @shared_task(queue="embeddings", acks_late=True)
 def embed_missing(stale_after_seconds: int = 600) -> dict:
     """Sweep (beat, every 10 minutes): queue usable images that still lack a vector.

@@ -177,6 +177,7 @@ CELERY_TASK_ROUTES = {
     "recommendations.tasks.embed_images": {"queue": "embeddings"},
     "recommendations.tasks.embed_missing": {"queue": "embeddings"},
     "recommendations.tasks.reembed_missing_and_failed": {"queue": "embeddings"},
+    "recommendations.tasks.match_overlay": {"queue": "embeddings"},
     "recommendations.tasks.train_models": {"queue": "training"},
     "recommendations.tasks.fit_similarity_head": {"queue": "training"},
     "recommendations.tasks.sweep_stale_runs": {"queue": "default"},

@@ -16,7 +16,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.cache import patch_cache_control
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.http import require_POST
 
 from .. import serving
@@ -316,22 +316,34 @@ def similar_preview(request, product) -> dict:
 
 
 def overlay_view(request, object_id, neighbour):
-    """PNG of where a product's and a neighbour's photos agree (:mod:`.overlay`); else the reason, as text (422)."""
+    """Where a product's and a neighbour's photos agree (:mod:`.overlay`): the PNG, or 202 while a worker draws it.
+
+    The client polls a 202 again; a reason comes as text (422; 503 when the overlay cannot be drawn or queued now).
+    """
     _require_view_product(request)
     product = _product_or_none(get_product_model(), object_id)
     other = _product_or_none(get_product_model(), neighbour)
     if product is None or other is None:
         raise Http404("No such product.")
     try:
-        png = overlay.match_overlay(product, other)
+        png = overlay.requested_overlay(product, other)
     except overlay.OverlayUnavailable as e:
-        return HttpResponse(str(e), status=422, content_type="text/plain; charset=utf-8")
+        return _no_overlay(str(e), e.status)
     except Exception as e:  # the owner gets a reason, the log the traceback
         logger.exception("match overlay failed", extra={"product": product.pk, "neighbour": other.pk})
-        message = f"The overlay cannot be drawn now ({type(e).__name__}); the server log has the details."
-        return HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        return _no_overlay(f"The overlay cannot be drawn now ({type(e).__name__}); the log has the details.", 503)
+    if png is None:
+        response = _no_overlay("Drawing where the two photos agree…", 202)
+        response["Retry-After"] = "1"
+        return response
     response = HttpResponse(png, content_type="image/png")
     patch_cache_control(response, private=True, max_age=3600)
+    return response
+
+
+def _no_overlay(text: str, status: int) -> HttpResponse:
+    response = HttpResponse(text, status=status, content_type="text/plain; charset=utf-8")
+    add_never_cache_headers(response)
     return response
 
 

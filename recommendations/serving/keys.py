@@ -29,6 +29,22 @@ def _cache_set(key: str, value: Any, timeout: float) -> None:
         logger.warning("visrec cache unavailable (write)", exc_info=True)
 
 
+def _cache_add(key: str, value: Any, timeout: float) -> bool | None:
+    """Set ``key`` only if it is absent: True if set, False if it was there, None when the cache is down."""
+    try:
+        return bool(cache.add(key, value, timeout))
+    except Exception:
+        logger.warning("visrec cache unavailable (add)", exc_info=True)
+        return None
+
+
+def _cache_delete(key: str) -> None:
+    try:
+        cache.delete(key)
+    except Exception:
+        logger.warning("visrec cache unavailable (delete)", exc_info=True)
+
+
 def _prefix() -> str:
     return str(visrec_settings.CACHE_PREFIX)
 

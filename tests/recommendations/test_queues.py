@@ -25,6 +25,7 @@ EXPECTED = {
     "recommendations.tasks.embed_images": "embeddings",
     "recommendations.tasks.embed_missing": "embeddings",
     "recommendations.tasks.reembed_missing_and_failed": "embeddings",
+    "recommendations.tasks.match_overlay": "embeddings",
     "recommendations.tasks.train_models": "training",
     "recommendations.tasks.fit_similarity_head": "training",
     "recommendations.tasks.sweep_stale_runs": "default",
