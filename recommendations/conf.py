@@ -123,6 +123,14 @@ DEFAULTS: dict[str, Any] = {
     # For you: weight of the active model's user scores and of the session's live taste.
     "FOR_YOU_BLEND": {"model": 0.5, "session": 0.5},
     "FOR_YOU_DEFAULT_LIMIT": 12,
+    # Complete the look: products of other categories bought with this one (events of
+    # these kinds by one shopper within COMPLEMENT_WINDOW_SECONDS of each other), then the
+    # compatibility model's partners (trained with each model version; its parameters were
+    # chosen on hm's validation cut, docs/benchmarks/complements.md).
+    "COMPLEMENT_KINDS": ["add_to_cart", "purchase"],
+    "COMPLEMENT_WINDOW_SECONDS": 24 * 3600,
+    "COMPLEMENT_DEFAULT_LIMIT": 8,
+    "COMPLEMENT_MODEL": {"rank": 32, "dims": 128, "epochs": 3, "weight_decay": 1e-3},
     "RECENTLY_VIEWED_DEFAULT_LIMIT": 8,
     # Session taste: how many recent events count, their weight by kind and the half-life
     # (seconds) of an event's weight.

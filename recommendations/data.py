@@ -123,3 +123,30 @@ def item_vectors(items: np.ndarray, model: EmbeddingModel | None) -> np.ndarray 
     for product_id, vector in rows.values_list("image__product_id", "vector").iterator(chunk_size=2000):
         out[column[product_id]] = np.asarray(vector, dtype=np.float32)
     return out
+
+
+def copurchased_columns(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of item columns bought together (complete the look's training data) and their shopper counts.
+
+    "Together": events of ``COMPLEMENT_KINDS`` (basket additions, purchases) by one
+    shopper within ``COMPLEMENT_WINDOW_SECONDS``; see
+    :func:`recommendations.ml.complements.copurchase_pairs`.
+    """
+    from .ml.complements import copurchase_pairs
+
+    column = {int(pk): i for i, pk in enumerate(items)}
+    shoppers: dict[str, int] = {}
+    who, cols, times = [], [], []
+    events = Interaction.objects.filter(kind__in=list(visrec_settings.COMPLEMENT_KINDS), product_id__in=items.tolist())
+    for user_id, session, product_id, created in events.values_list(
+        "user_id", "session_key", "product_id", "created_at"
+    ).iterator(chunk_size=20_000):
+        who.append(shoppers.setdefault(shopper_key(user_id, session), len(shoppers)))
+        cols.append(column[product_id])
+        times.append(created.timestamp())
+    return copurchase_pairs(
+        np.array(who, np.int64),
+        np.array(cols, np.int64),
+        np.array(times),
+        float(visrec_settings.COMPLEMENT_WINDOW_SECONDS),
+    )

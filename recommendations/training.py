@@ -206,6 +206,10 @@ def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
     """Refit the winner on every interaction and save artifact + id maps."""
     model, seconds = fit_model(candidate.kind, candidate.params, snapshot, None)
     path = save_artifact(model, snapshot.users, snapshot.items)
+    try:
+        save_complements(snapshot, path)
+    except Exception:  # complete the look falls back to co-purchases; the version itself is good
+        logger.exception("cannot train the complete-the-look model")
     version = ModelVersion.objects.create(
         kind=candidate.kind,
         params=candidate.params,
@@ -253,6 +257,8 @@ class LoadedVersion:
     users: np.ndarray
     items: np.ndarray
     mapped_dir: Path | None = None
+    # complete the look: (compatibility model, item codes, product pks of the codes), if trained
+    complements: tuple | None = None
 
 
 def load_version(version: ModelVersion, mapped: bool = False) -> LoadedVersion:
@@ -264,9 +270,50 @@ def load_version(version: ModelVersion, mapped: bool = False) -> LoadedVersion:
     """
     path = artifacts_dir() / version.artifact
     model = Recommender.load(path, mapped=mapped)
+    complements = load_complements(path, mapped)
     if mapped:
         folder = mapped_dir(path)
         ids = unpack(path.with_suffix(".ids.npz"), folder)
-        return LoadedVersion(version, model, ids["users"], ids["items"], folder)
+        return LoadedVersion(version, model, ids["users"], ids["items"], folder, complements)
     with np.load(path.with_suffix(".ids.npz"), allow_pickle=False) as ids:
-        return LoadedVersion(version, model, ids["users"], ids["items"])
+        return LoadedVersion(version, model, ids["users"], ids["items"], complements=complements)
+
+
+# -- complete the look -----------------------------------------------------------------
+def complements_path(artifact: Path) -> Path:
+    """Where the compatibility model trained with a version's ``artifact`` is stored."""
+    return artifact.with_name(f"{artifact.stem}.complements.npz")
+
+
+def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
+    """Fit complete the look's compatibility model on the snapshot's co-purchases and store it beside ``artifact``.
+
+    Needs image vectors and at least one co-purchased pair (else nothing is stored and
+    complete the look serves co-purchases and popular products only). The codes of every
+    snapshot product are stored with it, so serving scores them with one matrix product.
+    """
+    from .data import copurchased_columns
+    from .ml.complements import CompatibilityModel
+
+    features = snapshot.item_features
+    pairs, counts = copurchased_columns(snapshot.items)
+    if features is None or not len(pairs):
+        logger.info("no complete-the-look model: %s", "no image vectors" if features is None else "no co-purchases")
+        return None
+    try:
+        model = CompatibilityModel(**dict(visrec_settings.COMPLEMENT_MODEL)).fit(features, pairs, counts)
+    except ValueError as e:  # e.g. no pair of products that both have a picture
+        logger.info("no complete-the-look model: %s", e)
+        return None
+    return model.save(complements_path(artifact), codes=model.item_codes(features), items=snapshot.items)
+
+
+def load_complements(artifact: Path, mapped: bool = False) -> tuple | None:
+    """``(model, codes, items)`` stored by :func:`save_complements` beside ``artifact``, or None."""
+    from .ml.complements import CompatibilityModel
+
+    path = complements_path(artifact)
+    if not path.exists():
+        return None
+    model, arrays = CompatibilityModel.load(path, mapped=mapped)
+    return model, arrays["codes"], arrays["items"]

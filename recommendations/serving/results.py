@@ -20,7 +20,7 @@ class Recommendation:
     """A product with the score that ranked it and why it is there.
 
     ``reason``: "visual", "model", "session", "trending", "popular", "pinned",
-    "recently-viewed".
+    "recently-viewed", "co-purchase", "compatibility".
     """
 
     product: object
@@ -33,7 +33,7 @@ class RecommendationList:
     """One widget's list and what produced it (for impressions and CTR).
 
     ``source``: "visual", "model", "session", "model+session", "trending", "popular",
-    "recently-viewed", "cache-fallback" or "empty".
+    "recently-viewed", "co-purchase", "compatibility", "cache-fallback" or "empty".
     """
 
     widget: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -50,21 +52,34 @@ def similar_items(
     rules = rules_for("similar-items", rules, anchor=product)
     act, arm = _experiment_arm("similar-items", user, session_key)
     depth = overfetch(limit, rules) + 8  # spare candidates for products excluded later
-    key = _key("similar", product.pk, depth, rules.cache_key(), act.key, arm.key)
-    pv_key = product_version_key(product.pk)
-    hit = _cache_get_many([key, pv_key]) if cached else {}
-    pv = hit.get(pv_key, "")
     cards: dict = {}
-    if key in hit and hit[key][0] == pv:
-        _, ranked, source = hit[key]
-    else:
-        ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards)
-        timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
-        if cached:
-            _cache_set(key, (pv, ranked, source), timeout)
+    ranked, source = cached_ranked(
+        ("similar", product.pk, depth, rules.cache_key(), act.key, arm.key),
+        product.pk,
+        cached,
+        lambda: _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards),
+    )
     found = _finish("similar-items", ranked, limit, rules, act, source, {product.pk}, (user, session_key), cards)
     found.arm = arm.label
     return found
+
+
+def cached_ranked(parts: tuple, anchor_pk, cached: bool, compute: Callable[[], tuple[Ranked, str]]):
+    """``(ranked, source)`` of a list anchored on a product: from the cache, or computed by ``compute()`` and cached.
+
+    The key is ``parts``; an entry stays valid until the anchor's version changes (its
+    product or images saved) or ``LIST_CACHE_SECONDS`` pass (a minute for a "popular"
+    fallback). ``cached=False`` computes afresh and stores nothing (the admin preview).
+    """
+    key, pv_key = _key(*parts), product_version_key(anchor_pk)
+    hit = _cache_get_many([key, pv_key]) if cached else {}
+    pv = hit.get(pv_key, "")
+    if key in hit and hit[key][0] == pv:
+        return hit[key][1], hit[key][2]
+    ranked, source = compute()
+    if cached:
+        _cache_set(key, (pv, ranked, source), int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60)
+    return ranked, source
 
 
 @serving_read
