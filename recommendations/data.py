@@ -125,15 +125,11 @@ def item_vectors(items: np.ndarray, model: EmbeddingModel | None) -> np.ndarray 
     return out
 
 
-def copurchased_columns(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of item columns bought together (complete the look's training data) and their shopper counts.
+def complement_events(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete the look's training events on ``items``: shopper indices, item columns, unix seconds.
 
-    "Together": events of ``COMPLEMENT_KINDS`` (basket additions, purchases) by one
-    shopper within ``COMPLEMENT_WINDOW_SECONDS``; see
-    :func:`recommendations.ml.complements.copurchase_pairs`.
+    Every event of ``COMPLEMENT_KINDS`` (basket additions, purchases), as parallel arrays.
     """
-    from .ml.complements import copurchase_pairs
-
     column = {int(pk): i for i, pk in enumerate(items)}
     shoppers: dict[str, int] = {}
     who, cols, times = [], [], []
@@ -144,9 +140,4 @@ def copurchased_columns(items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         who.append(shoppers.setdefault(shopper_key(user_id, session), len(shoppers)))
         cols.append(column[product_id])
         times.append(created.timestamp())
-    return copurchase_pairs(
-        np.array(who, np.int64),
-        np.array(cols, np.int64),
-        np.array(times),
-        float(visrec_settings.COMPLEMENT_WINDOW_SECONDS),
-    )
+    return np.array(who, np.int64), np.array(cols, np.int64), np.array(times, np.float64)

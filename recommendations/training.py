@@ -288,15 +288,18 @@ def complements_path(artifact: Path) -> Path:
 def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     """Fit complete the look's compatibility model on the snapshot's co-purchases and store it beside ``artifact``.
 
-    Needs image vectors and at least one co-purchased pair (else nothing is stored and
-    complete the look serves co-purchases and popular products only). The codes of every
-    snapshot product are stored with it, so serving scores them with one matrix product.
+    The candidates' recent sales (``COMPLEMENT_PRIOR_SECONDS`` before the newest) are its
+    popularity prior (weighted by ``COMPLEMENT_MODEL["prior_weight"]``). Needs image vectors
+    and at least one co-purchased pair (else nothing is stored and complete the look serves
+    co-purchases and popular products only). The codes of every snapshot product are
+    stored with it, so serving scores them with one matrix product.
     """
-    from .data import copurchased_columns
-    from .ml.complements import CompatibilityModel
+    from .data import complement_events
+    from .ml.complements import CompatibilityModel, copurchase_pairs
 
     features = snapshot.item_features
-    pairs, counts = copurchased_columns(snapshot.items)
+    shoppers, cols, times = complement_events(snapshot.items)
+    pairs, counts = copurchase_pairs(shoppers, cols, times, float(visrec_settings.COMPLEMENT_WINDOW_SECONDS))
     if features is None or not len(pairs):
         logger.info("no complete-the-look model: %s", "no image vectors" if features is None else "no co-purchases")
         return None
@@ -305,7 +308,11 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     except ValueError as e:  # e.g. no pair of products that both have a picture
         logger.info("no complete-the-look model: %s", e)
         return None
-    return model.save(complements_path(artifact), codes=model.item_codes(features), items=snapshot.items)
+    recent = np.bincount(
+        cols[times >= times.max() - float(visrec_settings.COMPLEMENT_PRIOR_SECONDS)], minlength=len(features)
+    )
+    codes = model.item_codes(features, recent)  # the prior: what sold in the last COMPLEMENT_PRIOR_SECONDS
+    return model.save(complements_path(artifact), codes=codes, items=snapshot.items)
 
 
 def load_complements(artifact: Path, mapped: bool = False) -> tuple | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,18 @@ def test_copurchase_pairs_count_shoppers_within_the_window():
     # shopper 0 and 1 both bought 1 and 2 within a day; 3 came days later; 4 and 5 were two days apart
     assert pairs.tolist() == [[1, 2]]
     assert counts.tolist() == [2.0]
+
+
+def test_the_recent_popularity_prior_lifts_what_sells_now(fitted):
+    model, vectors, kinds, unseen = fitted
+    anchor = unseen[0]
+    partners = np.flatnonzero(kinds == PARTNER[kinds[anchor]])
+    plain = model.score(vectors[[anchor]], vectors)[0]
+    last = partners[np.argmin(plain[partners])]  # the partner it likes least
+    recent = np.zeros(len(vectors))
+    recent[last] = 1000.0
+    lifted = dataclasses.replace(model, prior_weight=5.0)
+    codes = lifted.item_codes(vectors, recent)
+    scores = codes @ lifted.anchor_codes(vectors[[anchor]])[0]
+    assert np.argmax(scores) == last
+    np.testing.assert_allclose(model.item_codes(vectors, recent), model.item_codes(vectors))  # weight 0: no prior
