@@ -316,11 +316,15 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
 
 
 def load_complements(artifact: Path, mapped: bool = False) -> tuple | None:
-    """``(model, codes, items)`` stored by :func:`save_complements` beside ``artifact``, or None."""
+    """``(model, codes, items)`` stored by :func:`save_complements` beside ``artifact`` (None: none, or unreadable)."""
     from .ml.complements import CompatibilityModel
 
     path = complements_path(artifact)
     if not path.exists():
         return None
-    model, arrays = CompatibilityModel.load(path, mapped=mapped)
-    return model, arrays["codes"], arrays["items"]
+    try:
+        model, arrays = CompatibilityModel.load(path, mapped=mapped)
+        return model, arrays["codes"], arrays["items"]
+    except (OSError, ValueError, KeyError):  # the version still serves; complete the look without its model
+        logger.exception("cannot load the complete-the-look model %s", path.name)
+        return None

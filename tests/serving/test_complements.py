@@ -195,3 +195,11 @@ def test_the_api_answers_503_not_500_when_the_backend_is_down(shop, client, monk
     monkeypatch.setattr(serving, "complete_the_look", broken)
     response = client.get(f"/api/v1/products/{shop[0].pk}/complements/")
     assert response.status_code == 503
+
+
+def test_an_unreadable_compatibility_model_leaves_the_version_serving(trained):
+    version = serving.active().version
+    path = training.complements_path(training.artifacts_dir() / version.artifact)
+    path.write_bytes(b"not an npz")
+    assert training.load_complements(path.with_name(version.artifact)) is None
+    assert training.load_version(version).model is not None
