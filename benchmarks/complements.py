@@ -49,7 +49,12 @@ from _quality_data import image_vectors, load_dataset, parse_time
 from freshness import git_commit
 
 sys.path.insert(0, str(ROOT))
-from recommendations.ml.complements import CompatibilityModel, copurchase_pairs, principal_axes  # noqa: E402
+from recommendations.ml.complements import (  # noqa: E402
+    CompatibilityModel,
+    copurchase_pairs,
+    decayed_weights,
+    principal_axes,
+)
 
 log = logging.getLogger("visrec.bench.complements")
 
@@ -155,12 +160,7 @@ def cooc_matrix(data, mask: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.n
 
 def pair_weights(data, mask: np.ndarray, pairs: np.ndarray, counts: np.ndarray, half_life_days: float) -> np.ndarray:
     """Weight of each pair: its shopper count, decayed by the age of its items' last purchase (0: no decay)."""
-    if not half_life_days:
-        return counts
-    last = np.full(data.n_items, -np.inf)
-    np.maximum.at(last, data.items[mask], data.timestamps[mask])
-    age = (data.timestamps[mask].max() - np.minimum(last[pairs[:, 0]], last[pairs[:, 1]])) / DAY
-    return counts * 0.5 ** (age / half_life_days)
+    return decayed_weights(pairs, counts, data.items[mask], data.timestamps[mask], half_life_days * DAY)
 
 
 def scorers(data, vectors, mask, window: float | None, model: CompatibilityModel, model_window: float | None):

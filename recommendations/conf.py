@@ -130,7 +130,14 @@ DEFAULTS: dict[str, Any] = {
     "COMPLEMENT_KINDS": ["add_to_cart", "purchase"],
     "COMPLEMENT_WINDOW_SECONDS": 24 * 3600,
     "COMPLEMENT_DEFAULT_LIMIT": 8,
-    "COMPLEMENT_MODEL": {"rank": 32, "dims": 128, "epochs": 3, "weight_decay": 1e-3, "prior_weight": 1.0},
+    "COMPLEMENT_MODEL": {
+        "rank": 32,
+        "dims": 128,
+        "epochs": 3,
+        "weight_decay": 1e-3,
+        "prior_weight": 1.0,
+        "half_life_days": 60.0,
+    },
     "COMPLEMENT_PRIOR_SECONDS": 28 * 24 * 3600,
     "RECENTLY_VIEWED_DEFAULT_LIMIT": 8,
     # Session taste: how many recent events count, their weight by kind and the half-life

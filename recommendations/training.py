@@ -289,13 +289,14 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     """Fit complete the look's compatibility model on the snapshot's co-purchases and store it beside ``artifact``.
 
     The candidates' recent sales (``COMPLEMENT_PRIOR_SECONDS`` before the newest) are its
-    popularity prior (weighted by ``COMPLEMENT_MODEL["prior_weight"]``). Needs image vectors
+    popularity prior (weighted by ``COMPLEMENT_MODEL["prior_weight"]``); pairs count less as
+    they age (``COMPLEMENT_MODEL["half_life_days"]``). Needs image vectors
     and at least one co-purchased pair (else nothing is stored and complete the look serves
     co-purchases and popular products only). The codes of every snapshot product are
     stored with it, so serving scores them with one matrix product.
     """
     from .data import complement_events
-    from .ml.complements import CompatibilityModel, copurchase_pairs
+    from .ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights
 
     features = snapshot.item_features
     shoppers, cols, times = complement_events(snapshot.items)
@@ -303,8 +304,10 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     if features is None or not len(pairs):
         logger.info("no complete-the-look model: %s", "no image vectors" if features is None else "no co-purchases")
         return None
+    params = dict(visrec_settings.COMPLEMENT_MODEL)
+    weights = decayed_weights(pairs, counts, cols, times, float(params.pop("half_life_days", 0.0)) * 86_400.0)
     try:
-        model = CompatibilityModel(**dict(visrec_settings.COMPLEMENT_MODEL)).fit(features, pairs, counts)
+        model = CompatibilityModel(**params).fit(features, pairs, weights)
     except ValueError as e:  # e.g. no pair of products that both have a picture
         logger.info("no complete-the-look model: %s", e)
         return None

@@ -302,3 +302,21 @@ def copurchase_pairs(
     triples = np.array(sorted(found), dtype=np.int64)
     pairs, counts = np.unique(triples[:, :2], axis=0, return_counts=True)
     return pairs, counts.astype(np.float32)
+
+
+def decayed_weights(
+    pairs: np.ndarray, counts: np.ndarray, items: np.ndarray, times: np.ndarray, half_life: float
+) -> np.ndarray:
+    """Pair weights that favour what sells now: ``counts`` halved every ``half_life`` seconds of age.
+
+    A pair's age is that of the older of its two items' latest events (``items``,
+    ``times``: the events' item indices and unix seconds) before the newest event.
+    ``half_life`` 0: the counts as they are.
+    """
+    counts = np.asarray(counts, np.float64)
+    if not half_life or not len(pairs):
+        return counts
+    last = np.full(int(max(np.max(pairs), np.max(items))) + 1, -np.inf)
+    np.maximum.at(last, np.asarray(items, np.int64), np.asarray(times, np.float64))
+    age = float(np.max(times)) - np.minimum(last[pairs[:, 0]], last[pairs[:, 1]])
+    return counts * 0.5 ** (age / float(half_life))

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recommendations.ml.complements import CompatibilityModel, copurchase_pairs, top_partners
+from recommendations.ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights, top_partners
 
 pytest.importorskip("torch")
 
@@ -117,3 +117,13 @@ def test_the_recent_popularity_prior_lifts_what_sells_now(fitted):
     scores = codes @ lifted.anchor_codes(vectors[[anchor]])[0]
     assert np.argmax(scores) == last
     np.testing.assert_allclose(model.item_codes(vectors, recent), model.item_codes(vectors))  # weight 0: no prior
+
+
+def test_decayed_weights_halve_per_half_life_of_the_older_items_last_event():
+    day = 86_400.0
+    pairs = np.array([[0, 1], [1, 2]])
+    items, times = np.array([0, 1, 2, 1]), np.array([0.0, 10 * day, 20 * day, 20 * day])
+    # pair (0, 1): item 0 last seen 20 days before the newest event; pair (1, 2): both seen last on day 20
+    weights = decayed_weights(pairs, np.array([4.0, 2.0]), items, times, half_life=10 * day)
+    np.testing.assert_allclose(weights, [1.0, 2.0])
+    np.testing.assert_allclose(decayed_weights(pairs, np.array([4.0, 2.0]), items, times, 0.0), [4.0, 2.0])
