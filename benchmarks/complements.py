@@ -339,7 +339,7 @@ Target (compatibility above both baselines on never-bought anchors, hit@12 inter
 Chosen on the validation cut ({args.val_weeks} weeks before {args.split}; fit on what came before): compatibility
 {params} (with {FIXED}); co-purchase tie-break popularity over {"the last 28 days" if window else "all"} of training.
 
-{RESULT_PREFIX}{result}`
+`{result}`
 
 ### Validation trials (never the test period)
 
@@ -370,8 +370,6 @@ Chosen on the validation cut ({args.val_weeks} weeks before {args.split}; fit on
 """
     return body, result
 
-
-RESULT_PREFIX = "`"
 
 if __name__ == "__main__":
     main()

@@ -31,6 +31,7 @@ from .versions import Active, active, loaded_model
 logger = logging.getLogger(__name__)
 
 WIDGET = "complete-the-look"
+ANCHOR_EVENTS = 2000  # the anchor's latest basket/purchase events whose shoppers' baskets are read
 
 
 @serving_read
@@ -102,7 +103,9 @@ def copurchased(pk, limit: int) -> list[tuple[int, float]]:
 
     "With": an event of ``COMPLEMENT_KINDS`` by the same signed-in user (or, for
     anonymous events, the same session) within ``COMPLEMENT_WINDOW_SECONDS`` of one on
-    ``pk``. Two index lookups per anchor event (by product, then by the shopper's history).
+    ``pk``. Two index lookups per anchor event (by product, then by the shopper's history),
+    over the anchor's latest ``ANCHOR_EVENTS`` events: a best seller's list costs no more
+    than that (and is cached).
     """
     quote = connection.ops.quote_name
     table = quote(Interaction._meta.db_table)
@@ -111,7 +114,7 @@ def copurchased(pk, limit: int) -> list[tuple[int, float]]:
     near = "b.created_at BETWEEN a.created_at - make_interval(secs => %s) AND a.created_at + make_interval(secs => %s)"
     sql = (
         f"WITH a AS (SELECT user_id, session_key, created_at FROM {table} "
-        f"WHERE product_id = %s AND kind = ANY(%s::text[])), "
+        f"WHERE product_id = %s AND kind = ANY(%s::text[]) ORDER BY created_at DESC LIMIT {ANCHOR_EVENTS}), "
         f"b AS (SELECT b.product_id, 'u' || b.user_id::text AS who FROM a JOIN {table} b "
         f"ON b.user_id = a.user_id AND {near} WHERE b.kind = ANY(%s::text[]) "
         f"UNION ALL SELECT b.product_id, 's' || b.session_key FROM a JOIN {table} b "

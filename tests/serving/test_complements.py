@@ -15,6 +15,7 @@ from recommendations import serving, training
 from recommendations.cockpit.merch import rule_preview
 from recommendations.models import Interaction, Rule
 from recommendations.rules import bump_merch_version, rules_for
+from recommendations.serving import complements
 from tests.serving.conftest import widget_ids
 
 N, DIMS = 80, 16
@@ -203,3 +204,14 @@ def test_an_unreadable_compatibility_model_leaves_the_version_serving(trained):
     path.write_bytes(b"not an npz")
     assert training.load_complements(path.with_name(version.artifact)) is None
     assert training.load_version(version).model is not None
+
+
+def test_only_the_anchors_latest_events_are_read(shop, monkeypatch):
+    anchor = shop[0]
+    bought(anchor, "old", timedelta(days=9))
+    bought(shop[1], "old", timedelta(days=9))
+    bought(anchor, "new", timedelta(hours=3))
+    bought(shop[2], "new", timedelta(hours=2))
+    assert {pk for pk, _ in serving.copurchased(anchor.pk, 10)} == {shop[1].pk, shop[2].pk}
+    monkeypatch.setattr(complements, "ANCHOR_EVENTS", 1)
+    assert serving.copurchased(anchor.pk, 10) == [(shop[2].pk, 1.0)]
