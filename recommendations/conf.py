@@ -123,6 +123,22 @@ DEFAULTS: dict[str, Any] = {
     # For you: weight of the active model's user scores and of the session's live taste.
     "FOR_YOU_BLEND": {"model": 0.5, "session": 0.5},
     "FOR_YOU_DEFAULT_LIMIT": 12,
+    # Complete the look: products of other categories bought with this one (events of
+    # these kinds by one shopper within COMPLEMENT_WINDOW_SECONDS of each other), then the
+    # compatibility model's partners (trained with each model version; its parameters were
+    # chosen on hm's validation cut, docs/benchmarks/complements.md).
+    "COMPLEMENT_KINDS": ["add_to_cart", "purchase"],
+    "COMPLEMENT_WINDOW_SECONDS": 24 * 3600,
+    "COMPLEMENT_DEFAULT_LIMIT": 8,
+    "COMPLEMENT_MODEL": {
+        "rank": 32,
+        "dims": 128,
+        "epochs": 3,
+        "weight_decay": 1e-3,
+        "prior_weight": 1.0,
+        "half_life_days": 60.0,
+    },
+    "COMPLEMENT_PRIOR_SECONDS": 28 * 24 * 3600,
     "RECENTLY_VIEWED_DEFAULT_LIMIT": 8,
     # The widgets of one page share their products: a widget leaves out what the tags above
     # it showed (and the products given to {% visrec_page shown=... %}) and ranks further

@@ -123,3 +123,21 @@ def item_vectors(items: np.ndarray, model: EmbeddingModel | None) -> np.ndarray 
     for product_id, vector in rows.values_list("image__product_id", "vector").iterator(chunk_size=2000):
         out[column[product_id]] = np.asarray(vector, dtype=np.float32)
     return out
+
+
+def complement_events(items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete the look's training events on ``items``: shopper indices, item columns, unix seconds.
+
+    Every event of ``COMPLEMENT_KINDS`` (basket additions, purchases), as parallel arrays.
+    """
+    column = {int(pk): i for i, pk in enumerate(items)}
+    shoppers: dict[str, int] = {}
+    who, cols, times = [], [], []
+    events = Interaction.objects.filter(kind__in=list(visrec_settings.COMPLEMENT_KINDS), product_id__in=items.tolist())
+    for user_id, session, product_id, created in events.values_list(
+        "user_id", "session_key", "product_id", "created_at"
+    ).iterator(chunk_size=20_000):
+        who.append(shoppers.setdefault(shopper_key(user_id, session), len(shoppers)))
+        cols.append(column[product_id])
+        times.append(created.timestamp())
+    return np.array(who, np.int64), np.array(cols, np.int64), np.array(times, np.float64)

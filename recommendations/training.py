@@ -206,6 +206,10 @@ def _store(candidate: Candidate, snapshot: Snapshot) -> ModelVersion:
     """Refit the winner on every interaction and save artifact + id maps."""
     model, seconds = fit_model(candidate.kind, candidate.params, snapshot, None)
     path = save_artifact(model, snapshot.users, snapshot.items)
+    try:
+        save_complements(snapshot, path)
+    except Exception:  # complete the look falls back to co-purchases; the version itself is good
+        logger.exception("cannot train the complete-the-look model")
     version = ModelVersion.objects.create(
         kind=candidate.kind,
         params=candidate.params,
@@ -253,6 +257,8 @@ class LoadedVersion:
     users: np.ndarray
     items: np.ndarray
     mapped_dir: Path | None = None
+    # complete the look: (compatibility model, item codes, product pks of the codes), if trained
+    complements: tuple | None = None
 
 
 def load_version(version: ModelVersion, mapped: bool = False) -> LoadedVersion:
@@ -264,9 +270,64 @@ def load_version(version: ModelVersion, mapped: bool = False) -> LoadedVersion:
     """
     path = artifacts_dir() / version.artifact
     model = Recommender.load(path, mapped=mapped)
+    complements = load_complements(path, mapped)
     if mapped:
         folder = mapped_dir(path)
         ids = unpack(path.with_suffix(".ids.npz"), folder)
-        return LoadedVersion(version, model, ids["users"], ids["items"], folder)
+        return LoadedVersion(version, model, ids["users"], ids["items"], folder, complements)
     with np.load(path.with_suffix(".ids.npz"), allow_pickle=False) as ids:
-        return LoadedVersion(version, model, ids["users"], ids["items"])
+        return LoadedVersion(version, model, ids["users"], ids["items"], complements=complements)
+
+
+# -- complete the look -----------------------------------------------------------------
+def complements_path(artifact: Path) -> Path:
+    """Where the compatibility model trained with a version's ``artifact`` is stored."""
+    return artifact.with_name(f"{artifact.stem}.complements.npz")
+
+
+def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
+    """Fit complete the look's compatibility model on the snapshot's co-purchases and store it beside ``artifact``.
+
+    The candidates' recent sales (``COMPLEMENT_PRIOR_SECONDS`` before the newest) are its
+    popularity prior (weighted by ``COMPLEMENT_MODEL["prior_weight"]``); pairs count less as
+    they age (``COMPLEMENT_MODEL["half_life_days"]``). Needs image vectors
+    and at least one co-purchased pair (else nothing is stored and complete the look serves
+    co-purchases and popular products only). The codes of every snapshot product are
+    stored with it, so serving scores them with one matrix product.
+    """
+    from .data import complement_events
+    from .ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights
+
+    features = snapshot.item_features
+    shoppers, cols, times = complement_events(snapshot.items)
+    pairs, counts = copurchase_pairs(shoppers, cols, times, float(visrec_settings.COMPLEMENT_WINDOW_SECONDS))
+    if features is None or not len(pairs):
+        logger.info("no complete-the-look model: %s", "no image vectors" if features is None else "no co-purchases")
+        return None
+    params = dict(visrec_settings.COMPLEMENT_MODEL)
+    weights = decayed_weights(pairs, counts, cols, times, float(params.pop("half_life_days", 0.0)) * 86_400.0)
+    try:
+        model = CompatibilityModel(**params).fit(features, pairs, weights)
+    except ValueError as e:  # e.g. no pair of products that both have a picture
+        logger.info("no complete-the-look model: %s", e)
+        return None
+    recent = np.bincount(
+        cols[times >= times.max() - float(visrec_settings.COMPLEMENT_PRIOR_SECONDS)], minlength=len(features)
+    )
+    codes = model.item_codes(features, recent)  # the prior: what sold in the last COMPLEMENT_PRIOR_SECONDS
+    return model.save(complements_path(artifact), codes=codes, items=snapshot.items)
+
+
+def load_complements(artifact: Path, mapped: bool = False) -> tuple | None:
+    """``(model, codes, items)`` stored by :func:`save_complements` beside ``artifact`` (None: none, or unreadable)."""
+    from .ml.complements import CompatibilityModel
+
+    path = complements_path(artifact)
+    if not path.exists():
+        return None
+    try:
+        model, arrays = CompatibilityModel.load(path, mapped=mapped)
+        return model, arrays["codes"], arrays["items"]
+    except (OSError, ValueError, KeyError):  # the version still serves; complete the look without its model
+        logger.exception("cannot load the complete-the-look model %s", path.name)
+        return None

@@ -150,6 +150,10 @@ class SimilarListSerializer(RecommendationListSerializer):
     product = serializers.IntegerField(help_text="The product the list is similar to")
 
 
+class ComplementListSerializer(RecommendationListSerializer):
+    product = serializers.IntegerField(help_text="The product the list goes with (its own category left out)")
+
+
 class PopularPageSerializer(RecommendationListSerializer):
     next = serializers.URLField(allow_null=True, help_text="The next page, null on the last one")
     previous = serializers.URLField(allow_null=True)

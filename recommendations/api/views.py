@@ -32,6 +32,7 @@ from .errors import (
 )
 from .parsers import ImageUploadParser, LimitedJSONParser
 from .serializers import (
+    ComplementListSerializer,
     ErrorSerializer,
     EventBatchResultSerializer,
     EventBatchSerializer,
@@ -152,10 +153,35 @@ def listing(request, rec_list, *, user=None, session: str | None = None, **extra
     }
 
 
-class SimilarProductsView(APIView):
-    """Visually similar products, blended with the active model's item neighbours."""
+class _ProductListView(APIView):
+    """A list chosen for one product (``serve(product, limit, user=..., session_key=...)``)."""
 
     throttle_scope = "recommendations"
+    widget = ""
+    default_limit = "SIMILAR_DEFAULT_LIMIT"
+
+    def serve(self, product, limit: int, user, session):
+        raise NotImplementedError
+
+    def get(self, request, pk: int):
+        params = _params(request)
+        product = serving.anchor_product(pk) if pk < 2**63 else None
+        if product is None:
+            raise ProductNotFound(f"Product {pk} does not exist.")
+        user, session, limit = *subject(request), _limit(params, self.default_limit)
+        rec_list = _or_cached(
+            self.widget, limit, lambda: self.serve(product, limit, user, session), exclude=[product.pk]
+        )
+        return Response(listing(request, rec_list, user=user, session=session, product=product.pk))
+
+
+class SimilarProductsView(_ProductListView):
+    """Visually similar products, blended with the active model's item neighbours."""
+
+    widget = "similar-items"
+
+    def serve(self, product, limit: int, user, session):
+        return serving.similar_items(product, limit, user=user, session_key=session)
 
     @extend_schema(
         operation_id="products_similar",
@@ -163,18 +189,31 @@ class SimilarProductsView(APIView):
         responses={200: SimilarListSerializer, **errors(400, 401, 404, 429, 503)},
     )
     def get(self, request, pk: int):
-        params = _params(request)
-        product = serving.anchor_product(pk) if pk < 2**63 else None
-        if product is None:
-            raise ProductNotFound(f"Product {pk} does not exist.")
-        user, session, limit = *subject(request), _limit(params)
-        rec_list = _or_cached(
-            "similar-items",
-            limit,
-            lambda: serving.similar_items(product, limit, user=user, session_key=session),
-            exclude=[product.pk],
-        )
-        return Response(listing(request, rec_list, user=user, session=session, product=product.pk))
+        return super().get(request, pk)
+
+
+class ComplementsView(_ProductListView):
+    """Complete the look: products of other categories that go with this one.
+
+    Those shoppers bought with it (same basket, or the same shopper within a day) first;
+    for a product with no such history, those whose pictures past buyers paired with
+    pictures like its own (the compatibility model). ``reason`` of each item:
+    ``co-purchase``, ``compatibility`` or ``popular``.
+    """
+
+    widget = "complete-the-look"
+    default_limit = "COMPLEMENT_DEFAULT_LIMIT"
+
+    def serve(self, product, limit: int, user, session):
+        return serving.complete_the_look(product, limit, user=user, session_key=session)
+
+    @extend_schema(
+        operation_id="products_complements",
+        parameters=[ListParamsSerializer],
+        responses={200: ComplementListSerializer, **errors(400, 401, 404, 429, 503)},
+    )
+    def get(self, request, pk: int):
+        return super().get(request, pk)
 
 
 class ForYouView(APIView):

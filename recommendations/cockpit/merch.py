@@ -30,7 +30,7 @@ from . import health, overlay, whatif
 logger = logging.getLogger(__name__)
 
 PREVIEW_LIMIT = 8
-WIDGETS = ["similar-items", "for-you", "search-by-photo", "popular"]
+WIDGETS = ["similar-items", "complete-the-look", "for-you", "search-by-photo", "popular"]
 
 
 def category_choices() -> list[tuple[str, str]]:
@@ -183,6 +183,8 @@ def preview_list(widget: str, product, category, limit: int = PREVIEW_LIMIT) -> 
     with on_primary():
         if widget == "similar-items":
             return serving.similar_items(product, limit, cached=False)
+        if widget == "complete-the-look":
+            return serving.complete_the_look(product, limit, cached=False)
         if widget == "popular":
             return serving.RecommendationList("popular", serving.popular(limit, category), None, None, "popular")
         return serving.for_you(limit=limit, category=category)
@@ -192,8 +194,8 @@ def rule_preview(rule: Rule, product_id=None, category_id=None) -> dict:
     """``before``/``after`` lists of the rule's widget, with the other rules in force; nothing is saved."""
     product, category = _scope(rule, product_id, category_id)
     widget = rule.widget or ("similar-items" if product is not None else "for-you")
-    if widget == "similar-items" and product is None:
-        raise ValueError("Choose a product to preview its similar items.")
+    if widget in ("similar-items", "complete-the-look") and product is None:
+        raise ValueError("Choose a product to preview its similar items or complete the look.")
     if widget == "search-by-photo":
         raise ValueError("Search by photo needs a photo; preview this rule on another widget.")
     others = [r for r in Rule.objects.filter(is_active=True) if r.pk != rule.pk]

@@ -8,6 +8,8 @@ Views, template tags and the API call these functions; nothing here renders.
 - ``for_you``: the active model's scores for a shopper it knows, blended with the
   session's live taste (image vectors of what the shopper just viewed, clicked, carted
   or bought); cold shoppers get what is trending in the current category, then overall.
+- ``complete_the_look``: products of other categories bought with the product, then the
+  compatibility model's partners of its picture (for a product with no history).
 - ``recently_viewed``, ``search_by_image``, ``trending``, ``popular``.
 
 Lists are cached by candidate ids (the Django cache; Redis when configured). Keys carry
@@ -20,9 +22,10 @@ The package by concern: ``results`` (what callers get), ``keys`` (cache keys),
 ``versions`` (active versions, loaded models), ``cards``, ``vectors`` (pgvector SQL, prepared
 statements), ``rules_sql``, ``lists`` (cards, arranging, blending), ``fallbacks``
 (popular, trending, topping up), ``similar``, ``taste`` (shopper history, session
-taste), ``personal`` (for you, recently viewed), ``photo``, ``reasons`` ("why this?":
-the shopper's own product behind a "for you" item, what a similar item shares) and
-``page`` (the products a page's widgets have shown, so none repeats another). Everything is re-exported here:
+taste), ``personal`` (for you, recently viewed), ``complements`` (complete the look),
+``photo``, ``reasons`` ("why this?": the shopper's own product behind a "for you" item,
+what a similar item shares) and ``page`` (the products a page's widgets have shown, so
+none repeats another). Everything is re-exported here:
 ``from recommendations import serving; serving.similar_items(...)``.
 """
 
@@ -34,6 +37,11 @@ from .cards import (  # noqa: F401
     _card_fields,
     product_image_url,
     products_from_rows,
+)
+from .complements import (  # noqa: F401
+    complete_the_look,
+    copurchased,
+    other_categories,
 )
 from .fallbacks import (  # noqa: F401
     _LAST_GOOD_CHECK,
@@ -111,6 +119,7 @@ from .similar import (  # noqa: F401
     _model_neighbours,
     _similar_ranked,
     anchor_product,
+    cached_ranked,
     similar_items,
     similar_items_or_fallback,
 )

@@ -38,9 +38,9 @@ class Recommendation:
     """A product with the score that ranked it and why it is there.
 
     ``reason``: "visual", "model", "session", "trending", "popular", "pinned",
-    "recently-viewed". ``because``: for "for you" items ranked from the shopper's history,
-    the history product that drew it in (:mod:`.reasons`). ``shares``: for similar items,
-    what they share with the anchor ("category", "colour").
+    "recently-viewed", "co-purchase", "compatibility". ``because``: for "for you" items
+    ranked from the shopper's history, the history product that drew it in (:mod:`.reasons`).
+    ``shares``: for similar items, what they share with the anchor ("category", "colour").
     """
 
     product: object
@@ -55,9 +55,10 @@ class RecommendationList:
     """One widget's list and what produced it (for impressions and CTR).
 
     ``source``: "visual", "model", "session", "model+session", "trending", "popular",
-    "recently-viewed", "cache-fallback" or "empty". ``context``: what the list was asked
-    for (anchor ``product``, ``category``, ``limit``, ``exclude``), logged with its
-    impression so the owner's what-if replay (:mod:`recommendations.replay`) can ask again.
+    "recently-viewed", "co-purchase", "compatibility", "cache-fallback" or "empty".
+    ``context``: what the list was asked for (anchor ``product``, ``category``, ``limit``,
+    ``exclude``), logged with its impression so the owner's what-if replay
+    (:mod:`recommendations.replay`) can ask again.
     """
 
     widget: str

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from django.core.exceptions import ValidationError
 from django.db import connection
@@ -55,27 +57,53 @@ def similar_items(
     rules = rules_for("similar-items", rules, anchor=product)
     act, arm = _experiment_arm("similar-items", user, session_key)
     exclude = {product.pk, *exclude}
-    spare = 8 * -(-(len(exclude) - 1) // 8)  # for the page's products, in steps (a few cached lists per product)
-    depth = overfetch(limit, rules) + 8 + spare  # spare candidates for products excluded later
-    key = _key("similar", product.pk, depth, rules.cache_key(), act.key, arm.key)
-    pv_key = product_version_key(product.pk)
-    hit = _cache_get_many([key, pv_key]) if cached else {}
-    pv = hit.get(pv_key, "")
+    depth = overfetch(limit, rules) + 8 + page_spare(exclude)  # spare candidates for products excluded later
     cards: dict = {}
-    if key in hit and hit[key][0] == pv and len(hit[key]) == 4:
-        _, ranked, source, colours = hit[key]
-    else:
+
+    def compute():
         ranked, source = _similar_ranked(product, depth, rules, act, arm.settings["SIMILAR_BLEND"], cards)
-        colours = colour_similarities(product.pk, [pk for pk, _, _ in ranked], act.embedding)
-        timeout = int(visrec_settings.LIST_CACHE_SECONDS) if source != "popular" else 60
-        if cached and colours is not None:  # (not a list whose reasons failed: the next read tries again)
-            _cache_set(key, (pv, ranked, source, colours), timeout)
+        return ranked, source, colour_similarities(product.pk, [pk for pk, _, _ in ranked], act.embedding)
+
+    key = ("similar", product.pk, depth, rules.cache_key(), act.key, arm.key, "shares")
+    ranked, source, colours = cached_ranked(key, product.pk, cached, compute)
     found = _finish("similar-items", ranked, limit, rules, act, source, exclude, (user, session_key), cards)
     found.items = with_shares(found.items, product, colours)
     found.arm = arm.label
+    found.context = anchored_context(product, limit, exclude)
+    return found
+
+
+def page_spare(exclude: set) -> int:
+    """Extra candidates for the page's products left out of a list (``exclude`` but the anchor), in steps of 8.
+
+    Steps keep a few cached lists per product rather than one per page.
+    """
+    return 8 * -(-(len(exclude) - 1) // 8)
+
+
+def anchored_context(product, limit: int, exclude: set) -> dict:
+    """What a list anchored on ``product`` was asked for, as its impression logs it (the what-if replay)."""
     shown = sorted(exclude - {product.pk}, key=str)  # the page's products above this list
-    found.context = {"product": product.pk, "category": getattr(product, "category_id", None), "limit": limit}
-    found.context["exclude"] = shown
+    return {"product": product.pk, "category": getattr(product, "category_id", None), "limit": limit, "exclude": shown}
+
+
+def cached_ranked(parts: tuple, anchor_pk, cached: bool, compute: Callable[[], tuple]) -> tuple:
+    """``(ranked, source, *extras)`` of a list anchored on a product: cached, or ``compute()``'s, then cached.
+
+    The key is ``parts``; an entry stays valid until the anchor's version changes (its
+    product or images saved) or ``LIST_CACHE_SECONDS`` pass (a minute for a "popular"
+    fallback). ``cached=False`` computes afresh and stores nothing (the admin preview). An
+    extra that is None (reasons whose query failed) is not stored: the next read tries again.
+    """
+    key, pv_key = _key(*parts), product_version_key(anchor_pk)
+    hit = _cache_get_many([key, pv_key]) if cached else {}
+    pv = hit.get(pv_key, "")
+    if key in hit and hit[key][0] == pv:
+        return hit[key][1:]
+    found = tuple(compute())
+    if cached and all(extra is not None for extra in found[2:]):
+        timeout = int(visrec_settings.LIST_CACHE_SECONDS) if found[1] != "popular" else 60
+        _cache_set(key, (pv, *found), timeout)
     return found
 
 

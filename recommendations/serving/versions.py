@@ -128,6 +128,25 @@ def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIn
 
 
 @dataclass
+class Complements:
+    """A version's compatibility model with the codes of the products it scores (pks by row)."""
+
+    model: Any  # recommendations.ml.complements.CompatibilityModel
+    codes: np.ndarray
+    items: np.ndarray
+
+    def partners(self, vector: np.ndarray, n: int, exclude=None) -> list[tuple[int, float]]:
+        """``[(product pk, score)]``: the ``n`` products that go best with a picture's ``vector``, best first."""
+        from ..ml.complements import top_partners
+
+        if vector.shape[-1] != self.model.mean.shape[0]:
+            return []  # a vector of another embedding version
+        skip = np.flatnonzero(self.items == exclude) if exclude is not None else None
+        rows, scores = top_partners(self.model.anchor_codes(vector[None, :])[0], self.codes, n, skip)
+        return [(int(self.items[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+
+@dataclass
 class LoadedModel:
     """The active recommender with its id maps (product pk <-> item column, shopper key -> row)."""
 
@@ -143,6 +162,8 @@ class LoadedModel:
     neighbour_cols: np.ndarray | None = None
     # the index ``similar_items`` searches (None: the model answers itself, e.g. item kNN's stored rows)
     index: NeighbourIndex | None = None
+    # complete the look's compatibility model, trained with the version (None: none was)
+    complements: Complements | None = None
 
     def pks(self, cols: np.ndarray) -> list[int]:
         return [int(self.items[c]) for c in cols]
@@ -257,6 +278,7 @@ def serving_model(loaded) -> LoadedModel:
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
         index=index,
+        complements=None if loaded.complements is None else Complements(*loaded.complements),
     )
 
 

@@ -1,4 +1,4 @@
-"""Template tags of the recommendation widgets: ``similar_items``, ``for_you``, ``recently_viewed``.
+"""Template tags of the widgets: ``similar_items``, ``complete_the_look``, ``for_you``, ``recently_viewed``.
 
 Each tag asks :mod:`recommendations.serving` for a list, records an impression
 (asynchronously) and renders a partial template whose links carry signed click
@@ -36,6 +36,7 @@ TITLES = {
     "for-you": "Recommended for you",
     "recently-viewed": "Recently viewed",
     "search-by-photo": "Products that look like your photo",
+    "complete-the-look": "Complete the look",
 }
 
 
@@ -288,20 +289,61 @@ def similar_items(context, product, limit: int | None = None, **options) -> str:
     shown products, see :func:`visrec_page`), and the rules ``max_per_category``,
     ``pinned``, ``blocked``, ``only_categories``, ``exclude_categories`` (ids, lists or "1,2,3").
     """
-    n = _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.SIMILAR_DEFAULT_LIMIT))
-    user, session_key = shopper(context.get("request"))
     category = getattr(product, "category_id", None)
-    page = _page(context.get("request"), options)
-    shown = page.ids() if page else []
-    rec_list = _safely(
+    return _anchored_widget(
+        context,
         "similar-items",
-        n,
-        lambda: serving.similar_items(
-            product, n, rules=tag_rules("similar-items", options), user=user, session_key=session_key, exclude=shown
-        ),
-        lambda: serving.popular(n, category=category, exclude=[product.pk, *shown]),
-        exclude=[product.pk, *shown],
+        serving.similar_items,
+        product,
+        _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.SIMILAR_DEFAULT_LIMIT)),
+        options,
+        lambda n, exclude: serving.popular(n, category=category, exclude=exclude),
     )
+
+
+@register.simple_tag(takes_context=True)
+@never_raises
+def complete_the_look(context, product, limit: int | None = None, **options) -> str:
+    """``{% complete_the_look product limit=8 %}``: products of other categories that go with ``product``.
+
+    Bought with it where shoppers did, else the compatibility model's partners of its
+    picture. Options as :func:`similar_items`'s. Its fallback is popular products of the
+    other categories.
+    """
+    return _anchored_widget(
+        context,
+        "complete-the-look",
+        serving.complete_the_look,
+        product,
+        _limit(limit if limit is not None else options.get("limit"), int(visrec_settings.COMPLEMENT_DEFAULT_LIMIT)),
+        options,
+        lambda n, exclude: serving.popular(
+            n, exclude=exclude, rules=serving.other_categories(serving.Rules(exclude_interacted_kinds=()), product)
+        ),
+    )
+
+
+def _anchored_widget(context, widget: str, serve: Callable, product, n: int, options: dict, fallback) -> str:
+    """A widget of products chosen for ``product`` by ``serve(product, n, rules=, user=, session_key=, exclude=)``.
+
+    It leaves out the page's shown products (:func:`visrec_page`) and records its own;
+    ``fallback(n, exclude)`` serves when the backend fails.
+    """
+    user, session_key = shopper(context.get("request"))
+    page = _page(context.get("request"), options)
+    exclude = [product.pk, *(page.ids() if page else [])]
+    rec_list = _safely(
+        widget,
+        n,
+        lambda: serve(
+            product, n, rules=tag_rules(widget, options), user=user, session_key=session_key, exclude=exclude[1:]
+        ),
+        lambda: fallback(n, exclude),
+        exclude=exclude,
+    )
+    if widget == "complete-the-look" and rec_list.source == "cache-fallback":  # the cached list knows no categories
+        category = getattr(product, "category_id", None)
+        rec_list.items = [r for r in rec_list.items if getattr(r.product, "category_id", None) != category]
     if page:
         page.add([product.pk, *rec_list.product_ids])
     return render_widget(context, rec_list, options.get("title"))

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.django_db
 
 ENDPOINTS = {
     "/api/v1/products/{id}/similar/": "get",
+    "/api/v1/products/{id}/complements/": "get",
     "/api/v1/products/popular/": "get",
     "/api/v1/recommendations/for-you/": "get",
     "/api/v1/search/by-image/": "post",

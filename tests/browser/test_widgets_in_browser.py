@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from catalog.models import ProductImage
 from recommendations import tracking
+from recommendations.models import Interaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,3 +69,36 @@ def test_search_by_photo_in_the_browser(page, small_catalog, tmp_path):
     with page.expect_navigation():
         page.get_by_role("button", name="Find similar products").click()
     assert "This file cannot be used" in page.get_by_role("alert").inner_text()
+
+
+def test_complete_the_look_on_a_product_page(page, small_catalog):
+    # given a shopper who bought the striped shirt and a mug together
+    anchor, mug = small_catalog["anchor"], small_catalog["other2"]
+    for product, hours in ((anchor, 3), (mug, 2)):
+        Interaction.objects.create(
+            product=product, kind="purchase", session_key="buyer", created_at=timezone.now() - timedelta(hours=hours)
+        )
+    # when another shopper opens the shirt's page
+    page.goto(f"{page.base_url}/product/{anchor.pk}/")
+    widget = '[data-visrec-widget="complete-the-look"]'
+    # then below the similar items, "Complete the look" shows that mug first and no shirt at all
+    assert page.locator(f"{widget} h2").inner_text() == "Complete the look"
+    assert page.locator('[data-visrec-widget="similar-items"] + [data-visrec-widget="complete-the-look"]').count() == 1
+    assert _load_all_images(page, f"{widget} img") == 4  # the four mugs
+    first = page.locator(f"{widget} [data-product-id]").first
+    assert int(first.get_attribute("data-product-id")) == mug.pk
+    assert first.get_attribute("data-reason") == "co-purchase"
+    shirts = {p.pk for p in small_catalog.values() if p.category_id == anchor.category_id}
+    shown = {
+        int(x)
+        for x in page.locator(f"{widget} [data-product-id]").evaluate_all(
+            "(cards) => cards.map((c) => c.dataset.productId)"
+        )
+    }
+    assert not shown & shirts
+    # and a click on it is counted for this widget
+    with page.expect_navigation():
+        first.locator("a").click()
+    assert page.url.endswith(f"/product/{mug.pk}/")
+    tracking.flush()
+    assert tracking.ctr(widget="complete-the-look")["clicks"] == 1

@@ -27,7 +27,8 @@ def vector_catalog(db):
     """``build(n, in_stock_share, dims)``: products with random unit vectors under an active
     embedding version with its HNSW index, most of them out of stock; returns (products, model)."""
 
-    def build(n: int = 600, in_stock_share: float = 0.1, dims: int = 16, seed: int = 3):
+    def build(n: int = 600, in_stock_share: float = 0.1, dims: int = 16, seed: int = 3, vectors=None):
+        """``vectors``: the ``(n, dims)`` unit vectors (default: random); product ``i`` is in category ``i % 4``."""
         rng = np.random.default_rng(seed)
         cats = [Category.objects.create(name=f"C{i}", slug=f"vc-{seed}-{i}") for i in range(4)]
         products = Product.objects.bulk_create(
@@ -49,8 +50,9 @@ def vector_catalog(db):
             key=f"synthetic-{seed}", backbone="synthetic", weights_sha256="0", dimensions=dims, is_active=True
         )
         model.ensure_index()
-        vectors = rng.normal(size=(n, dims)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        if vectors is None:
+            vectors = rng.normal(size=(n, dims)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         ImageEmbedding.objects.bulk_create(
             [ImageEmbedding(image=im, model=model, vector=HalfVector(v)) for im, v in zip(images, vectors, strict=True)]
         )

@@ -1,0 +1,322 @@
+"""Complete the look: a compatibility model learned from co-purchased pairs' image vectors.
+
+Visual similarity finds a jacket like this jacket; shoppers who bought a jacket bought
+trousers with it. This model learns, from the pairs of products bought together (same
+basket, or same shopper within a day), which *kinds of picture* go with which, so a
+brand-new product with no purchase yet gets the partners that past buyers chose for
+products that look like it.
+
+It is a two-tower low-rank bilinear model over the image vectors (no product ids, no
+metadata: it generalises to products it never saw bought)::
+
+    z(x)          = (x - mean) @ basis          # principal axes of the catalogue's pictures
+    score(a, b)   = scale * (z(a) @ P) . (z(b) @ Q) + z(b) . w  [+ prior_weight * log(1 + recent(b))]
+
+``P`` and ``Q`` (``k x rank``) differ, so "jacket" can map to "trousers" rather than to
+"jacket"; both start as the leading principal axes (the model starts as visual
+similarity and learns away from it). ``z(b) . w`` is a learned prior of the pictures
+shoppers buy as partners at all; the optional last term is what sells now (recent counts,
+given when the candidates' codes are made). It is fitted with a full softmax over the catalogue
+(every other item is a negative), both directions of every pair.
+
+Serving needs no torch: :meth:`CompatibilityModel.anchor_codes` and
+:meth:`~CompatibilityModel.item_codes` are two matrix products, and a product's partners
+are ``item_codes @ anchor_code`` (:func:`top_partners`). torch is imported by
+:meth:`~CompatibilityModel.fit` only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .mapped import unpack
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@dataclass
+class CompatibilityModel:
+    """Two-tower bilinear compatibility of image vectors, learned from co-purchased pairs.
+
+    Parameters
+    ----------
+    rank : int
+        Width of the two towers' codes.
+    dims : int
+        Principal axes of the catalogue's image vectors the towers read (at most ``d``).
+    epochs : int
+        Passes over the pairs.
+    lr : float
+        Adam's learning rate.
+    weight_decay : float
+        L2 pull of ``P`` and ``Q`` towards their start (visual similarity) and of ``w`` to 0.
+    batch : int
+        Pairs per step.
+    negatives : int
+        Items drawn uniformly from the catalogue per step as the softmax's negatives
+        (0: every item, the full softmax). Uniform draws estimate the full softmax up to
+        a constant, so the learned prior ``w`` stays a prior over the whole catalogue.
+    prior_weight : float
+        Weight of a candidate's recent popularity, ``prior_weight * log(1 + count)``, added
+        to its score when codes are made with counts (:meth:`item_codes`): a picture that
+        goes with the anchor *and* sells now first. Not learned from the pairs (which span
+        the whole history); chosen on a validation cut.
+    seed : int
+        Random seed (shuffling; the start is deterministic).
+    """
+
+    rank: int = 32
+    dims: int = 128
+    epochs: int = 10
+    lr: float = 0.01
+    weight_decay: float = 1e-3
+    batch: int = 512
+    negatives: int = 2048
+    prior_weight: float = 0.0
+    seed: int = 0
+    # learned arrays (empty until fitted or loaded)
+    mean: np.ndarray = field(default=None, repr=False)  # (d,)
+    anchor_map: np.ndarray = field(default=None, repr=False)  # (d, rank): basis @ P * scale
+    item_map: np.ndarray = field(default=None, repr=False)  # (d, rank + 1): basis @ [Q, w]
+
+    def params(self) -> dict:
+        """The hyper-parameters (what :meth:`save` records besides the arrays)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("mean", "anchor_map", "item_map")}
+
+    @property
+    def fitted(self) -> bool:
+        return self.anchor_map is not None
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(
+        self,
+        vectors: np.ndarray,
+        pairs: np.ndarray,
+        weights: np.ndarray | None = None,
+        axes: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> CompatibilityModel:
+        """Learn from ``pairs`` (``(m, 2)`` rows of ``vectors`` bought together), in both directions.
+
+        ``vectors``: ``(n, d)`` image vectors of the catalogue (rows of zeros: no image;
+        such items are neither anchors nor candidates). ``weights``: optional ``(m,)``
+        weight of each pair (e.g. how many shoppers bought it). Every item with an image
+        is a candidate of the softmax, bought or not. ``axes``: the catalogue's
+        :func:`principal_axes` when already computed (fits on one catalogue share them).
+        """
+        import torch
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        has = np.abs(vectors).sum(axis=1) > 0
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        keep = has[pairs[:, 0]] & has[pairs[:, 1]] & (pairs[:, 0] != pairs[:, 1])
+        weights = np.ones(len(pairs), np.float32) if weights is None else np.asarray(weights, np.float32)
+        pairs, weights = pairs[keep], weights[keep]
+        if not len(pairs) or has.sum() < 2:
+            raise ValueError("no co-purchased pair of items with images to learn from")
+        mean, basis = axes if axes is not None else principal_axes(vectors, self.dims, self.seed)
+        basis = basis[:, : self.dims]
+        rank = min(self.rank, basis.shape[1])
+        gen = torch.Generator().manual_seed(self.seed)
+        z = torch.from_numpy((vectors[has] - mean) @ basis)
+        z = z / z.norm(dim=1, keepdim=True).mean()  # a scale that does not depend on d
+        row = np.full(len(vectors), -1, np.int64)
+        row[has] = np.arange(int(has.sum()))
+        both = np.concatenate([pairs, pairs[:, ::-1]])
+        src, dst = torch.from_numpy(row[both[:, 0]]), torch.from_numpy(row[both[:, 1]])
+        wts = torch.from_numpy(np.concatenate([weights, weights]))
+        start = torch.eye(basis.shape[1], rank)
+        p, q = start.clone().requires_grad_(), start.clone().requires_grad_()
+        w = torch.zeros(basis.shape[1], requires_grad=True)
+        log_scale = torch.tensor(np.log(10.0), dtype=torch.float32, requires_grad=True)
+        opt = torch.optim.Adam([p, q, w, log_scale], lr=self.lr)
+        sampled = 0 < self.negatives < len(z)
+        for epoch in range(self.epochs):
+            order = torch.randperm(len(src), generator=gen)
+            total = 0.0
+            for lo in range(0, len(order), self.batch):
+                idx = order[lo : lo + self.batch]
+                anchors = log_scale.exp() * (z[src[idx]] @ p)
+                if sampled:  # column 0: the true partner; then the draws (a draw of the partner itself is masked)
+                    neg = torch.randint(len(z), (self.negatives,), generator=gen)
+                    cand = z[torch.cat([dst[idx], neg])]
+                    every = anchors @ (cand @ q).T + (cand @ w)[None, :]
+                    logits = torch.cat([every.diagonal()[:, None], every[:, len(idx) :]], dim=1)
+                    logits = _mask_draws(logits, neg, dst[idx])
+                    target = torch.zeros(len(idx), dtype=torch.long)
+                else:
+                    logits, target = anchors @ (z @ q).T + (z @ w)[None, :], dst[idx]
+                loss = (torch.nn.functional.cross_entropy(logits, target, reduction="none") * wts[idx]).sum()
+                loss = loss / wts[idx].sum()
+                decay = (p - start).pow(2).sum() + (q - start).pow(2).sum() + w.pow(2).sum()
+                opt.zero_grad()
+                (loss + self.weight_decay * decay).backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            logger.debug("compatibility epoch %d: loss %.4f", epoch, total / len(order))
+        norm = float(np.linalg.norm((vectors[has] - mean) @ basis, axis=1).mean())
+        scale = float(log_scale.detach().exp())
+        self.mean = mean.astype(np.float32)
+        self.anchor_map = (basis @ p.detach().numpy() * (scale / norm**2)).astype(np.float32)
+        self.item_map = np.hstack([basis @ q.detach().numpy(), basis @ w.detach().numpy()[:, None] / norm])
+        self.item_map = self.item_map.astype(np.float32)
+        return self
+
+    # -- scoring -----------------------------------------------------------------------
+    def anchor_codes(self, vectors: np.ndarray) -> np.ndarray:
+        """``(n, rank + 1)`` codes of anchors: ``item_codes(b) @ anchor_codes(a)`` is ``score(a, b)``."""
+        self._check()
+        codes = (np.asarray(vectors, np.float32) - self.mean) @ self.anchor_map
+        return np.hstack([codes, np.ones((len(codes), 1), np.float32)])
+
+    def item_codes(self, vectors: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
+        """``(n, rank + 1)`` codes of candidates (rows of zeros for items without an image).
+
+        ``recent``: optional ``(n,)`` recent interaction counts of the candidates; their
+        prior (``prior_weight * log(1 + count)``) goes into the codes' last column.
+        """
+        self._check()
+        vectors = np.asarray(vectors, np.float32)
+        codes = (vectors - self.mean) @ self.item_map
+        if recent is not None and self.prior_weight:
+            codes[:, -1] += self.prior_weight * np.log1p(np.maximum(np.asarray(recent, np.float32), 0.0))
+        codes[np.abs(vectors).sum(axis=1) == 0] = 0.0
+        return codes
+
+    def score(self, anchors: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``(n_anchors, n_items)`` compatibility of image vectors (higher: goes better together)."""
+        return self.anchor_codes(anchors) @ self.item_codes(items).T
+
+    def _check(self) -> None:
+        if not self.fitted:
+            raise RuntimeError("the compatibility model is not fitted")
+
+    # -- artifacts ---------------------------------------------------------------------
+    def save(self, path: str | Path, **arrays: np.ndarray) -> Path:
+        """One pickle-free ``.npz``: the maps, the hyper-parameters, and any extra ``arrays`` (e.g. item codes)."""
+        self._check()
+        path = Path(path)
+        meta = {"kind": "compatibility", "params": self.params(), "format": FORMAT}
+        with open(path, "wb") as f:
+            np.savez_compressed(
+                f,
+                __meta__=np.array(json.dumps(meta)),
+                mean=self.mean,
+                anchor_map=self.anchor_map,
+                item_map=self.item_map,
+                **arrays,
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, mapped: bool = False) -> tuple[CompatibilityModel, dict[str, np.ndarray]]:
+        """The model saved at ``path`` and the extra arrays saved with it (memory-mapped with ``mapped``)."""
+        if mapped:
+            arrays = unpack(path)
+        else:
+            with np.load(Path(path), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop("__meta__")))
+        if meta.get("kind") != "compatibility":
+            raise ValueError(f"{path} is not a compatibility model")
+        model = cls(**meta["params"])
+        model.mean, model.anchor_map, model.item_map = (arrays.pop(k) for k in ("mean", "anchor_map", "item_map"))
+        return model, arrays
+
+
+def _mask_draws(logits, draws, partners):
+    """``logits`` (column 0 the partner, then one per draw) with the draws that are the partner itself masked."""
+    import torch
+
+    hit = torch.cat([torch.zeros(len(partners), 1, dtype=torch.bool), draws[None, :] == partners[:, None]], dim=1)
+    return logits.masked_fill(hit, float("-inf"))
+
+
+def principal_axes(
+    vectors: np.ndarray, dims: int, seed: int = 0, sample: int = 10_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and ``(d, k)`` leading principal axes of the non-zero rows of ``vectors``.
+
+    From the covariance of a sample of at most ``sample`` rows (an eigendecomposition of
+    ``d x d``: cheaper than an SVD of the rows).
+    """
+    rows = vectors[np.abs(vectors).sum(axis=1) > 0]
+    mean = rows.mean(axis=0)
+    rng = np.random.default_rng(seed)
+    if len(rows) > sample:
+        rows = rows[rng.choice(len(rows), sample, replace=False)]
+    centred = (rows - mean).astype(np.float64)
+    values, vecs = np.linalg.eigh(centred.T @ centred)
+    k = max(1, min(int(dims), len(values), len(rows)))
+    return mean.astype(np.float32), np.ascontiguousarray(vecs[:, ::-1][:, :k]).astype(np.float32)
+
+
+def top_partners(
+    anchor_code: np.ndarray, item_codes: np.ndarray, n: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``item_codes`` that go best with an anchor (its :meth:`~CompatibilityModel.anchor_codes` row).
+
+    Returns ``(rows, scores)`` best first; rows of zeros (no image) and ``exclude`` never win.
+    """
+    scores = np.asarray(item_codes, np.float32) @ np.asarray(anchor_code, np.float32)
+    scores[~np.any(item_codes, axis=1)] = -np.inf
+    if exclude is not None and len(exclude):
+        scores[np.asarray(exclude, np.int64)] = -np.inf
+    n = min(int(n), int(np.isfinite(scores).sum()))
+    if n <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    top = np.argpartition(-scores, n - 1)[:n]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return top.astype(np.int64), scores[top]
+
+
+def copurchase_pairs(
+    shoppers: np.ndarray, items: np.ndarray, times: np.ndarray, window: float = 86_400.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of different items one shopper bought within ``window`` seconds of each other, with counts.
+
+    ``shoppers``, ``items``, ``times``: parallel arrays of purchase events (shopper and
+    item indices, unix seconds). Returns ``(pairs (m, 2) with pairs[:, 0] < pairs[:, 1],
+    counts (m,))``: a pair counts once per shopper.
+    """
+    shoppers, items, times = (np.asarray(a) for a in (shoppers, items, times))
+    order = np.lexsort((times, shoppers))
+    s, it, t = shoppers[order], items[order], times[order]
+    found: set[tuple[int, int, int]] = set()
+    lo = 0
+    for hi in range(len(s)):
+        while s[lo] != s[hi] or t[hi] - t[lo] > window:
+            lo += 1
+        for j in range(lo, hi):
+            a, b = int(it[j]), int(it[hi])
+            if a != b:
+                found.add((min(a, b), max(a, b), int(s[hi])))
+    if not found:
+        return np.empty((0, 2), np.int64), np.empty(0, np.float32)
+    triples = np.array(sorted(found), dtype=np.int64)
+    pairs, counts = np.unique(triples[:, :2], axis=0, return_counts=True)
+    return pairs, counts.astype(np.float32)
+
+
+def decayed_weights(
+    pairs: np.ndarray, counts: np.ndarray, items: np.ndarray, times: np.ndarray, half_life: float
+) -> np.ndarray:
+    """Pair weights that favour what sells now: ``counts`` halved every ``half_life`` seconds of age.
+
+    A pair's age is that of the older of its two items' latest events (``items``,
+    ``times``: the events' item indices and unix seconds) before the newest event.
+    ``half_life`` 0: the counts as they are.
+    """
+    counts = np.asarray(counts, np.float64)
+    if not half_life or not len(pairs):
+        return counts
+    last = np.full(int(max(np.max(pairs), np.max(items))) + 1, -np.inf)
+    np.maximum.at(last, np.asarray(items, np.int64), np.asarray(times, np.float64))
+    age = float(np.max(times)) - np.minimum(last[pairs[:, 0]], last[pairs[:, 1]])
+    return counts * 0.5 ** (age / float(half_life))

@@ -1,0 +1,129 @@
+"""The compatibility model of "complete the look": it learns what goes with what from pairs of image vectors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from recommendations.ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights, top_partners
+
+pytest.importorskip("torch")
+
+KINDS, PER_KIND, DIM = 6, 40, 32
+PARTNER = np.array([3, 4, 5, 0, 1, 2])  # kind k goes with kind PARTNER[k] (jackets with trousers...)
+
+
+def catalogue(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors in ``KINDS`` tight clusters (one per kind of product) and each item's kind."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(KINDS, DIM))
+    kinds = np.repeat(np.arange(KINDS), PER_KIND)
+    vectors = centres[kinds] + 0.35 * rng.normal(size=(len(kinds), DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), kinds
+
+
+def planted_pairs(kinds: np.ndarray, seen: np.ndarray, n: int = 3000, seed: int = 1) -> np.ndarray:
+    """Pairs (anchor, partner) of seen items where the partner is of the anchor's partner kind."""
+    rng = np.random.default_rng(seed)
+    anchors = rng.choice(seen, n)
+    partners = np.array([rng.choice(seen[kinds[seen] == PARTNER[kinds[a]]]) for a in anchors])
+    return np.stack([anchors, partners], axis=1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    vectors, kinds = catalogue()
+    rng = np.random.default_rng(2)
+    unseen = rng.choice(len(kinds), len(kinds) // 4, replace=False)  # never in a pair: "brand-new" products
+    seen = np.setdiff1d(np.arange(len(kinds)), unseen)
+    model = CompatibilityModel(rank=8, dims=16, epochs=15, lr=0.02, weight_decay=1e-4, seed=0)
+    return model.fit(vectors, planted_pairs(kinds, seen)), vectors, kinds, unseen
+
+
+def partner_share(scores: np.ndarray, anchors: np.ndarray, kinds: np.ndarray, k: int = 10) -> float:
+    """Share of the top-``k`` of each anchor (itself left out) that is of its partner kind."""
+    scores = scores.copy()
+    scores[np.arange(len(anchors)), anchors] = -np.inf
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return float((kinds[top] == PARTNER[kinds[anchors]][:, None]).mean())
+
+
+def test_learns_the_planted_compatibility_and_generalises_to_unseen_anchors(fitted):
+    # given a model fitted on pairs that never include the unseen products
+    model, vectors, kinds, unseen = fitted
+    # when the unseen products are anchors
+    learned = partner_share(model.score(vectors[unseen], vectors), unseen, kinds)
+    visual = partner_share(vectors[unseen] @ vectors.T, unseen, kinds)
+    # then their best partners are of the partner kind, which visual similarity does not find
+    assert learned > 0.9
+    assert visual < 0.2
+
+
+def test_codes_score_like_the_model_and_top_partners_skip_excluded_and_imageless_rows(fitted):
+    model, vectors, kinds, unseen = fitted
+    items = vectors.copy()
+    items[5] = 0.0  # no image
+    codes = model.item_codes(items)
+    anchor = model.anchor_codes(vectors[unseen[:1]])[0]
+    np.testing.assert_allclose(codes @ anchor, model.score(vectors[unseen[:1]], items)[0], rtol=1e-4, atol=1e-4)
+    best = int(np.argmax(np.where(codes.any(axis=1), codes @ anchor, -np.inf)))
+    rows, scores = top_partners(anchor, codes, 10, exclude=np.array([best]))
+    assert best not in rows and 5 not in rows
+    assert len(rows) == 10 and np.all(np.diff(scores) <= 0)
+
+
+def test_save_and_load_round_trip_with_extra_arrays(fitted, tmp_path):
+    model, vectors, _, _ = fitted
+    codes = model.item_codes(vectors)
+    path = model.save(tmp_path / "c.npz", item_codes=codes, items=np.arange(len(codes)))
+    for mapped in (False, True):
+        loaded, arrays = CompatibilityModel.load(path, mapped=mapped)
+        assert loaded.params() == model.params()
+        np.testing.assert_allclose(loaded.score(vectors[:3], vectors), model.score(vectors[:3], vectors), rtol=1e-5)
+        np.testing.assert_array_equal(arrays["item_codes"], codes)
+
+
+def test_an_unfitted_model_refuses_to_score_and_fit_needs_pairs():
+    vectors, _ = catalogue()
+    with pytest.raises(RuntimeError):
+        CompatibilityModel().score(vectors[:1], vectors)
+    with pytest.raises(ValueError):
+        CompatibilityModel().fit(vectors, np.array([[1, 1]]))  # an item with itself is no pair
+
+
+def test_copurchase_pairs_count_shoppers_within_the_window():
+    day = 86_400.0
+    shoppers = np.array([0, 0, 0, 1, 1, 0, 2, 2])
+    items = np.array([1, 2, 1, 2, 1, 3, 4, 5])
+    times = np.array([0, 100, 200, 0, 50, 3 * day, 0, 2 * day])
+    pairs, counts = copurchase_pairs(shoppers, items, times, window=day)
+    # shopper 0 and 1 both bought 1 and 2 within a day; 3 came days later; 4 and 5 were two days apart
+    assert pairs.tolist() == [[1, 2]]
+    assert counts.tolist() == [2.0]
+
+
+def test_the_recent_popularity_prior_lifts_what_sells_now(fitted):
+    model, vectors, kinds, unseen = fitted
+    anchor = unseen[0]
+    partners = np.flatnonzero(kinds == PARTNER[kinds[anchor]])
+    plain = model.score(vectors[[anchor]], vectors)[0]
+    last = partners[np.argmin(plain[partners])]  # the partner it likes least
+    recent = np.zeros(len(vectors))
+    recent[last] = 1000.0
+    lifted = dataclasses.replace(model, prior_weight=5.0)
+    codes = lifted.item_codes(vectors, recent)
+    scores = codes @ lifted.anchor_codes(vectors[[anchor]])[0]
+    assert np.argmax(scores) == last
+    np.testing.assert_allclose(model.item_codes(vectors, recent), model.item_codes(vectors))  # weight 0: no prior
+
+
+def test_decayed_weights_halve_per_half_life_of_the_older_items_last_event():
+    day = 86_400.0
+    pairs = np.array([[0, 1], [1, 2]])
+    items, times = np.array([0, 1, 2, 1]), np.array([0.0, 10 * day, 20 * day, 20 * day])
+    # pair (0, 1): item 0 last seen 20 days before the newest event; pair (1, 2): both seen last on day 20
+    weights = decayed_weights(pairs, np.array([4.0, 2.0]), items, times, half_life=10 * day)
+    np.testing.assert_allclose(weights, [1.0, 2.0])
+    np.testing.assert_allclose(decayed_weights(pairs, np.array([4.0, 2.0]), items, times, 0.0), [4.0, 2.0])
