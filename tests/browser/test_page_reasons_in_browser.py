@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 COLOURS = [(200, 30, 30), (30, 30, 200), (20, 160, 40), (240, 200, 0), (90, 90, 90), (160, 60, 200)]
 SHAPES = ["circle", "square", "stripes", "triangle", "circle"]
-WIDGETS = ("similar-items", "for-you", "recently-viewed")
+WIDGETS = ("similar-items", "complete-the-look", "for-you", "recently-viewed")
 
 
 @pytest.fixture
@@ -79,7 +79,9 @@ def test_a_product_page_shows_every_product_once(page, shop):
     assert len(every) == len(set(every)), shown  # no product twice
     assert anchor.pk not in every  # nor the product itself
     assert shown["recently-viewed"] == [p.pk for p in reversed(before)]  # the shopper's products stay there
-    assert len(shown["similar-items"]) == 8 and len(shown["for-you"]) == 12  # and the other lists are full
+    assert len(shown["similar-items"]) == 8 and shown["complete-the-look"]  # and the other lists are full:
+    left = len(shop) - 1 - sum(len(shown[w]) for w in WIDGETS if w != "for-you")  # (a 30-product catalogue)
+    assert len(shown["for-you"]) == min(12, left) > 0
     # the similar items say what they share with the product
     shares = page.locator('[data-visrec-widget="similar-items"] .visrec-why').all_inner_texts()
     assert "Same category" in shares

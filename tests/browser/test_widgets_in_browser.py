@@ -71,7 +71,13 @@ def test_search_by_photo_in_the_browser(page, small_catalog, tmp_path):
     assert "This file cannot be used" in page.get_by_role("alert").inner_text()
 
 
-def test_complete_the_look_on_a_product_page(page, small_catalog):
+def test_complete_the_look_on_a_product_page(page, small_catalog, monkeypatch):
+    from recommendations.conf import DEFAULTS, visrec_settings
+
+    # (six products to show: similar items above would show them all, and a page that shares
+    # its products would leave this widget none; tests/serving/test_page_dedupe.py covers that)
+    monkeypatch.setitem(DEFAULTS, "PAGE_DEDUPE", False)
+    visrec_settings.reset()
     # given a shopper who bought the striped shirt and a mug together
     anchor, mug = small_catalog["anchor"], small_catalog["other2"]
     for product, hours in ((anchor, 3), (mug, 2)):

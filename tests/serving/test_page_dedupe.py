@@ -116,3 +116,18 @@ def test_the_registry_keeps_the_order_and_the_reserved_products():
     assert 1 in page and 7 not in page
     page.enabled = False
     assert page.ids() == [] and page.ids(keeping=True) == []
+
+
+def test_complete_the_look_leaves_out_what_the_page_shows_and_stays_full(shop):
+    product = shop[0]
+    alone = widget_ids(
+        _render("{% complete_the_look product limit=8 %}", _request("look-1"), product=product), "complete-the-look"
+    )
+    assert len(alone) == 8
+    # when the page already shows its first two partners (given to visrec_page, or by a widget above)
+    page = "{% visrec_page shown=shown %}{% complete_the_look product limit=8 %}{% for_you request limit=12 %}"
+    html = _render(page, _request("look-2"), product=product, shown=alone[:2])
+    look, for_you = widget_ids(html, "complete-the-look"), widget_ids(html, "for-you")
+    # then the widget ranks further partners instead, and the widgets below leave out its own
+    assert not set(alone[:2]) & set(look) and len(look) == 8
+    assert not set(look) & set(for_you)
