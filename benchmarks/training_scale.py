@@ -7,6 +7,12 @@ judgements, item vectors), the hold-out evaluation of each candidate, and storin
 Any active version is deactivated first, so every run fits the same candidates (an active
 version would otherwise compete as an extra one).
 
+``--items N`` widens the snapshot to N item columns (products nobody interacted with, with
+pks past the catalogue's) before the models see it: what a catalogue of N products gives a
+model that reads no image vectors (the interactions are the same: the synthetic products
+have none), without loading N products. The snapshot's own time is then the smaller
+catalogue's. The version it stores names those made-up pks: it is deactivated afterwards.
+
     .venv/bin/python benchmarks/training_scale.py --products 200000 --models als [--profile out.prof]
 
 Ends with ``RESULT train_s=<float> snapshot_s=<float> peak_rss_mb=<int>``.
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import hashlib
 import io
 import json
 import logging
@@ -82,6 +89,7 @@ def timed_phases(phases: dict, sampler: RssSampler) -> contextlib.ExitStack:
             started = time.perf_counter()
             out = func(*args, **kwargs)
             phases[name] = (round(time.perf_counter() - started, 1), sampler.reset())
+            log.info("%s: %.1f s, peak RSS %d MiB", name, *phases[name])
             return out
 
         return timed
@@ -91,7 +99,28 @@ def timed_phases(phases: dict, sampler: RssSampler) -> contextlib.ExitStack:
     return stack
 
 
-def run(models: list[str], profile: str | None) -> dict:
+def widened(build, n_items: int):
+    """``build_snapshot`` whose snapshot has ``n_items`` item columns (see the module docstring)."""
+    import dataclasses
+
+    import numpy as np
+
+    def build_wide(*args, **kwargs):
+        snapshot = build(*args, **kwargs)
+        extra = n_items - len(snapshot.items)
+        if extra <= 0:
+            return snapshot
+        if snapshot.item_features is not None:
+            raise SystemExit("--items is for models that read no image vectors")
+        items = np.concatenate([snapshot.items, snapshot.items.max() + 1 + np.arange(extra, dtype=np.int64)])
+        return dataclasses.replace(snapshot, items=items)
+
+    return build_wide
+
+
+def run(models: list[str], profile: str | None, n_items: int | None = None) -> dict:
+    from unittest import mock
+
     from recommendations import training
     from recommendations.models import ModelVersion
 
@@ -99,7 +128,12 @@ def run(models: list[str], profile: str | None) -> dict:
     sampler, phases = RssSampler(), {}
     profiler = cProfile.Profile() if profile else None
     started = time.perf_counter()
-    with timed_phases(phases, sampler):
+    with contextlib.ExitStack() as stack:
+        if n_items:
+            stack.enter_context(
+                mock.patch.object(training, "build_snapshot", widened(training.build_snapshot, n_items))
+            )
+        stack.enter_context(timed_phases(phases, sampler))
         if profiler:
             profiler.enable()
         version = training.train(models)
@@ -107,6 +141,8 @@ def run(models: list[str], profile: str | None) -> dict:
             profiler.disable()
     total = time.perf_counter() - started
     sampler.stop()
+    if n_items:
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=False)
     if profiler:
         profiler.dump_stats(profile)
         text = io.StringIO()
@@ -115,6 +151,8 @@ def run(models: list[str], profile: str | None) -> dict:
     return {
         "version": str(version),
         "data_size": version.data_size,
+        "params": version.params,
+        "all_metrics_sha": hashlib.sha256(json.dumps(version.metrics, sort_keys=True).encode()).hexdigest()[:12],
         "metrics": {k: version.metrics.get(k) for k in ("recall@12", "recall@50", "ndcg@12", "coverage@12")},
         "train_s": round(total, 1),
         "phases": phases,
@@ -127,6 +165,7 @@ def main(argv=None) -> None:
     parser.add_argument("--products", type=int, default=200_000, help="catalogue size N (built by serving.py)")
     parser.add_argument("--models", default="als", help="comma-separated recommenders")
     parser.add_argument("--profile", help="write a cProfile of the training here (and print its top)")
+    parser.add_argument("--items", type=int, help="widen the snapshot to this many item columns (see above)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     database = find_database(args.products)
@@ -135,7 +174,7 @@ def main(argv=None) -> None:
 
     django.setup()
     load = os.getloadavg()
-    result = run([m for m in args.models.split(",") if m], args.profile)
+    result = run([m for m in args.models.split(",") if m], args.profile, args.items)
     result["load_before_after"] = [round(x, 2) for x in load] + [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=1))
     snapshot_s = result["phases"]["build_snapshot"][0]

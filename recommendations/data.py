@@ -209,5 +209,4 @@ FROM {ImageEmbedding._meta.db_table} e
 JOIN {ImageState._meta.db_table} s ON s.id = e.image_id AND s.is_primary
 JOIN {ProductSnapshot._meta.db_table} p ON p.product_id = s.product_id AND p.active AND p.recommendable
 WHERE e.model_id = %s
-ORDER BY s.id
 """

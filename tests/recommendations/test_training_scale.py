@@ -24,7 +24,14 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 @pytest.fixture
 def small_shop(product_factory, settings, tmp_path):
     """6 products (one inactive, one not recommendable), a signed-in user and two sessions, every kind."""
-    settings.VISREC = {"CACHE_DIR": str(tmp_path), "TRAIN_HOLDOUT_FRACTION": 0.25}
+    weights = {
+        "view": 1.0,
+        "click": 2.0,
+        "add_to_cart": 4.0,
+        "purchase": 8.0,
+        "rating": 3.0,
+    }  # a rating is not weighted
+    settings.VISREC = {"CACHE_DIR": str(tmp_path), "TRAIN_HOLDOUT_FRACTION": 0.25, "INTERACTION_WEIGHTS": weights}
     products = [product_factory() for _ in range(6)]
     products[4].is_active = False
     products[4].save()
