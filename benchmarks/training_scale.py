@@ -165,10 +165,13 @@ def main(argv=None) -> None:
     parser.add_argument("--products", type=int, default=200_000, help="catalogue size N (built by serving.py)")
     parser.add_argument("--models", default="als", help="comma-separated recommenders")
     parser.add_argument("--profile", help="write a cProfile of the training here (and print its top)")
+    parser.add_argument(
+        "--database", help="the catalogue's database (default: the one the manifest of --products names)"
+    )
     parser.add_argument("--items", type=int, help="widen the snapshot to this many item columns (see above)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    database = find_database(args.products)
+    database = args.database or find_database(args.products)
     os.environ.update(catalog.env_for(catalog.create_database(catalog.start_server(), database, fresh=False)))
     import django
 
