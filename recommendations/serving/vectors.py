@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from ..rules import Rules
 from .cards import _card_fields, products_from_rows
 from .results import ProductNotEmbedded
 from .rules_sql import rules_where
+
+logger = logging.getLogger(__name__)
 
 _iterative: bool | None = None
 
@@ -86,10 +89,16 @@ def search_rows(query, ef_search: int | None = None) -> list:
     if db.in_atomic_block:
         with vector_search(ef_search):
             return _rows(query)
+    if isinstance(query, tuple) and visrec_settings.PREPARED_QUERIES:
+        with db.cursor() as cursor:
+            pairs = _search_settings(cursor, ef_search)
+        try:
+            return _prepared_rows(query, pairs)
+        except IndexError:  # psycopg#604: a pipeline whose prepared statement evicts another can lose a result
+            logger.warning("a prepared vector query lost its result in the pipeline; it runs again unprepared")
+            db.close()  # (the connection's state is unknown: the next query reconnects)
     with db.cursor() as cursor:
         pairs = _search_settings(cursor, ef_search)
-        if isinstance(query, tuple) and visrec_settings.PREPARED_QUERIES:
-            return _prepared_rows(query, pairs)
         with db.connection.pipeline():
             cursor.execute(*_set_locally(pairs))
             return _rows(query, cursor)

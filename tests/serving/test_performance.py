@@ -76,6 +76,24 @@ def test_vector_query_outside_a_transaction_is_one_round_trip_and_its_settings_e
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_prepared_query_whose_pipeline_loses_its_result_is_answered_unprepared(settings, monkeypatch, caplog):
+    # psycopg#604: a pipeline whose prepared statement evicts another can lose a result, and
+    # its exit raises IndexError (seen at a million products); the shopper still gets the rows
+    from recommendations.serving import vectors
+
+    settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": 77, "WIDGET_TIME_BUDGET_MS": 150}
+    query = ("SELECT current_setting('hnsw.ef_search', true), current_setting('statement_timeout')", [])
+
+    def lost(*args):
+        raise IndexError("pop from an empty deque")
+
+    monkeypatch.setattr(vectors, "_prepared_rows", lost)
+    assert serving.search_rows(query) == [("77", "150ms")]  # under the same settings
+    assert "lost its result" in caplog.text
+    assert _current("statement_timeout") == "0"  # and they ended with it
+
+
+@pytest.mark.django_db(transaction=True)
 def test_time_budget_stops_a_slow_vector_query_and_the_connection_stays_usable(settings):
     Product.objects.create(sku="P-1", title="One")
     settings.VISREC = {**settings.VISREC, "WIDGET_TIME_BUDGET_MS": 50}
