@@ -21,12 +21,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from .conf import visrec_settings
-from .data import Snapshot, build_snapshot
+from .data import Snapshot, build_snapshot, complement_events, item_vectors
 from .locks import advisory_lock
 from .ml.base import REGISTRY, FitContext, Recommender
 from .ml.evaluation import cosine_neighbours, evaluate, fraction_split, judgement_agreement
 from .ml.mapped import mapped_dir, unpack
-from .models import EmbeddingModel, ModelVersion
+from .models import EmbeddingModel, ModelVersion, SimilarityJudgement
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +106,14 @@ def evaluate_models(
     if not test.any() or not train.any():
         raise TrainingError("not enough interactions for a temporal hold-out")
     train_matrix, test_matrix = snapshot.matrix(train), snapshot.matrix(test)
+    visual = visual_judged_metrics(snapshot)  # the same for every candidate
     out = []
     for n, (kind, params) in enumerate(configs):
         if progress:
             progress(kind, n, len(configs))
         model, seconds = fit_model(kind, params, snapshot, train)
         metrics = evaluate(model, train_matrix, test_matrix, k_list=(12, 50), n_bootstrap=200)
-        metrics |= judged_metrics(model, snapshot)
+        metrics |= visual | judged_metrics(model, snapshot)
         metrics = {k: _finite(v) for k, v in metrics.items()} | {"fit_seconds": seconds}
         out.append(Candidate(kind, model.get_params(), metrics, seconds))
         logger.info("evaluated %s", kind, extra={"kind": kind, "metrics": _headline(metrics)})
@@ -122,24 +123,48 @@ def evaluate_models(
 JUDGED_K = 8  # the similar-items list size the owner judged
 
 
-def judged_metrics(model: Recommender, snapshot: Snapshot) -> dict[str, float]:
-    """Agreement of the model's item neighbours (and of plain visual similarity) with the owner's judgements.
+def _judged(snapshot: Snapshot) -> bool:
+    return snapshot.judged_pairs is not None and len(snapshot.judged_pairs) > 0
 
-    The judgements are the positive/negative pairs of the snapshot; models without
-    item-to-item similarity report only the visual baseline.
+
+def visual_judged_metrics(snapshot: Snapshot) -> dict[str, float]:
+    """Agreement of plain visual similarity (cosine of the image vectors) with the owner's judgements.
+
+    The baseline every candidate's :func:`judged_metrics` is read against, as ``visual_*``;
+    empty without judgements or without the snapshot's image vectors.
     """
-    if snapshot.judged_pairs is None or not len(snapshot.judged_pairs):
+    if not _judged(snapshot) or snapshot.item_features is None:
         return {}
     pairs, labels = snapshot.judged_pairs, snapshot.judged_labels
-    out: dict[str, float] = {}
-    if snapshot.item_features is not None:
-        visual = judgement_agreement(cosine_neighbours(snapshot.item_features), pairs, labels, JUDGED_K)
-        out |= {f"visual_{k}": v for k, v in visual.items() if k != "judged_pairs"}
+    neighbours = cosine_neighbours(snapshot.item_features)
+    visual = judgement_agreement(neighbours, pairs, labels, JUDGED_K, len(snapshot.items))
+    return {f"visual_{k}": v for k, v in visual.items() if k != "judged_pairs"}
+
+
+def judged_metrics(model: Recommender, snapshot: Snapshot) -> dict[str, float]:
+    """Agreement of the model's item neighbours with the owner's judgements.
+
+    The judgements are the positive/negative pairs of the snapshot; models without
+    item-to-item similarity report only how many pairs there are.
+    """
+    if not _judged(snapshot):
+        return {}
+    pairs, labels = snapshot.judged_pairs, snapshot.judged_labels
     try:
-        out |= judgement_agreement(model.similar_items, pairs, labels, JUDGED_K)
+        return judgement_agreement(model.similar_items, pairs, labels, JUDGED_K, len(snapshot.items))
     except NotImplementedError:
-        out["judged_pairs"] = float(len(pairs))
-    return out
+        return {"judged_pairs": float(len(pairs))}
+
+
+def needs_item_features(configs: Sequence[tuple[str, dict]]) -> bool:
+    """Whether training ``configs`` needs the snapshot's image vectors.
+
+    Yes when a candidate's model reads them (``Recommender.needs_item_features``), or when
+    the owner has judged similar items (plain visual similarity is their baseline).
+    """
+    if any(registry()[kind].needs_item_features for kind, _ in configs):
+        return True
+    return SimilarityJudgement.objects.exists()
 
 
 def _finite(value):
@@ -179,10 +204,11 @@ def train(models: Sequence[str] | None = None, progress: Progress | None = None)
 
 
 def _train(models: Sequence[str] | None, progress: Progress | None) -> ModelVersion:
-    snapshot = build_snapshot()
+    configs = _configs(models)
+    snapshot = build_snapshot(item_features=needs_item_features(configs))
     if len(snapshot.rows) == 0:
         raise TrainingError("there are no interactions to learn from")
-    candidates = evaluate_models(snapshot, _configs(models), progress)
+    candidates = evaluate_models(snapshot, configs, progress)
     metric = visrec_settings.TRAIN_METRIC
     best = max(candidates, key=lambda c: _score(c, metric))
     version = _store(best, snapshot)
@@ -297,15 +323,19 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     serves co-purchases and popular products only). The codes of every snapshot product are
     stored with it, so serving scores them with one matrix product.
     """
-    from .data import complement_events
     from .ml.complements import Events, copurchase_pairs, fit_choosing_prior
 
-    features = snapshot.item_features
     events = Events(*complement_events(snapshot.items))
     window = float(visrec_settings.COMPLEMENT_WINDOW_SECONDS)
     pairs, _ = copurchase_pairs(events.shoppers, events.items, events.times, window)
-    if features is None or not len(pairs):
-        logger.info("no complete-the-look model: %s", "no image vectors" if features is None else "no co-purchases")
+    if not len(pairs):
+        logger.info("no complete-the-look model: no co-purchases")
+        return None
+    features = snapshot.item_features  # (None when no candidate model read them: read them now)
+    if features is None:
+        features = item_vectors(snapshot.items, EmbeddingModel.objects.active())
+    if features is None:
+        logger.info("no complete-the-look model: no image vectors")
         return None
     params, prior_seconds = dict(visrec_settings.COMPLEMENT_MODEL), float(visrec_settings.COMPLEMENT_PRIOR_SECONDS)
     try:

@@ -67,6 +67,9 @@ class Recommender(ABC):
 
     #: registry name, e.g. "als", "item_knn"; also the artifact's "kind".
     name: ClassVar[str] = "base"
+    #: whether :meth:`fit` reads ``item_features``; training reads the image vectors (5 GB
+    #: of float32 at a million products) only for models that do.
+    needs_item_features: ClassVar[bool] = True
 
     @abstractmethod
     def fit(

@@ -176,18 +176,37 @@ def recall_at(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix, 
 
 
 def per_user_recall(scores: np.ndarray, seen: sp.csr_matrix | None, relevant: sp.csr_matrix, k: int) -> np.ndarray:
-    """Recall@``k`` of each row of ``scores`` (``seen`` entries filtered; ``None``: already done)."""
+    """Recall@``k`` of each row of ``scores`` (``seen`` entries filtered; ``None``: already done).
+
+    A row whose ``k``-th best score is finite and strictly above the next one has one
+    top-``k`` set: the scores at or above that threshold, found by one value partition
+    (no index sort). Rows with a tie at the threshold, or non-finite top scores, take
+    ``argpartition``'s pick among the tied items, as ranking them would.
+    """
     if seen is not None:
         scores = scores.copy()
         rows, cols = seen.nonzero()
         scores[rows, cols] = -np.inf
-    k = min(k, scores.shape[1])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.zeros((len(scores), 0), np.int64)
-    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    n = scores.shape[1]
+    k = min(k, n)
+    threshold, clear = np.zeros(len(scores)), np.zeros(len(scores), dtype=bool)
+    if 0 < k < n:
+        part = np.partition(scores, (n - k - 1, n - k, n - 1), axis=1)
+        threshold = part[:, n - k]
+        clear = (part[:, n - k - 1] < threshold) & np.isfinite(threshold) & np.isfinite(part[:, n - 1])
+    tied = np.flatnonzero(~clear)
+    top = np.full((len(scores), k), -1, dtype=np.int64)
+    if k and len(tied):
+        picked = np.argpartition(-scores[tied], k - 1, axis=1)[:, :k]
+        top[tied] = np.where(np.isfinite(np.take_along_axis(scores[tied], picked, axis=1)), picked, -1)
     hits = np.zeros(len(scores))
     for row in range(len(scores)):
         wanted = relevant.indices[relevant.indptr[row] : relevant.indptr[row + 1]]
-        hits[row] = np.isin(top[row], wanted).sum() / max(len(wanted), 1)
+        if clear[row]:
+            found = np.count_nonzero(scores[row, np.unique(wanted)] >= threshold[row])
+        else:
+            found = np.isin(top[row], wanted).sum()
+        hits[row] = found / max(len(wanted), 1)
     return hits
 
 
@@ -228,14 +247,16 @@ def choose_blend(
     where it helps on the validation cut. A prior's key does not matter at weight 0,
     which is scored once.
     """
-    if combine is blend:  # standardise and filter once, not per candidate
-        personal = standardise_rows(personal)
+    if combine is blend:  # standardise and filter once, not per candidate: the scores blend gives, filtered
         rows, cols = seen.nonzero()
-        personal[rows, cols] = -np.inf
-        seen = None
+        plain = np.array(personal, copy=True)  # weight 0: the raw personal scores
+        plain[rows, cols] = -np.inf
+        z = standardise_rows(personal)
+        z[rows, cols] = -np.inf
+        personal, seen = plain, None
 
-        def combine(z, prior, weight):
-            return z + np.float32(weight) * prior[None, :] if weight else z
+        def combine(_, prior, weight):
+            return z + np.float32(weight) * prior[None, :] if weight and prior.size else plain
 
     best, best_recall = (weights[0], None), -1.0
     plain_done = False
@@ -371,11 +392,13 @@ class PriorBlended(Recommender):
         seen, wanted = fit_part[users], held[users]
         keys = [(h, new) for h in self.half_lives() for new in self.new_item_options()]
         priors = {key: self.make_prior(fit_part, fit_context, key) for key in keys}
+        # the default combine is blend: passed as such, choose_blend standardises each twin's scores once
+        combine = blend if type(self).combine is PriorBlended.combine else self.combine
         for params in candidates:
             twin = type(self)(**{**self.get_params(), **params, self.weight_param: weights[0]})
             twin.fit_personal(fit_part, item_features, fit_context)
             personal = twin.personal_scores(users, seen)
-            weight, key, recall = choose_blend(personal, priors, weights, seen, wanted, k, self.combine)
+            weight, key, recall = choose_blend(personal, priors, weights, seen, wanted, k, combine)
             if recall > best_recall + 1e-9:
                 best, best_recall = (weight, key, params), recall
         logger.debug("%s: validated prior weight, key, parameters %s (recall@%d %.4f)", self.name, best, k, best_recall)

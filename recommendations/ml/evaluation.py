@@ -39,6 +39,9 @@ Masks = tuple[np.ndarray, np.ndarray]
 Relevant = sp.spmatrix | Sequence[Iterable[int]] | Mapping[int, Iterable[int]]
 
 RANKING_METRICS = ("precision", "recall", "ndcg", "map", "hit_rate")
+#: At most this many user (or anchor) x item scores are ranked at once (200 MB of float32;
+#: a model's scoring makes a few temporaries of that size). 512 users x 1M items would be 2 GB.
+MAX_SCORES = 50_000_000
 
 
 # -- splits ----------------------------------------------------------------------------
@@ -402,11 +405,17 @@ def paired_bootstrap_diff(
 
 
 # -- model evaluation ------------------------------------------------------------------
+def batch_rows(n_items: int, batch_size: int) -> int:
+    """Rows scored per batch: ``batch_size``, fewer when ``rows x n_items`` would pass :data:`MAX_SCORES`."""
+    return max(1, min(batch_size, MAX_SCORES // max(n_items, 1)))
+
+
 def recommend_all(
     model: Recommender, userids: np.ndarray, train_user_items: sp.csr_matrix, n: int, batch_size: int = 512
 ) -> np.ndarray:
-    """Top-``n`` ids for ``userids`` in batches, training items filtered out."""
+    """Top-``n`` ids for ``userids`` in batches (of at most :data:`MAX_SCORES` scores), training items filtered out."""
     out = np.full((len(userids), n), -1, dtype=np.int64)
+    batch_size = batch_rows(train_user_items.shape[1], batch_size)
     for start in range(0, len(userids), batch_size):
         batch = userids[start : start + batch_size]
         ids, _ = model.recommend(batch, train_user_items[batch], N=n, filter_already_liked_items=True)
@@ -540,6 +549,7 @@ def judgement_agreement(
     pairs: np.ndarray,
     labels: np.ndarray,
     k: int = 8,
+    n_items: int | None = None,
 ) -> dict[str, float]:
     """How far item-to-item neighbours agree with the owner's judgements.
 
@@ -553,6 +563,9 @@ def judgement_agreement(
         ``(m,)``: ``1`` good match, ``-1`` not similar.
     k : int
         Size of the neighbour list shown.
+    n_items : int, optional
+        Items ``similar_items`` ranks: anchors are asked for in batches of at most
+        :data:`MAX_SCORES` scores (of 256 without it).
 
     Returns
     -------
@@ -569,8 +582,10 @@ def judgement_agreement(
     if not len(pairs):
         return out
     anchors, row = np.unique(pairs[:, 0], return_inverse=True)
-    ids, _ = similar_items(anchors, k)
-    ids = np.asarray(ids)[:, :k]
+    step = batch_rows(n_items or 1, 256)
+    ids = np.concatenate(
+        [np.asarray(similar_items(anchors[i : i + step], k)[0])[:, :k] for i in range(0, len(anchors), step)]
+    )
     in_top = (ids[row] == pairs[:, 1, None]).any(axis=1)
     agrees = np.where(labels > 0, in_top, ~in_top)
     good, bad = labels > 0, labels <= 0

@@ -123,6 +123,7 @@ class ItemKNN(PriorBlended):
     """
 
     name = "item_knn"
+    needs_item_features = False
 
     def __init__(self, k: int = 100, shrink: float = 100.0, prior_weight: float | None = None) -> None:
         super().__init__()
@@ -192,6 +193,7 @@ class UserKNN(PriorBlended):
     """
 
     name = "user_knn"
+    needs_item_features = False
 
     def __init__(self, k: int = 200, shrink: float = 10.0, prior_weight: float | None = None) -> None:
         super().__init__()

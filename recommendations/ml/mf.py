@@ -39,6 +39,7 @@ def _cosine_top_n(factors: np.ndarray, itemids: np.ndarray, n: int) -> tuple[Ids
 class _FactorModel(PriorBlended):
     """Scores are ``user_factors @ item_factors.T``; subclasses fit and fold in new users."""
 
+    needs_item_features = False
     user_factors: np.ndarray
     item_factors: np.ndarray
 

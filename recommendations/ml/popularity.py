@@ -81,6 +81,8 @@ def recent_item_counts(
 class _ItemScoreRecommender(Recommender):
     """A model that gives every user the same item scores."""
 
+    needs_item_features = False
+
     item_scores: np.ndarray
 
     def score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:

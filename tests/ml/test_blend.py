@@ -95,3 +95,60 @@ def test_factor_models_score_a_subset_exactly_as_the_whole_catalogue():
             np.testing.assert_allclose(fast_scores[r], np.sort(full[r])[::-1][:10], rtol=1e-4, atol=1e-4)
             assert not set(fast_ids[r]) & set(rows[r].indices)  # already liked: filtered
             assert set(fast_ids[r]) <= set(known)
+
+
+def test_validation_standardises_each_twins_scores_once(monkeypatch):
+    """The weights x priors tried on the validation cut share one standardised copy of a twin's scores."""
+    from recommendations.ml import blend as blend_module
+
+    calls = []
+    real = blend_module.standardise_rows
+    monkeypatch.setattr(blend_module, "standardise_rows", lambda s: calls.append(s.shape) or real(s))
+    user_items, context = _popularity_only()
+    ItemKNN(k=20).fit(user_items, None, context)
+    assert len(calls) == 1  # one twin (ItemKNN tunes nothing else); once per weight and prior before (18)
+
+
+def test_choose_blend_once_standardised_picks_what_blending_each_candidate_picks():
+    from recommendations.ml.blend import PRIOR_WEIGHTS, choose_blend
+
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        personal = rng.normal(size=(30, 40)).astype(np.float32)
+        personal[:, :3] = np.round(personal[:, :3])  # ties
+        priors = {(h, False): rng.normal(scale=trial / 10, size=40).astype(np.float32) for h in (None, 30.0)}
+        seen = sp.random(30, 40, density=0.1, format="csr", random_state=trial)
+        relevant = sp.random(30, 40, density=0.1, format="csr", random_state=trial + 100)
+        once = choose_blend(personal, priors, PRIOR_WEIGHTS, seen, relevant, 5)  # the shared-standardisation path
+        each = choose_blend(personal, priors, PRIOR_WEIGHTS, seen, relevant, 5, lambda p, pr, w: blend(p, pr, w))
+        assert once == each
+
+
+def _recall_by_ranking(scores, seen, relevant, k):
+    """Recall@k by argpartition of every row (what per_user_recall did for every row before)."""
+    scores = scores.copy()
+    rows, cols = seen.nonzero()
+    scores[rows, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.zeros((len(scores), 0), np.int64)
+    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    wanted = [relevant.indices[relevant.indptr[r] : relevant.indptr[r + 1]] for r in range(len(scores))]
+    return np.array([np.isin(top[r], w).sum() / max(len(w), 1) for r, w in enumerate(wanted)])
+
+
+def test_per_user_recall_by_threshold_equals_ranking_every_row():
+    from recommendations.ml.blend import per_user_recall
+
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        n_items = int(rng.integers(3, 60))
+        scores = rng.normal(size=(25, n_items)).astype(np.float32)
+        scores[:5] = np.round(scores[:5])  # ties at the threshold
+        scores[5, :] = -np.inf  # nothing recommendable
+        scores[6, : n_items // 2] = -np.inf
+        scores[7, 0], scores[8, 1] = np.inf, np.nan
+        seen = sp.random(25, n_items, density=0.2, format="csr", random_state=trial)
+        relevant = sp.random(25, n_items, density=0.15, format="csr", random_state=trial + 50)
+        for k in (0, 1, 5, n_items - 1, n_items, n_items + 3):
+            got = per_user_recall(scores, seen, relevant, k)
+            np.testing.assert_array_equal(got, _recall_by_ranking(scores, seen, relevant, k))

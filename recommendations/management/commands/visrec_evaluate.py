@@ -37,7 +37,9 @@ class Command(BaseCommand):
         if unknown:
             raise CommandError(f"unknown model(s): {', '.join(unknown)}")
         try:
-            candidates = training.evaluate_models(build_snapshot(), [(n, {}) for n in names])
+            configs = [(n, {}) for n in names]
+            snapshot = build_snapshot(item_features=training.needs_item_features(configs))
+            candidates = training.evaluate_models(snapshot, configs)
         except training.TrainingError as e:
             raise CommandError(str(e)) from e
         width = max(len(n) for n in names)
