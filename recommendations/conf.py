@@ -125,17 +125,23 @@ DEFAULTS: dict[str, Any] = {
     "FOR_YOU_DEFAULT_LIMIT": 12,
     # Complete the look: products of other categories bought with this one (events of
     # these kinds by one shopper within COMPLEMENT_WINDOW_SECONDS of each other), then the
-    # compatibility model's partners (trained with each model version; its parameters were
-    # chosen on hm's validation cut, docs/benchmarks/complements.md).
+    # compatibility model's partners (trained with each model version). Where its defaults
+    # come from: rank, epochs, weight_decay, half_life_days and the prior window
+    # (COMPLEMENT_PRIOR_SECONDS) from `benchmarks/tune_defaults.py --only complements`, a
+    # tuning run on synthetic and demo-simulation shops (docs/benchmarks/defaults.md), never
+    # on a benchmark's dataset; dims is a cost cap (principal axes kept of real embeddings),
+    # not tuned. The popularity prior's weight and window are chosen at each training on the
+    # shop's own newest baskets; prior_weight and COMPLEMENT_PRIOR_SECONDS are what a shop
+    # with too few baskets to choose keeps (and the window the choice tries beside all sales).
     "COMPLEMENT_KINDS": ["add_to_cart", "purchase"],
     "COMPLEMENT_WINDOW_SECONDS": 24 * 3600,
     "COMPLEMENT_DEFAULT_LIMIT": 8,
     "COMPLEMENT_MODEL": {
-        "rank": 32,
+        "rank": 64,
         "dims": 128,
-        "epochs": 3,
+        "epochs": 10,
         "weight_decay": 1e-3,
-        "prior_weight": 1.0,
+        "prior_weight": 8.0,
         "half_life_days": 60.0,
     },
     "COMPLEMENT_PRIOR_SECONDS": 28 * 24 * 3600,

@@ -314,17 +314,20 @@ def complements_path(artifact: Path) -> Path:
 def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     """Fit complete the look's compatibility model on the snapshot's co-purchases and store it beside ``artifact``.
 
-    The candidates' recent sales (``COMPLEMENT_PRIOR_SECONDS`` before the newest) are its
-    popularity prior (weighted by ``COMPLEMENT_MODEL["prior_weight"]``); pairs count less as
-    they age (``COMPLEMENT_MODEL["half_life_days"]``). Needs image vectors
-    and at least one co-purchased pair (else nothing is stored and complete the look serves
-    co-purchases and popular products only). The codes of every snapshot product are
+    The candidates' recent sales are its popularity prior; its weight (and window: the last
+    ``COMPLEMENT_PRIOR_SECONDS`` or all sales) is chosen on a validation cut of this shop's
+    own baskets (:func:`~recommendations.ml.complements.fit_choosing_prior`; with too few
+    baskets ``COMPLEMENT_MODEL["prior_weight"]`` stays), recorded in the model's metadata and
+    logged. Pairs count less as they age (``COMPLEMENT_MODEL["half_life_days"]``). Needs image
+    vectors and at least one co-purchased pair (else nothing is stored and complete the look
+    serves co-purchases and popular products only). The codes of every snapshot product are
     stored with it, so serving scores them with one matrix product.
     """
-    from .ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights
+    from .ml.complements import Events, copurchase_pairs, fit_choosing_prior
 
-    shoppers, cols, times = complement_events(snapshot.items)
-    pairs, counts = copurchase_pairs(shoppers, cols, times, float(visrec_settings.COMPLEMENT_WINDOW_SECONDS))
+    events = Events(*complement_events(snapshot.items))
+    window = float(visrec_settings.COMPLEMENT_WINDOW_SECONDS)
+    pairs, _ = copurchase_pairs(events.shoppers, events.items, events.times, window)
     if not len(pairs):
         logger.info("no complete-the-look model: no co-purchases")
         return None
@@ -334,17 +337,22 @@ def save_complements(snapshot: Snapshot, artifact: Path) -> Path | None:
     if features is None:
         logger.info("no complete-the-look model: no image vectors")
         return None
-    params = dict(visrec_settings.COMPLEMENT_MODEL)
-    weights = decayed_weights(pairs, counts, cols, times, float(params.pop("half_life_days", 0.0)) * 86_400.0)
+    params, prior_seconds = dict(visrec_settings.COMPLEMENT_MODEL), float(visrec_settings.COMPLEMENT_PRIOR_SECONDS)
     try:
-        model = CompatibilityModel(**params).fit(features, pairs, weights)
+        model, recent = fit_choosing_prior(params, features, events, window, prior_seconds)
     except ValueError as e:  # e.g. no pair of products that both have a picture
         logger.info("no complete-the-look model: %s", e)
         return None
-    recent = np.bincount(
-        cols[times >= times.max() - float(visrec_settings.COMPLEMENT_PRIOR_SECONDS)], minlength=len(features)
+    choice = model.validation
+    logger.info(
+        "complete the look: prior weight %s, window %s s (%s on %d held-out baskets)",
+        choice["prior_weight"],
+        choice["prior_seconds"],
+        choice["reason"],
+        choice["baskets"],
+        extra={"complement_prior": choice},
     )
-    codes = model.item_codes(features, recent)  # the prior: what sold in the last COMPLEMENT_PRIOR_SECONDS
+    codes = model.item_codes(features, recent)  # the prior: the recent sales of the chosen window
     return model.save(complements_path(artifact), codes=codes, items=snapshot.items)
 
 

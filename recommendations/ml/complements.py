@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from .blend import VALIDATION_FRACTION
+from .evaluation import fraction_cut_time
 from .mapped import unpack
 
 logger = logging.getLogger(__name__)
@@ -67,9 +69,11 @@ class CompatibilityModel:
         Weight of a candidate's recent popularity, ``prior_weight * log(1 + count)``, added
         to its score when codes are made with counts (:meth:`item_codes`): a picture that
         goes with the anchor *and* sells now first. Not learned from the pairs (which span
-        the whole history); chosen on a validation cut.
+        the whole history); chosen per shop on a validation cut (:func:`fit_choosing_prior`).
     seed : int
         Random seed (shuffling; the start is deterministic).
+    validation : dict
+        How the prior was chosen (:func:`fit_choosing_prior`'s record); saved with the model.
     """
 
     rank: int = 32
@@ -81,6 +85,7 @@ class CompatibilityModel:
     negatives: int = 2048
     prior_weight: float = 0.0
     seed: int = 0
+    validation: dict = field(default_factory=dict, repr=False)
     # learned arrays (empty until fitted or loaded)
     mean: np.ndarray = field(default=None, repr=False)  # (d,)
     anchor_map: np.ndarray = field(default=None, repr=False)  # (d, rank): basis @ P * scale
@@ -88,7 +93,8 @@ class CompatibilityModel:
 
     def params(self) -> dict:
         """The hyper-parameters (what :meth:`save` records besides the arrays)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("mean", "anchor_map", "item_map")}
+        skip = ("mean", "anchor_map", "item_map", "validation")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
 
     @property
     def fitted(self) -> bool:
@@ -202,7 +208,7 @@ class CompatibilityModel:
         """One pickle-free ``.npz``: the maps, the hyper-parameters, and any extra ``arrays`` (e.g. item codes)."""
         self._check()
         path = Path(path)
-        meta = {"kind": "compatibility", "params": self.params(), "format": FORMAT}
+        meta = {"kind": "compatibility", "params": self.params(), "format": FORMAT, "validation": self.validation}
         with open(path, "wb") as f:
             np.savez_compressed(
                 f,
@@ -225,7 +231,7 @@ class CompatibilityModel:
         meta = json.loads(str(arrays.pop("__meta__")))
         if meta.get("kind") != "compatibility":
             raise ValueError(f"{path} is not a compatibility model")
-        model = cls(**meta["params"])
+        model = cls(**meta["params"], validation=meta.get("validation") or {})
         model.mean, model.anchor_map, model.item_map = (arrays.pop(k) for k in ("mean", "anchor_map", "item_map"))
         return model, arrays
 
@@ -320,3 +326,137 @@ def decayed_weights(
     np.maximum.at(last, np.asarray(items, np.int64), np.asarray(times, np.float64))
     age = float(np.max(times)) - np.minimum(last[pairs[:, 0]], last[pairs[:, 1]])
     return counts * 0.5 ** (age / float(half_life))
+
+
+# -- fitting on a shop's events, with the prior chosen on its own validation cut ------------
+#: Prior weights tried at fit time, simplest first (a tie keeps the smaller weight).
+PRIOR_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: Fewer held-out baskets than this: the configured prior stays (too few to choose on).
+MIN_VALIDATION_BASKETS = 20
+#: At most this many held-out anchors are scored (bounds the cost on a large shop).
+MAX_VALIDATION_ANCHORS = 2000
+VALIDATION_K = 12
+
+
+@dataclass
+class Events:
+    """A shop's basket events (additions, purchases) as parallel arrays: shopper, item row, unix seconds."""
+
+    shoppers: np.ndarray
+    items: np.ndarray
+    times: np.ndarray
+
+    def where(self, mask: np.ndarray) -> Events:
+        return Events(self.shoppers[mask], self.items[mask], self.times[mask])
+
+    def recent(self, n_items: int, seconds: float | None) -> np.ndarray:
+        """Events per item in the last ``seconds`` before the newest (None: all of them)."""
+        keep = np.ones(len(self.times), bool) if seconds is None else self.times >= self.times.max() - seconds
+        return np.bincount(self.items[keep], minlength=n_items)
+
+
+def fit_events(
+    params: dict, vectors: np.ndarray, events: Events, window: float, axes=None
+) -> tuple[CompatibilityModel, int]:
+    """A model fitted on the co-purchased pairs of ``events`` (``params``' ``half_life_days`` decays them).
+
+    Returns the model and the number of baskets (pairs counted once per shopper) it learnt from.
+    """
+    params = dict(params)
+    half_life = float(params.pop("half_life_days", 0.0) or 0.0) * 86_400.0
+    pairs, counts = copurchase_pairs(events.shoppers, events.items, events.times, window)
+    if not len(pairs):
+        raise ValueError("no co-purchased pair of items to learn from")
+    weights = decayed_weights(pairs, counts, events.items, events.times, half_life)
+    return CompatibilityModel(**params).fit(vectors, pairs, weights, axes), int(counts.sum())
+
+
+def held_out_partners(events: Events, window: float, has_image: np.ndarray) -> tuple[np.ndarray, list, int]:
+    """Anchors of the pairs bought together in ``events``, each one's partners, and the baskets counted."""
+    pairs, counts = copurchase_pairs(events.shoppers, events.items, events.times, window)
+    pairs, counts = pairs[has_image[pairs].all(axis=1)], counts[has_image[pairs].all(axis=1)]
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    anchors = np.unique(both[:, 0])
+    partners = [both[both[:, 0] == a, 1] for a in anchors]
+    return anchors, partners, int(counts.sum())
+
+
+def hit_rate(
+    model: CompatibilityModel, vectors: np.ndarray, recent: np.ndarray, anchors: np.ndarray, partners: list, k: int
+) -> float:
+    """Share of ``anchors`` with one of their ``partners`` in their top ``k`` (``recent``: the prior's counts)."""
+    codes = model.item_codes(vectors, recent)
+    missing = ~np.any(codes, axis=1)
+    found = 0
+    for lo in range(0, len(anchors), 512):
+        rows = anchors[lo : lo + 512]
+        scores = model.anchor_codes(vectors[rows]) @ codes.T
+        scores[:, missing] = -np.inf
+        scores[np.arange(len(rows)), rows] = -np.inf
+        top = np.argpartition(-scores, min(k, scores.shape[1] - 1), axis=1)[:, :k]
+        found += sum(bool(np.isin(top[i], partners[lo + i]).any()) for i in range(len(rows)))
+    return found / max(len(anchors), 1)
+
+
+def validate_prior(
+    params: dict,
+    vectors: np.ndarray,
+    events: Events,
+    window: float,
+    prior_seconds: float,
+    weights: tuple[float, ...] = PRIOR_WEIGHTS,
+    fraction: float = VALIDATION_FRACTION,
+    min_baskets: int = MIN_VALIDATION_BASKETS,
+    k: int = VALIDATION_K,
+    axes=None,
+) -> dict:
+    """Validation hit@``k`` of each prior (weight, window) on the newest ``fraction`` of ``events``.
+
+    Fits once on the older events; each prior only changes the candidates' codes (no refit).
+    The windows tried: ``prior_seconds`` and the whole fit period (None). Returns a record:
+    ``{"baskets", "hit_rates": [[weight, window, hit@k], ...], "prior_weight", "prior_seconds",
+    "hit_rate", "reason"}``, the choice the best hit@k (ties: the earlier, simpler prior);
+    ``reason`` "too few baskets" (no choice made) when fewer than ``min_baskets`` held-out baskets.
+    """
+    has_image = np.abs(np.asarray(vectors)).sum(axis=1) > 0
+    held = events.times >= fraction_cut_time(events.times, fraction)
+    anchors, partners, baskets = held_out_partners(events.where(held), window, has_image)
+    record: dict = {"baskets": baskets, "fraction": fraction, "k": k, "hit_rates": []}
+    if baskets < min_baskets:
+        return {**record, "reason": "too few baskets"}
+    try:
+        model, _ = fit_events(params, vectors, events.where(~held), window, axes)
+    except ValueError as e:
+        return {**record, "reason": str(e)}
+    if len(anchors) > MAX_VALIDATION_ANCHORS:
+        pick = np.sort(np.random.default_rng(model.seed).choice(len(anchors), MAX_VALIDATION_ANCHORS, replace=False))
+        anchors, partners = anchors[pick], [partners[i] for i in pick]
+    older = events.where(~held)
+    priors = [(0.0, None)] + [(w, s) for w in weights if w for s in (prior_seconds, None)]
+    for weight, seconds in priors:
+        m = replace(model, prior_weight=weight)
+        value = hit_rate(m, vectors, older.recent(len(vectors), seconds), anchors, partners, k)
+        record["hit_rates"].append([weight, seconds, value])
+    best = max(range(len(priors)), key=lambda i: (record["hit_rates"][i][2], -i))
+    weight, seconds, value = record["hit_rates"][best]
+    return {**record, "reason": "validated", "prior_weight": weight, "prior_seconds": seconds, "hit_rate": value}
+
+
+def fit_choosing_prior(
+    params: dict, vectors: np.ndarray, events: Events, window: float, prior_seconds: float, **validation
+) -> tuple[CompatibilityModel, np.ndarray]:
+    """A model fitted on every event with its popularity prior chosen on the shop's own validation cut.
+
+    :func:`validate_prior` chooses the prior's weight and window; with too few held-out
+    baskets the configured ``params["prior_weight"]`` and ``prior_seconds`` stay. Returns the
+    model (its ``validation`` records the choice) and the recent counts its prior reads.
+    """
+    axes = principal_axes(np.asarray(vectors, np.float32), int(params.get("dims", 128)), int(params.get("seed", 0)))
+    record = validate_prior(params, vectors, events, window, prior_seconds, axes=axes, **validation)
+    if record["reason"] != "validated":
+        default = float(params.get("prior_weight", 0.0))
+        record.update(prior_weight=default, prior_seconds=prior_seconds)
+        logger.info("complete the look keeps the configured prior weight %s: %s", default, record["reason"])
+    model, _ = fit_events({**params, "prior_weight": record["prior_weight"]}, vectors, events, window, axes)
+    model.validation = record
+    return model, events.recent(len(vectors), record["prior_seconds"])

@@ -105,3 +105,61 @@ def tiny(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, FitContext]:
     features /= np.linalg.norm(features, axis=1, keepdims=True)
     features[18:] = 0.0
     return user_items, features, FitContext(timestamps=stamps)
+
+
+@dataclass
+class Baskets:
+    """A shop's basket events with a planted compatibility: items of kind k are bought with kind ``partner[k]``."""
+
+    vectors: np.ndarray  # (n, dim) unit image vectors, one tight cluster per kind
+    kinds: np.ndarray  # (n,) kind of each item
+    partner: np.ndarray  # (kinds,) the kind each kind goes with
+    hits: np.ndarray  # the late period's best sellers
+    events: object  # recommendations.ml.complements.Events
+
+
+def baskets(
+    seed: int = 0,
+    n_kinds: int = 6,
+    per_kind: int = 40,
+    dim: int = 32,
+    n_baskets: int = 800,
+    days: float = 100.0,
+    trend: str = "none",
+    late_share: float = 0.4,
+    n_hits: int = 5,
+) -> Baskets:
+    """Two-item baskets (one shopper, ten minutes apart), spread evenly over ``days``.
+
+    In the last ``late_share`` of the days, ``trend`` "best sellers": the anchor's partner is
+    one of ``n_hits`` best sellers of another kind instead of a compatible item; "distractors":
+    the baskets stay compatible but two lone purchases of the best sellers come with each one
+    (they sell now and go with nothing).
+    """
+    from recommendations.ml.complements import Events
+
+    rng = np.random.default_rng(seed)
+    kinds = np.repeat(np.arange(n_kinds), per_kind)
+    centres = rng.normal(size=(n_kinds, dim))
+    vectors = centres[kinds] + 0.35 * rng.normal(size=(len(kinds), dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    partner = (np.arange(n_kinds) + n_kinds // 2) % n_kinds
+    hits = rng.choice(len(kinds), n_hits, replace=False)
+    rows: list[tuple[int, int, float]] = []
+    loners = n_baskets
+    for b in range(n_baskets):
+        at = 1.6e9 + days * DAY * (b + rng.random()) / n_baskets
+        anchor = int(rng.integers(len(kinds)))
+        late = b >= (1.0 - late_share) * n_baskets
+        if trend == "best sellers" and late:
+            other = hits[kinds[hits] != kinds[anchor]]
+            mate = int(rng.choice(other))
+        else:
+            mate = int(rng.choice(np.flatnonzero(kinds == partner[kinds[anchor]])))
+        rows += [(b, anchor, at), (b, mate, at + 600.0)]
+        if trend == "distractors" and late:
+            for hit in rng.choice(hits, 2):
+                rows.append((loners, int(hit), at + 1200.0))
+                loners += 1
+    shoppers, items, times = (np.array(c) for c in zip(*rows, strict=True))
+    return Baskets(vectors, kinds, partner, hits, Events(shoppers, items, times.astype(np.float64)))

@@ -7,7 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recommendations.ml.complements import CompatibilityModel, copurchase_pairs, decayed_weights, top_partners
+from recommendations.ml.complements import (
+    MIN_VALIDATION_BASKETS,
+    PRIOR_WEIGHTS,
+    CompatibilityModel,
+    copurchase_pairs,
+    decayed_weights,
+    fit_choosing_prior,
+    top_partners,
+    validate_prior,
+)
+from tests.ml.synthetic import baskets
 
 pytest.importorskip("torch")
 
@@ -127,3 +137,63 @@ def test_decayed_weights_halve_per_half_life_of_the_older_items_last_event():
     weights = decayed_weights(pairs, np.array([4.0, 2.0]), items, times, half_life=10 * day)
     np.testing.assert_allclose(weights, [1.0, 2.0])
     np.testing.assert_allclose(decayed_weights(pairs, np.array([4.0, 2.0]), items, times, 0.0), [4.0, 2.0])
+
+
+# -- the popularity prior, chosen per shop at fit time ------------------------------------
+SMALL = {"rank": 8, "dims": 16, "epochs": 10, "lr": 0.02, "weight_decay": 1e-4, "prior_weight": 1.0}
+DAY = 86_400.0
+
+
+def test_a_shop_whose_new_baskets_pair_the_best_sellers_gets_a_large_prior_weight():
+    # given a shop whose newest baskets pair any product with one of five best sellers
+    shop = baskets(trend="best sellers")
+    # when the model is fitted on it
+    model, recent = fit_choosing_prior(SMALL, shop.vectors, shop.events, DAY, 28 * DAY)
+    # then the validation cut chose a large weight of what sells now, and the model serves with it
+    choice = model.validation
+    assert choice["reason"] == "validated" and choice["baskets"] >= MIN_VALIDATION_BASKETS
+    assert model.prior_weight == choice["prior_weight"] >= 2.0
+    by_prior = {(w, s): v for w, s, v in choice["hit_rates"]}
+    assert choice["hit_rate"] == max(by_prior.values()) > by_prior[(0.0, None)] + 0.3
+    assert set(np.argsort(-recent)[: len(shop.hits)]) == set(shop.hits)
+
+
+def test_a_shop_whose_new_baskets_pair_compatible_pictures_gets_no_prior():
+    # given a shop whose baskets stay image-compatible while lone purchases make other products sell now
+    shop = baskets(trend="distractors")
+    # when the model is fitted on it
+    model, _ = fit_choosing_prior(SMALL, shop.vectors, shop.events, DAY, 28 * DAY)
+    # then the prior (which would lift the best sellers into every list) gets weight 0
+    assert model.validation["reason"] == "validated"
+    assert model.prior_weight == model.validation["prior_weight"] == 0.0
+    assert model.validation["hit_rate"] > max(v for w, _, v in model.validation["hit_rates"] if w)
+
+
+def test_ties_keep_the_smaller_simpler_prior(monkeypatch):
+    shop = baskets(n_baskets=200)
+    monkeypatch.setattr("recommendations.ml.complements.hit_rate", lambda *args: 0.5)
+    record = validate_prior(SMALL, shop.vectors, shop.events, DAY, 28 * DAY)
+    assert (record["prior_weight"], record["prior_seconds"]) == (0.0, None)
+    assert len(record["hit_rates"]) == 1 + 2 * sum(1 for w in PRIOR_WEIGHTS if w)
+
+
+def test_a_shop_with_too_few_baskets_keeps_the_configured_prior(caplog):
+    # given a shop with 30 baskets: 6 held out, fewer than the validation needs
+    shop = baskets(n_baskets=30)
+    # when the model is fitted on it
+    with caplog.at_level("INFO", logger="recommendations.ml.complements"):
+        model, recent = fit_choosing_prior(SMALL, shop.vectors, shop.events, DAY, 28 * DAY)
+    # then no choice was made: the configured weight and window stay, and the log says why
+    assert model.validation["reason"] == "too few baskets"
+    assert model.validation["baskets"] < MIN_VALIDATION_BASKETS and model.validation["hit_rates"] == []
+    assert model.prior_weight == 1.0 and model.validation["prior_seconds"] == 28 * DAY
+    assert recent.sum() == (shop.events.times >= shop.events.times.max() - 28 * DAY).sum()
+    assert "keeps the configured prior weight 1.0: too few baskets" in caplog.text
+
+
+def test_the_choice_is_saved_with_the_model(tmp_path):
+    shop = baskets(trend="best sellers", n_baskets=300)
+    model, _ = fit_choosing_prior(SMALL, shop.vectors, shop.events, DAY, 28 * DAY)
+    loaded, _ = CompatibilityModel.load(model.save(tmp_path / "m.npz"))
+    assert loaded.validation == model.validation and loaded.validation["reason"] == "validated"
+    assert loaded.prior_weight == model.validation["prior_weight"]

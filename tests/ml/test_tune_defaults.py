@@ -44,8 +44,23 @@ def test_main_runs_end_to_end_on_one_seed(tuner, monkeypatch, capsys):
     monkeypatch.setattr(tuner, "GRID", [{"max_tastes": (1, 3)}])
     monkeypatch.setattr(tuner, "SHAPES", {"small": lambda seed: tuner.clustered_shop(seed, n_users=80)})
 
-    chosen = tuner.main(["--seeds", "0", "--no-write"])
+    chosen = tuner.main(["--only", "image-cf", "--seeds", "0", "--no-write"])["image-cf"]
 
     assert chosen["max_tastes"] in (1, 3)
     out = capsys.readouterr().out
     assert f"CHOSEN max_tastes={chosen['max_tastes']}" in out
+
+
+def test_the_complements_section_tunes_on_basket_shops_and_picks_their_fallback_prior(tuner, monkeypatch, capsys):
+    """Shops whose newest baskets pair the best sellers: the fallback prior weight is a large one."""
+    monkeypatch.setattr(tuner, "COMPLEMENT_GRID", [{"rank": (4, 8)}])
+    small = {"n_baskets": 300, "trend": "best sellers"}
+    monkeypatch.setattr(tuner, "BASKET_SHAPES", {"small": lambda seed: tuner.planted_baskets_shop(seed, **small)})
+    monkeypatch.setattr(tuner, "COMPLEMENT_START", {**tuner.COMPLEMENT_START, "dims": 16})
+
+    chosen = tuner.main(["--only", "complements", "--seeds", "0", "--no-write"])["complements"]
+
+    assert chosen["rank"] in (4, 8) and chosen["prior_weight"] >= 2.0
+    out = capsys.readouterr().out
+    assert "| rank=4" in out and "| prior_weight=0.0 |" in out
+    assert f"CHOSEN complements rank={chosen['rank']}" in out

@@ -215,3 +215,45 @@ def test_only_the_anchors_latest_events_are_read(shop, monkeypatch):
     assert {pk for pk, _ in serving.copurchased(anchor.pk, 10)} == {shop[1].pk, shop[2].pk}
     monkeypatch.setattr(complements, "ANCHOR_EVENTS", 1)
     assert serving.copurchased(anchor.pk, 10) == [(shop[2].pk, 1.0)]
+
+
+def stored_model():
+    return training.load_complements(training.artifacts_dir() / serving.active().version.artifact)[0]
+
+
+def test_training_chooses_the_prior_on_the_shops_own_baskets_and_records_it(shop, caplog):
+    # given 150 baskets of partner categories, an hour apart (the newest fifth held out)
+    rng = np.random.default_rng(0)
+    for n in range(150):
+        a = int(rng.integers(0, 40))
+        b = int(rng.choice([i for i in range(40) if i % 4 == PARTNER[a % 4]]))
+        bought(shop[a], f"s{n}", timedelta(hours=n + 1))
+        bought(shop[b], f"s{n}", timedelta(hours=n + 0.5))
+    # when a version is trained
+    with caplog.at_level("INFO", logger="recommendations"):
+        training.train(["popularity"])
+    serving.forget_active()
+    # then the prior was chosen on those baskets, saved with the model, served with its weight and logged
+    model = stored_model()
+    choice = model.validation
+    assert choice["reason"] == "validated" and choice["baskets"] == 30
+    assert model.prior_weight == choice["prior_weight"]
+    assert choice["hit_rate"] == max(v for _, _, v in choice["hit_rates"])
+    assert f"prior weight {model.prior_weight}" in caplog.text and "validated on 30 held-out baskets" in caplog.text
+
+
+def test_a_shop_with_too_few_baskets_keeps_the_configured_prior(shop, settings, caplog):
+    # given a shop with five baskets and a configured prior
+    settings.VISREC = {**settings.VISREC, "COMPLEMENT_MODEL": {"rank": 8, "dims": 16, "prior_weight": 1.5}}
+    for n in range(5):
+        bought(shop[n], f"s{n}", timedelta(days=2, minutes=n))
+        bought(shop[n + 1], f"s{n}", timedelta(days=2, minutes=n - 30))
+    # when a version is trained
+    with caplog.at_level("INFO", logger="recommendations"):
+        training.train(["popularity"])
+    serving.forget_active()
+    # then the configured weight stays, and the metadata and the log say why
+    model = stored_model()
+    assert model.prior_weight == 1.5
+    assert model.validation["reason"] == "too few baskets" and model.validation["baskets"] < 20
+    assert "prior weight 1.5" in caplog.text and "too few baskets" in caplog.text
