@@ -94,7 +94,7 @@ def search_rows(query, ef_search: int | None = None) -> list:
             pairs = _search_settings(cursor, ef_search)
         try:
             return _prepared_rows(query, pairs)
-        except IndexError:  # psycopg#604: a pipeline whose prepared statement evicts another can lose a result
+        except IndexError:  # psycopg's pipeline exit lost track of a result (seen once at 1M; cf. psycopg#604)
             logger.warning("a prepared vector query lost its result in the pipeline; it runs again unprepared")
             db.close()  # (the connection's state is unknown: the next query reconnects)
     with db.cursor() as cursor:

@@ -77,8 +77,8 @@ def test_vector_query_outside_a_transaction_is_one_round_trip_and_its_settings_e
 
 @pytest.mark.django_db(transaction=True)
 def test_a_prepared_query_whose_pipeline_loses_its_result_is_answered_unprepared(settings, monkeypatch, caplog):
-    # psycopg#604: a pipeline whose prepared statement evicts another can lose a result, and
-    # its exit raises IndexError (seen at a million products); the shopper still gets the rows
+    # a psycopg pipeline's exit raised IndexError (pop from an empty deque) once in the
+    # million-product benchmark (cf. psycopg#604); the shopper still gets the rows
     from recommendations.serving import vectors
 
     settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": 77, "WIDGET_TIME_BUDGET_MS": 150}
