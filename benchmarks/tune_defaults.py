@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/tune_defaults.py [--only image-cf|complements] [--seeds 0 1 2] [--no-write]
+    python benchmarks/tune_defaults.py [--only image-cf|complements|close-colour] [--seeds 0 1 2] [--no-write]
 
 Shops come from the project's own generators: ``tests/ml/synthetic.clustered``
 (drifting popularity, items launched late) with one and with three taste groups per
@@ -23,6 +23,11 @@ newest baskets turn to a few best sellers) and the demo simulation's carts and p
 with the same attribute vectors; each configuration scores its validation hit@12 with the
 prior the shop's own training would choose (:func:`BasketShop.score`), by the same coordinate
 ascent; then the fallback prior weight (a shop too small to choose keeps it).
+
+"Why this?"'s close colour (``WHY_CLOSE_COLOUR``): the demo catalogue's own drawings (each
+knows its colour name), their colour histograms computed as the colour descriptors compute
+them (:func:`close_colour_histograms`); the threshold is the smallest on :data:`CLOSE_GRID`
+that calls at most :data:`FALSE_CLOSE` of the pairs of two different colours close.
 """
 
 from __future__ import annotations
@@ -283,15 +288,11 @@ def tune_complements(seeds: list[int], write: bool) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", choices=["image-cf", "complements"], help="tune one section only")
+    parser.add_argument("--only", choices=["image-cf", "complements", "close-colour"], help="tune one section only")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks alone")
     args = parser.parse_args(argv)
-    chosen = {}
-    if args.only != "complements":
-        chosen["image-cf"] = tune_image_cf(args.seeds, not args.no_write)
-    if args.only != "image-cf":
-        chosen["complements"] = tune_complements(args.seeds, not args.no_write)
-    return chosen
+    sections = {"image-cf": tune_image_cf, "complements": tune_complements, "close-colour": tune_close_colour}
+    return {name: run(args.seeds, not args.no_write) for name, run in sections.items() if args.only in (None, name)}
 
 
 def tune_image_cf(seeds: list[int], write: bool) -> dict:
@@ -315,6 +316,94 @@ def tune_image_cf(seeds: list[int], write: bool) -> dict:
             f"blocks below from {START}.\n\n{table}\n\n**Chosen:** {summary}\n"
         )
         write_section(DOCS / "defaults.md", "image-cf", "Defaults tuned on synthetic shops", body)
+    return chosen
+
+
+# -- "why this?": when two products' colours are called close ---------------------------------
+#: Thresholds tried for the cosine of two colour histograms, lowest first.
+CLOSE_GRID = tuple(round(0.4 + 0.05 * i, 2) for i in range(12))
+#: At most this share of the pairs of two different colours may be called close.
+FALSE_CLOSE = 0.05
+#: Demo drawings per seed.
+CLOSE_DRAWINGS = 300
+
+
+def close_colour_histograms(plans: list, backbone: str = "efficientnet_lite0_colour") -> np.ndarray:
+    """Colour histograms of the demo ``plans``' drawings, as ``backbone``'s stored vectors carry them.
+
+    The photo is prepared with the descriptor's own preprocessing record (its letterboxed
+    whole-photo view) and described with its :class:`~recommendations.ml.colour.ColourSpec`,
+    so the cosine of two rows is what "why this?" reads from the stored vectors' colour tail.
+    """
+    import io
+
+    from PIL import Image
+
+    from catalog.demo.drawing import draw_product
+    from recommendations.ml.backbones import DESCRIPTORS, load_backbone
+    from recommendations.ml.colour import colour_descriptor
+    from recommendations.ml.embedder import prepare_image
+
+    preprocessing = load_backbone(backbone).preprocessing
+    arrays = [
+        prepare_image(Image.open(io.BytesIO(draw_product(plan.image))).convert("RGB"), preprocessing)[..., 3:]
+        for plan in plans
+    ]
+    return colour_descriptor(np.stack(arrays), DESCRIPTORS[backbone].colour)
+
+
+def close_colour_rates(histograms: np.ndarray, colours: list[str], thresholds=CLOSE_GRID) -> list[tuple]:
+    """Per threshold: the share of same-colour pairs and of different-colour pairs whose cosine reaches it."""
+    cosine = histograms @ histograms.T
+    upper = np.triu_indices(len(colours), k=1)
+    names = np.asarray(colours)
+    same = (names[:, None] == names[None, :])[upper]
+    values = cosine[upper]
+    return [(t, float((values[same] >= t).mean()), float((values[~same] >= t).mean())) for t in thresholds]
+
+
+def choose_close_colour(rates: list[tuple], false_close: float = FALSE_CLOSE) -> float:
+    """The lowest threshold whose different-colour pairs pass at most ``false_close`` of the time."""
+    return next((t for t, _, different in rates if different <= false_close), rates[-1][0])
+
+
+def tune_close_colour(seeds: list[int], write: bool) -> float:
+    """``WHY_CLOSE_COLOUR`` from the demo catalogue's drawings (a fixed rule, no benchmark dataset)."""
+    from catalog.demo.simulation import plan_catalog
+
+    started = time.perf_counter()
+    plans = [plan for seed in seeds for plan in plan_catalog(CLOSE_DRAWINGS, seed)]
+    histograms = close_colour_histograms(plans)
+    colours = [plan.image.colour for plan in plans]
+    rates = close_colour_rates(histograms, colours)
+    solid = [i for i, plan in enumerate(plans) if plan.image.pattern == "solid"]
+    solid_rates = close_colour_rates(histograms[solid], [colours[i] for i in solid])
+    chosen = choose_close_colour(rates)
+    seconds = time.perf_counter() - started
+    rows = [
+        [f"**{t}**" if t == chosen else t, f"{s:.3f}", f"{d:.3f}", f"{ss:.3f}", f"{sd:.3f}"]
+        for (t, s, d), (_, ss, sd) in zip(rates, solid_rates, strict=True)
+    ]
+    headers = ["cosine >=", "same colour: called close", "two colours: called close", "solid only: same", "solid: two"]
+    table = markdown_table(headers, rows)
+    print(table)
+    print(f"CHOSEN WHY_CLOSE_COLOUR={chosen}  ({len(plans)} drawings, {seconds:.0f} s)")
+    if write:
+        body = (
+            '## "Why this?": close colour\n\n'
+            f"`python benchmarks/tune_defaults.py --only close-colour --seeds {' '.join(map(str, seeds))}` "
+            f"({seconds:.0f} s). {len(plans)} drawings of the demo catalogue ({CLOSE_DRAWINGS} per seed, "
+            f"{len(solid)} of them solid-coloured; every drawing knows its colour name), their colour "
+            "histograms as `efficientnet_lite0_colour` stores them (the other descriptors share its "
+            "histogram); every pair of drawings is one of one colour or of two. The threshold is the "
+            f"lowest that calls at most {FALSE_CLOSE:.0%} of the pairs of two colours close: a shopper "
+            'reading "close colour" should rarely see two colours. Patterned drawings carry a second '
+            "colour (a tint or shade of the first), so the solid-only columns are the cleaner reading. "
+            "Names are the drawing's, not a shopper's judgement: navy and black, or teal and green, are "
+            "two colours here although many shoppers would call them close, so the false rate is an "
+            f"upper bound.\n\n{table}\n\n**Chosen:** WHY_CLOSE_COLOUR={chosen}\n"
+        )
+        write_section(DOCS / "defaults.md", "close-colour", "Defaults tuned on synthetic shops", body)
     return chosen
 
 

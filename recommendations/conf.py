@@ -151,10 +151,12 @@ DEFAULTS: dict[str, Any] = {
     # candidates to stay full. Per tag: dedupe=False; per page: {% visrec_page dedupe=False %}.
     "PAGE_DEDUPE": True,
     # "Why this?": a similar item whose colour histogram's cosine with the anchor's reaches
-    # this is shown as "close colour" (only with a colour descriptor backbone). On 400
-    # solid-colour H&M photos, 0.75 marks 73 % of the pairs of one perceived colour and 5 %
-    # of the pairs of two.
-    "WHY_CLOSE_COLOUR": 0.75,
+    # this is shown as "close colour" (only with a colour descriptor backbone). Set by
+    # `benchmarks/tune_defaults.py --only close-colour` on the demo catalogue's drawings: the
+    # lowest cosine that calls at most 5 % of the pairs of two colours close (4.0 %; 90 % of
+    # the pairs of one colour). Flat drawings are easier than photos: a shop whose photos
+    # mix colours may want it higher.
+    "WHY_CLOSE_COLOUR": 0.65,
     # Session taste: how many recent events count, their weight by kind and the half-life
     # (seconds) of an event's weight.
     "TASTE_HISTORY": 50,

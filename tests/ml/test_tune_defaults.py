@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +65,33 @@ def test_the_complements_section_tunes_on_basket_shops_and_picks_their_fallback_
     out = capsys.readouterr().out
     assert "| rank=4" in out and "| prior_weight=0.0 |" in out
     assert f"CHOSEN complements rank={chosen['rank']}" in out
+
+
+def test_close_colour_threshold_is_the_lowest_that_keeps_two_colours_apart(tuner):
+    rates = [(0.5, 0.99, 0.20), (0.6, 0.95, 0.06), (0.7, 0.90, 0.05), (0.8, 0.70, 0.01)]
+    assert tuner.choose_close_colour(rates) == 0.7
+    assert tuner.choose_close_colour(rates, false_close=0.01) == 0.8
+    assert tuner.choose_close_colour(rates, false_close=0.0) == 0.8  # none qualifies: the strictest
+
+
+def test_close_colour_rates_count_pairs_of_one_and_of_two_colours(tuner):
+    histograms = np.array([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    rates = dict((t, (same, two)) for t, same, two in tuner.close_colour_rates(histograms, ["r", "r", "b", "b"]))
+    # one-colour pairs: (0,1) cosine 1.0, (2,3) 0.8; two-colour pairs: 0.6, 0.0, 0.6, 0.0
+    assert rates[0.4] == (1.0, 0.5)
+    assert rates[0.65] == (1.0, 0.0)
+    assert rates[0.85] == (0.5, 0.0)
+
+
+def test_the_configured_close_colour_holds_on_demo_drawings_it_was_not_set_on(tuner):
+    """On a demo catalogue drawn with another seed, the shipped threshold still calls few pairs of two
+    colours close and most pairs of one colour close (the drawings' own colour names)."""
+    from catalog.demo.simulation import plan_catalog
+    from recommendations.conf import visrec_settings
+
+    plans = plan_catalog(160, seed=97)
+    histograms = tuner.close_colour_histograms(plans)
+    threshold = float(visrec_settings.WHY_CLOSE_COLOUR)
+    [(_, same, two)] = tuner.close_colour_rates(histograms, [p.image.colour for p in plans], (threshold,))
+    assert two <= 0.08
+    assert same >= 0.8
