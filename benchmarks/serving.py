@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _common import DOCS, ROOT, markdown_table, stop_gunicorn, write_section  # noqa: E402
+from _serving_catalog import server_settings  # noqa: E402
 from _serving_load import max_rate, run_open_loop, summarize  # noqa: E402
 from _serving_vectors import recall_at_10  # noqa: E402
 
@@ -76,6 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--resume", action="store_true", help="finish a catalogue whose build stopped after loading its rows"
     )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks/serving.md")
+    parser.add_argument(
+        "--shared-buffers",
+        help="the database server's shared_buffers for this run (e.g. 6GB; default: the catalogue's 2GB)",
+    )
     return parser.parse_args(argv)
 
 
@@ -89,7 +94,7 @@ def setup(args):
     hm_key = vectors_key(data)
     vectors = hm_vectors(data, hm_key)
     database = f"bench_{args.products}_{catalog.catalog_key(hm_key, args.products, args.queries, args.seed)}"
-    socket_dir = catalog.start_server()
+    socket_dir = catalog.start_server(shared_buffers=args.shared_buffers)
     built = catalog.load_manifest(database)
     env = catalog.env_for(catalog.create_database(socket_dir, database, fresh=built is None and not args.resume))
     env["REDIS_URL"] = REDIS_URL
@@ -727,7 +732,9 @@ def write_doc(args, built, sweep, sizes, memory, profile, results, steps, best, 
         + f"Machine: {machine()}; load average (1, 5, 15 min) {load[0][0]:.2f} {load[0][1]:.2f} {load[0][2]:.2f} "
         f"before, {load[1][0]:.2f} {load[1][1]:.2f} {load[1][2]:.2f} after (`uptime`; 2 cores: above 2 the "
         "machine was busy with other work).",
-        f"Versions: {versions()}.",
+        f"Versions: {versions()}. Database server: "
+        + ", ".join(f"{k} {v}" for k, v in notes["server_settings"].items())
+        + ".",
         "",
         f"| target (N = {args.products:,}) | measured | target |",
         "| --- | --- | --- |",
@@ -940,7 +947,7 @@ def main(argv=None) -> None:
     }
     if not args.no_doc:
         load = (load_before, load_after)
-        notes.update(budget_warnings=budget, log_errors=errors, commit=commit())
+        notes.update(budget_warnings=budget, log_errors=errors, commit=commit(), server_settings=server_settings())
         write_doc(args, built, sweep, sizes, memory, profile, results, steps, best, summary, load, notes)
     print(
         f"RESULT similar_p95_ms={summary['similar_p95_ms']:.2f} recall10={summary['recall10']:.4f} "
