@@ -898,6 +898,12 @@ def main(argv=None) -> None:
         print(f"catalogue {built.database}: {built.products} products ({built.synthetic_products} synthetic)")
         return
     from catalog.models import Product
+    from recommendations.serving.versions import active, prepare
+
+    if active().version is not None:  # as training does: the arrays web processes map, derived before they start
+        started = time.perf_counter()
+        prepare(active().version)
+        print(f"prepared the active model version's serving arrays in {time.perf_counter() - started:.1f} s")
 
     sets = recall_products(built, args.tuning_queries, args.recall_queries, args.seed)
     sweep = recall_sweep(sets, EF_SWEEP)

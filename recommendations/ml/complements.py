@@ -21,7 +21,9 @@ given when the candidates' codes are made). It is fitted with a full softmax ove
 
 Serving needs no torch: :meth:`CompatibilityModel.anchor_codes` and
 :meth:`~CompatibilityModel.item_codes` are two matrix products, and a product's partners
-are ``item_codes @ anchor_code`` (:func:`top_partners`). torch is imported by
+are the highest ``item_codes @ anchor_code`` (:func:`top_partners` scores them all;
+serving searches an index of the codes, ``serving.versions.Complements``, which reads a
+few percent of them past 100,000 products). torch is imported by
 :meth:`~CompatibilityModel.fit` only.
 """
 

@@ -93,9 +93,16 @@ class NeighbourIndex:
 
     def nearest(self, col: int, n: int) -> tuple[Ids, Scores]:
         """The ``n`` items of highest cosine to item ``col`` (itself excluded) in the cells searched, best first."""
-        query = np.asarray(self.vectors[col], dtype=np.float32)
+        return self.search(self.vectors[col], n, skip=col)
+
+    def search(self, query: np.ndarray, n: int, skip: int | None = None) -> tuple[Ids, Scores]:
+        """The ``n`` items of highest cosine to the vector ``query`` (not ``skip``) in the cells searched, best first.
+
+        A zero ``query`` has no neighbours (an item with no factors or no image, as the model says).
+        """
+        query = np.asarray(query, dtype=np.float32)
         length = float(np.sqrt(query @ query))
-        if not length >= 1e-12:  # a zero row (no factors, no image): no neighbours, as the model says
+        if not length >= 1e-12:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         query = query / np.float32(length)
         if self.exact:
@@ -105,19 +112,22 @@ class NeighbourIndex:
             spans = [slice(self.offsets[k], self.offsets[k + 1]) for k in cells]
             ids = np.concatenate([self.cols[s] for s in spans])
             scores = np.concatenate([self.unit[s] @ query for s in spans])
-        scores[ids == col] = -np.inf
+        if skip is not None:
+            scores[ids == skip] = -np.inf
         best, best_scores = top_n(scores[None, :], n)
         best, best_scores = best[0], best_scores[0]
         return np.where(best >= 0, ids[np.maximum(best, 0)], -1), best_scores
 
 
-def neighbour_index(vectors: np.ndarray, exact_max: int, probes: int, derive: Derive = in_memory) -> NeighbourIndex:
+def neighbour_index(
+    vectors: np.ndarray, exact_max: int, probes: int, derive: Derive = in_memory, name: str = "neighbours"
+) -> NeighbourIndex:
     """The :class:`NeighbourIndex` of ``vectors`` (one row per item; zero rows are never neighbours).
 
     Up to ``exact_max`` items with a vector: one cell, every query exact. Past it,
-    ``round(sqrt(n))`` cells. ``derive`` keeps the arrays (``neighbours{exact_max}_*``).
+    ``round(sqrt(n))`` cells. ``derive`` keeps the arrays (``{name}{exact_max}_*``).
     """
-    name = f"neighbours{exact_max}"
+    name = f"{name}{exact_max}"
     present = derive(f"{name}_present", lambda: np.flatnonzero(row_norms(vectors) >= 1e-12).astype(np.int64))
     if len(present) <= max(exact_max, 2):
         offsets = np.array([0, len(present)], dtype=np.int64)
@@ -138,3 +148,18 @@ def neighbour_index(vectors: np.ndarray, exact_max: int, probes: int, derive: De
     offsets = derive(f"{name}_offsets", lambda: np.searchsorted(cell[order], np.arange(cells + 1)).astype(np.int64))
     unit = derive(f"{name}_unit", lambda: np.ascontiguousarray(present_unit()[order]))
     return NeighbourIndex(cols, unit, offsets, centres, vectors, probes)
+
+
+def inner_product_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Rows whose cosine with ``[query, 0]`` ranks like ``vectors @ query`` (maximum inner product as cosine).
+
+    Each non-zero row ``x`` becomes ``[x, sqrt(M**2 - |x|**2)]``, ``M`` the largest row
+    length: every such row is ``M`` long, so its cosine with ``[q, 0]`` is
+    ``x . q / (M |q|)`` (Bachrach et al., 2014). Zero rows stay zero (never found).
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = row_norms(vectors)
+    longest = float(norms.max()) if len(norms) else 0.0
+    extra = np.sqrt(np.maximum(longest**2 - norms.astype(np.float64) ** 2, 0.0)).astype(np.float32)
+    extra[norms < 1e-12] = 0.0
+    return np.hstack([vectors, extra[:, None]])

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..conf import visrec_settings
 from ..ml.mapped import cached_array
-from ..ml.neighbours import Derive, NeighbourIndex, neighbour_index, row_norms
+from ..ml.neighbours import Derive, NeighbourIndex, inner_product_vectors, neighbour_index, row_norms
 from ..ml.neighbours import in_memory as _in_memory
 from ..models import EmbeddingModel, ModelVersion
 from .keys import _prefix
@@ -129,21 +129,31 @@ def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIn
 
 @dataclass
 class Complements:
-    """A version's compatibility model with the codes of the products it scores (pks by row)."""
+    """A version's compatibility model with the codes of the products it scores (pks by row).
+
+    A product's partners are the codes of highest inner product with its anchor code,
+    searched in a :class:`~recommendations.ml.neighbours.NeighbourIndex` of the codes
+    made cosine (:func:`~recommendations.ml.neighbours.inner_product_vectors`): every
+    code up to ``MODEL_NEIGHBOUR_EXACT`` products (exact), the ``MODEL_NEIGHBOUR_PROBES``
+    nearest cells past it (about 32,000 codes of a million, not all of them).
+    """
 
     model: Any  # recommendations.ml.complements.CompatibilityModel
     codes: np.ndarray
     items: np.ndarray
+    rows: KeyIndex  # product pk -> row of ``codes``
+    index: NeighbourIndex
+    longest: float  # the largest code's length (turns a cosine back into the inner product)
 
     def partners(self, vector: np.ndarray, n: int, exclude=None) -> list[tuple[int, float]]:
         """``[(product pk, score)]``: the ``n`` products that go best with a picture's ``vector``, best first."""
-        from ..ml.complements import top_partners
-
         if vector.shape[-1] != self.model.mean.shape[0]:
             return []  # a vector of another embedding version
-        skip = np.flatnonzero(self.items == exclude) if exclude is not None else None
-        rows, scores = top_partners(self.model.anchor_codes(vector[None, :])[0], self.codes, n, skip)
-        return [(int(self.items[r]), float(s)) for r, s in zip(rows, scores, strict=True)]
+        anchor = self.model.anchor_codes(vector[None, :])[0]
+        skip = self.rows.find(exclude) if exclude is not None else -1
+        rows, cosines = self.index.search(np.append(anchor, np.float32(0.0)), n, skip=skip if skip >= 0 else None)
+        scale = float(np.sqrt(anchor @ anchor)) * self.longest
+        return [(int(self.items[r]), float(c) * scale) for r, c in zip(rows, cosines, strict=True) if r >= 0]
 
 
 @dataclass
@@ -192,6 +202,16 @@ def model_neighbour_index(model, derive: Derive = _in_memory) -> NeighbourIndex 
         return None
     exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.MODEL_NEIGHBOUR_PROBES)
     return neighbour_index(vectors, exact_max, probes, derive)
+
+
+def complements_index(model, codes: np.ndarray, items: np.ndarray, derive: Derive = _in_memory) -> Complements:
+    """A version's :class:`Complements`, its search index sized as the model neighbours' (kept by ``derive``)."""
+    exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.MODEL_NEIGHBOUR_PROBES)
+    searched = derive("complements_searched", lambda: inner_product_vectors(codes))
+    index = neighbour_index(searched, exact_max, probes, derive, name="complements")
+    items = np.asarray(items, dtype=np.int64)
+    longest = float(row_norms(searched[index.cols[:1]])[0]) if len(index.cols) else 0.0
+    return Complements(model, codes, items, key_index(items, "complement_items", derive), index, longest)
 
 
 def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
@@ -278,7 +298,7 @@ def serving_model(loaded) -> LoadedModel:
         neighbours=neighbours,
         neighbour_cols=neighbour_cols,
         index=index,
-        complements=None if loaded.complements is None else Complements(*loaded.complements),
+        complements=None if loaded.complements is None else complements_index(*loaded.complements, derive=derive),
     )
 
 

@@ -197,3 +197,26 @@ def test_the_choice_is_saved_with_the_model(tmp_path):
     loaded, _ = CompatibilityModel.load(model.save(tmp_path / "m.npz"))
     assert loaded.validation == model.validation and loaded.validation["reason"] == "validated"
     assert loaded.prior_weight == model.validation["prior_weight"]
+
+
+@pytest.mark.parametrize("exact_max", [10_000, 20], ids=["exact", "inverted file"])
+def test_served_partners_are_the_models_best_codes_without_the_anchor_or_imageless_products(
+    fitted, settings, exact_max
+):
+    """What serving answers (an index over the codes) is the model's own top partners by score."""
+    from recommendations.serving.versions import complements_index
+
+    settings.VISREC = {**settings.VISREC, "MODEL_NEIGHBOUR_EXACT": exact_max, "MODEL_NEIGHBOUR_PROBES": 10_000}
+    model, vectors, _, unseen = fitted
+    items = vectors.copy()
+    items[5] = 0.0  # no image
+    codes = model.item_codes(items)
+    pks = np.arange(1000, 1000 + len(codes))
+    served = complements_index(model, codes, pks)
+    assert served.index.exact == (exact_max >= len(codes))
+    for anchor in unseen[:5]:
+        found = served.partners(vectors[anchor], 10, exclude=int(pks[anchor]))
+        rows, scores = top_partners(model.anchor_codes(vectors[anchor : anchor + 1])[0], codes, 10, np.array([anchor]))
+        assert [pk for pk, _ in found] == pks[rows].tolist()
+        np.testing.assert_allclose([s for _, s in found], scores, rtol=1e-4, atol=1e-4)
+        assert int(pks[5]) not in [pk for pk, _ in found]

@@ -7,7 +7,7 @@ import pytest
 
 from recommendations.ml.knn import ItemKNN
 from recommendations.ml.mf import ALS, BPR
-from recommendations.ml.neighbours import neighbour_index
+from recommendations.ml.neighbours import inner_product_vectors, neighbour_index
 from recommendations.ml.visual import ImageCF
 
 N_ITEMS = 90
@@ -98,3 +98,38 @@ def test_probing_a_few_cells_scores_few_items_and_finds_nearly_all_true_neighbou
 
 def test_a_model_whose_neighbours_are_no_cosine_has_no_vectors():
     assert ItemKNN().neighbour_vectors() is None
+
+
+def test_inner_product_made_cosine_ranks_as_the_inner_product_and_never_finds_zero_rows():
+    rng = np.random.default_rng(4)
+    codes = rng.standard_normal((500, 9)).astype(np.float32) * rng.uniform(0.1, 3.0, (500, 1)).astype(np.float32)
+    codes[::50] = 0.0  # products without an image
+    searched = inner_product_vectors(codes)
+    longest = np.linalg.norm(codes, axis=1).max()
+    np.testing.assert_allclose(np.linalg.norm(searched[codes.any(axis=1)], axis=1), longest, rtol=1e-5)
+    index = neighbour_index(searched, exact_max=1_000, probes=1)
+    for query in rng.standard_normal((20, 9)).astype(np.float32):
+        ids, cosines = index.search(np.append(query, 0.0), 12, skip=7)
+        products = np.where(codes.any(axis=1), codes @ query, -np.inf)
+        products[7] = -np.inf
+        assert ids.tolist() == np.argsort(-products, kind="stable")[:12].tolist()
+        np.testing.assert_allclose(cosines * np.linalg.norm(query) * longest, products[ids], rtol=1e-4, atol=1e-4)
+
+
+def test_inner_product_search_past_the_exact_size_reads_few_codes_and_finds_nearly_all_best():
+    # given: 20,000 codes in 200 styles of different lengths (a prior that favours some styles)
+    rng = np.random.default_rng(6)
+    centres = rng.standard_normal((200, 16)).astype(np.float32)
+    style = rng.integers(0, 200, 20_000)
+    codes = centres[style] + 0.4 * rng.standard_normal((20_000, 16)).astype(np.float32)
+    codes *= rng.uniform(0.5, 1.5, 200)[style, None].astype(np.float32)
+    index = neighbour_index(inner_product_vectors(codes), exact_max=1_000, probes=8)
+    assert not index.exact
+    hits = []
+    for anchor in rng.integers(0, 200, 40):
+        query = centres[anchor] + 0.4 * rng.standard_normal(16).astype(np.float32)
+        ids, _ = index.search(np.append(query, 0.0), 12)
+        best = np.argsort(-(codes @ query))[:12]
+        hits.append(len(set(ids.tolist()) & set(best.tolist())) / 12)
+    # then: 8 of 141 cells give nearly all of the best 12 by inner product
+    assert np.mean(hits) >= 0.9
