@@ -302,6 +302,17 @@ def profile_serving(sample_products: list[int], sessions: list[str]) -> dict:
             True,
         ),
         "serving.for_you": ([lambda s=s: serving.for_you(session_key=s) for s in sessions], True),
+        "serving.complete_the_look": (
+            [lambda p=p: serving.complete_the_look(Product.objects.get(pk=p)) for p in sample_products],
+            True,
+        ),
+        "product page, uncached": (  # every widget of the page, as the page phase asks for it
+            [
+                lambda p=p, s=s: _page(client, p, s)
+                for p, s in zip(sample_products, itertools.cycle(sessions), strict=False)
+            ],
+            True,
+        ),
         "cached similar-items API": (
             [lambda p=p: client.get(f"/api/v1/products/{p}/similar/", SERVER_NAME="localhost") for p in hot * 6],
             False,
@@ -345,6 +356,14 @@ def profile_serving(sample_products: list[int], sessions: list[str]) -> dict:
                 "hot_spots": _hot_spots(profiler),
             }
     return out
+
+
+def _page(client, pk: int, session_key: str) -> None:
+    """The product page of ``pk`` for the shopper of ``session_key`` (an error status raises)."""
+    client.cookies["sessionid"] = session_key
+    response = client.get(f"/product/{pk}/", SERVER_NAME="localhost")
+    if response.status_code != 200:
+        raise RuntimeError(f"product page {pk}: HTTP {response.status_code}")
 
 
 def _hot_spots(profiler: cProfile.Profile, top: int = 12) -> str:
@@ -854,8 +873,8 @@ def write_doc(args, built, sweep, sizes, memory, profile, results, steps, best, 
             ],
         ),
         "",
-        "### Where the time goes (in-process, 30 calls each: the serving functions with the cache cleared, "
-        "the similar-items API through Django's test client on 5 cached products)",
+        "### Where the time goes (in-process, 30 calls each: the serving functions and the product page "
+        "through Django's test client with the cache cleared, the similar-items API on 5 cached products)",
         "",
     ]
     for name, info in profile.items():
