@@ -39,10 +39,32 @@ import numpy as np
 from .blend import VALIDATION_FRACTION
 from .evaluation import fraction_cut_time
 from .mapped import unpack
+from .neighbours import row_norms
 
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
+#: Rows of the catalogue's vectors handled at once (no temporary as large as the catalogue).
+CHUNK = 65_536
+#: At most this many scores are ranked at once when validating (bounds memory at a million items).
+MAX_SCORES = 50_000_000
+
+
+def image_rows(vectors: np.ndarray) -> np.ndarray:
+    """Whether each row of ``vectors`` is an image vector (rows of zeros: no image), without a full-size temporary."""
+    out = np.empty(len(vectors), dtype=bool)
+    for lo in range(0, len(vectors), CHUNK):
+        out[lo : lo + CHUNK] = row_norms(np.asarray(vectors[lo : lo + CHUNK], dtype=np.float32)) > 0
+    return out
+
+
+def project(vectors: np.ndarray, rows: np.ndarray | None, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """``(vectors[rows] - mean) @ basis`` as float32 (``rows`` None: every row), a chunk of rows at a time."""
+    out = np.empty((len(vectors) if rows is None else len(rows), basis.shape[1]), dtype=np.float32)
+    for lo in range(0, len(out), CHUNK):
+        picked = vectors[lo : lo + CHUNK] if rows is None else vectors[rows[lo : lo + CHUNK]]
+        out[lo : lo + CHUNK] = (np.asarray(picked, dtype=np.float32) - mean) @ basis
+    return out
 
 
 @dataclass
@@ -120,8 +142,7 @@ class CompatibilityModel:
         """
         import torch
 
-        vectors = np.asarray(vectors, dtype=np.float32)
-        has = np.abs(vectors).sum(axis=1) > 0
+        has = image_rows(vectors)
         pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         keep = has[pairs[:, 0]] & has[pairs[:, 1]] & (pairs[:, 0] != pairs[:, 1])
         weights = np.ones(len(pairs), np.float32) if weights is None else np.asarray(weights, np.float32)
@@ -132,7 +153,8 @@ class CompatibilityModel:
         basis = basis[:, : self.dims]
         rank = min(self.rank, basis.shape[1])
         gen = torch.Generator().manual_seed(self.seed)
-        z = torch.from_numpy((vectors[has] - mean) @ basis)
+        projected = project(vectors, np.flatnonzero(has), mean, basis)
+        z = torch.from_numpy(projected)
         z = z / z.norm(dim=1, keepdim=True).mean()  # a scale that does not depend on d
         row = np.full(len(vectors), -1, np.int64)
         row[has] = np.arange(int(has.sum()))
@@ -168,7 +190,7 @@ class CompatibilityModel:
                 opt.step()
                 total += float(loss.detach()) * len(idx)
             logger.debug("compatibility epoch %d: loss %.4f", epoch, total / len(order))
-        norm = float(np.linalg.norm((vectors[has] - mean) @ basis, axis=1).mean())
+        norm = float(np.linalg.norm(projected, axis=1).mean())
         scale = float(log_scale.detach().exp())
         self.mean = mean.astype(np.float32)
         self.anchor_map = (basis @ p.detach().numpy() * (scale / norm**2)).astype(np.float32)
@@ -190,12 +212,21 @@ class CompatibilityModel:
         prior (``prior_weight * log(1 + count)``) goes into the codes' last column.
         """
         self._check()
-        vectors = np.asarray(vectors, np.float32)
-        codes = (vectors - self.mean) @ self.item_map
-        if recent is not None and self.prior_weight:
-            codes[:, -1] += self.prior_weight * np.log1p(np.maximum(np.asarray(recent, np.float32), 0.0))
-        codes[np.abs(vectors).sum(axis=1) == 0] = 0.0
-        return codes
+        codes = project(vectors, None, self.mean, self.item_map)
+        codes[~image_rows(vectors)] = 0.0
+        return self.with_prior(codes, recent)
+
+    def with_prior(self, codes: np.ndarray, recent: np.ndarray | None) -> np.ndarray:
+        """Codes made without counts (:meth:`item_codes`) with this model's prior of ``recent`` counts added.
+
+        Rows of zeros (no image) stay zero. Returns ``codes`` itself when there is no prior to add.
+        """
+        if recent is None or not self.prior_weight:
+            return codes
+        out = codes.copy()
+        prior = self.prior_weight * np.log1p(np.maximum(np.asarray(recent, np.float32), 0.0))
+        out[:, -1] += np.where(np.any(codes, axis=1), prior, 0.0).astype(np.float32)
+        return out
 
     def score(self, anchors: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``(n_anchors, n_items)`` compatibility of image vectors (higher: goes better together)."""
@@ -254,11 +285,15 @@ def principal_axes(
     From the covariance of a sample of at most ``sample`` rows (an eigendecomposition of
     ``d x d``: cheaper than an SVD of the rows).
     """
-    rows = vectors[np.abs(vectors).sum(axis=1) > 0]
-    mean = rows.mean(axis=0)
+    present = np.flatnonzero(image_rows(vectors))
+    total = np.zeros(vectors.shape[1], dtype=np.float64)
+    for lo in range(0, len(present), CHUNK):
+        total += np.asarray(vectors[present[lo : lo + CHUNK]], dtype=np.float32).sum(axis=0, dtype=np.float64)
+    mean = (total / max(len(present), 1)).astype(np.float32)
     rng = np.random.default_rng(seed)
-    if len(rows) > sample:
-        rows = rows[rng.choice(len(rows), sample, replace=False)]
+    if len(present) > sample:
+        present = present[rng.choice(len(present), sample, replace=False)]
+    rows = np.asarray(vectors[present], dtype=np.float32)
     centred = (rows - mean).astype(np.float64)
     values, vecs = np.linalg.eigh(centred.T @ centred)
     k = max(1, min(int(dims), len(values), len(rows)))
@@ -384,14 +419,26 @@ def held_out_partners(events: Events, window: float, has_image: np.ndarray) -> t
 
 
 def hit_rate(
-    model: CompatibilityModel, vectors: np.ndarray, recent: np.ndarray, anchors: np.ndarray, partners: list, k: int
+    model: CompatibilityModel,
+    vectors: np.ndarray,
+    recent: np.ndarray,
+    anchors: np.ndarray,
+    partners: list,
+    k: int,
+    bare: np.ndarray | None = None,
 ) -> float:
-    """Share of ``anchors`` with one of their ``partners`` in their top ``k`` (``recent``: the prior's counts)."""
-    codes = model.item_codes(vectors, recent)
+    """Share of ``anchors`` with one of their ``partners`` in their top ``k`` (``recent``: the prior's counts).
+
+    ``bare``: the model's :meth:`~CompatibilityModel.item_codes` of ``vectors`` without counts,
+    when already made (several priors are validated on one fit).
+    """
+    bare = model.item_codes(vectors) if bare is None else bare
+    codes = model.with_prior(bare, recent)
     missing = ~np.any(codes, axis=1)
     found = 0
-    for lo in range(0, len(anchors), 512):
-        rows = anchors[lo : lo + 512]
+    step = int(max(1, min(512, MAX_SCORES // max(len(codes), 1))))
+    for lo in range(0, len(anchors), step):
+        rows = anchors[lo : lo + step]
         scores = model.anchor_codes(vectors[rows]) @ codes.T
         scores[:, missing] = -np.inf
         scores[np.arange(len(rows)), rows] = -np.inf
@@ -420,7 +467,7 @@ def validate_prior(
     "hit_rate", "reason"}``, the choice the best hit@k (ties: the earlier, simpler prior);
     ``reason`` "too few baskets" (no choice made) when fewer than ``min_baskets`` held-out baskets.
     """
-    has_image = np.abs(np.asarray(vectors)).sum(axis=1) > 0
+    has_image = image_rows(vectors)
     held = events.times >= fraction_cut_time(events.times, fraction)
     anchors, partners, baskets = held_out_partners(events.where(held), window, has_image)
     record: dict = {"baskets": baskets, "fraction": fraction, "k": k, "hit_rates": []}
@@ -435,9 +482,10 @@ def validate_prior(
         anchors, partners = anchors[pick], [partners[i] for i in pick]
     older = events.where(~held)
     priors = [(0.0, None)] + [(w, s) for w in weights if w for s in (prior_seconds, None)]
+    bare = replace(model, prior_weight=0.0).item_codes(vectors)
     for weight, seconds in priors:
         m = replace(model, prior_weight=weight)
-        value = hit_rate(m, vectors, older.recent(len(vectors), seconds), anchors, partners, k)
+        value = hit_rate(m, vectors, older.recent(len(vectors), seconds), anchors, partners, k, bare)
         record["hit_rates"].append([weight, seconds, value])
     best = max(range(len(priors)), key=lambda i: (record["hit_rates"][i][2], -i))
     weight, seconds, value = record["hit_rates"][best]
@@ -453,7 +501,7 @@ def fit_choosing_prior(
     baskets the configured ``params["prior_weight"]`` and ``prior_seconds`` stay. Returns the
     model (its ``validation`` records the choice) and the recent counts its prior reads.
     """
-    axes = principal_axes(np.asarray(vectors, np.float32), int(params.get("dims", 128)), int(params.get("seed", 0)))
+    axes = principal_axes(vectors, int(params.get("dims", 128)), int(params.get("seed", 0)))
     record = validate_prior(params, vectors, events, window, prior_seconds, axes=axes, **validation)
     if record["reason"] != "validated":
         default = float(params.get("prior_weight", 0.0))

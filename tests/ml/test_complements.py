@@ -220,3 +220,31 @@ def test_served_partners_are_the_models_best_codes_without_the_anchor_or_imagele
         assert [pk for pk, _ in found] == pks[rows].tolist()
         np.testing.assert_allclose([s for _, s in found], scores, rtol=1e-4, atol=1e-4)
         assert int(pks[5]) not in [pk for pk, _ in found]
+
+
+def test_codes_and_axes_of_a_large_catalogue_need_no_temporary_as_large_as_it(fitted):
+    """At a million products the image vectors are 5 GB: scoring and fitting read them a chunk at a time."""
+    import tracemalloc
+
+    from recommendations.ml.complements import principal_axes
+
+    model, vectors, _, _ = fitted
+    rng = np.random.default_rng(9)
+    big = vectors[rng.integers(0, len(vectors), 400_000)]
+    big[::7] = 0.0  # no image
+    expected = (big[:1000] - model.mean) @ model.item_map
+
+    def peak(fn):
+        tracemalloc.start()
+        try:
+            return fn(), tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    codes, codes_peak = peak(lambda: model.item_codes(big))  # the codes themselves: 0.28 of the vectors' size
+    (axes_mean, _), axes_peak = peak(lambda: principal_axes(big, 16))
+    assert codes_peak < 0.6 * big.nbytes
+    assert axes_peak < 0.4 * big.nbytes
+    np.testing.assert_allclose(codes[1:7], expected[1:7], rtol=1e-5, atol=1e-6)
+    assert not codes[::7].any()
+    np.testing.assert_allclose(axes_mean, big[np.any(big, axis=1)].mean(axis=0, dtype=np.float64), rtol=1e-5, atol=1e-7)
