@@ -82,19 +82,28 @@ def timed_phases(phases: dict, sampler: RssSampler) -> contextlib.ExitStack:
     from recommendations import training
 
     stack = contextlib.ExitStack()
+    running: list[int] = []  # peak so far of each running phase, outermost first (complete the look in _store)
 
     def wrap(name: str, func):
         def timed(*args, **kwargs):
-            sampler.reset()
+            before = sampler.reset()
+            if running:
+                running[-1] = max(running[-1], before)
+            running.append(0)
             started = time.perf_counter()
-            out = func(*args, **kwargs)
-            phases[name] = (round(time.perf_counter() - started, 1), sampler.reset())
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                peak = max(running.pop(), sampler.reset())
+                phases[name] = (round(time.perf_counter() - started, 1), peak)
+                if running:  # the enclosing phase's peak includes this one's
+                    running[-1] = max(running[-1], peak)
             log.info("%s: %.1f s, peak RSS %d MiB", name, *phases[name])
             return out
 
         return timed
 
-    for name in ("build_snapshot", "evaluate_models", "_store"):
+    for name in ("build_snapshot", "evaluate_models", "_store", "save_complements"):
         stack.enter_context(mock.patch.object(training, name, wrap(name, getattr(training, name))))
     return stack
 

@@ -248,3 +248,21 @@ def test_codes_and_axes_of_a_large_catalogue_need_no_temporary_as_large_as_it(fi
     np.testing.assert_allclose(codes[1:7], expected[1:7], rtol=1e-5, atol=1e-6)
     assert not codes[::7].any()
     np.testing.assert_allclose(axes_mean, big[np.any(big, axis=1)].mean(axis=0, dtype=np.float64), rtol=1e-5, atol=1e-7)
+
+
+def test_hit_rate_is_the_share_of_anchors_with_a_partner_in_their_top_k(fitted):
+    from recommendations.ml.complements import hit_rate
+
+    model, vectors, _, _ = fitted
+    items = vectors.copy()
+    items[7] = 0.0  # no image: never a hit
+    rng = np.random.default_rng(3)
+    anchors = rng.choice(np.arange(8, len(items)), 60, replace=False)
+    partners = [np.append(rng.choice(len(items), 2, replace=False), 7) for _ in anchors]
+    scores = model.score(items[anchors], items)
+    scores[:, 7] = -np.inf
+    scores[np.arange(len(anchors)), anchors] = -np.inf
+    for k in (1, 5, 12):
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        expected = np.mean([np.isin(top[i], partners[i]).any() for i in range(len(anchors))])
+        assert hit_rate(model, items, np.zeros(len(items)), anchors, partners, k) == pytest.approx(expected)
