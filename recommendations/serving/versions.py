@@ -134,7 +134,7 @@ class Complements:
     A product's partners are the codes of highest inner product with its anchor code,
     searched in a :class:`~recommendations.ml.neighbours.NeighbourIndex` of the codes
     made cosine (:func:`~recommendations.ml.neighbours.inner_product_vectors`): every
-    code up to ``MODEL_NEIGHBOUR_EXACT`` products (exact), the ``MODEL_NEIGHBOUR_PROBES``
+    code up to ``MODEL_NEIGHBOUR_EXACT`` products (exact), the ``COMPLEMENT_PROBES``
     nearest cells past it (about 32,000 codes of a million, not all of them).
     """
 
@@ -206,7 +206,7 @@ def model_neighbour_index(model, derive: Derive = _in_memory) -> NeighbourIndex 
 
 def complements_index(model, codes: np.ndarray, items: np.ndarray, derive: Derive = _in_memory) -> Complements:
     """A version's :class:`Complements`, its search index sized as the model neighbours' (kept by ``derive``)."""
-    exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.MODEL_NEIGHBOUR_PROBES)
+    exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.COMPLEMENT_PROBES)
     searched = derive("complements_searched", lambda: inner_product_vectors(codes))
     index = neighbour_index(searched, exact_max, probes, derive, name="complements")
     items = np.asarray(items, dtype=np.int64)

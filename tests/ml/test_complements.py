@@ -206,7 +206,7 @@ def test_served_partners_are_the_models_best_codes_without_the_anchor_or_imagele
     """What serving answers (an index over the codes) is the model's own top partners by score."""
     from recommendations.serving.versions import complements_index
 
-    settings.VISREC = {**settings.VISREC, "MODEL_NEIGHBOUR_EXACT": exact_max, "MODEL_NEIGHBOUR_PROBES": 10_000}
+    settings.VISREC = {**settings.VISREC, "MODEL_NEIGHBOUR_EXACT": exact_max, "COMPLEMENT_PROBES": 10_000}
     model, vectors, _, unseen = fitted
     items = vectors.copy()
     items[5] = 0.0  # no image
