@@ -129,18 +129,17 @@ def key_index(keys: np.ndarray, name: str, derive: Derive = _in_memory) -> KeyIn
 
 @dataclass
 class Complements:
-    """A version's compatibility model with the codes of the products it scores (pks by row).
+    """A version's compatibility model with a search index of the codes of the products it scores.
 
     A product's partners are the codes of highest inner product with its anchor code,
     searched in a :class:`~recommendations.ml.neighbours.NeighbourIndex` of the codes
     made cosine (:func:`~recommendations.ml.neighbours.inner_product_vectors`): every
     code up to ``MODEL_NEIGHBOUR_EXACT`` products (exact), the ``COMPLEMENT_PROBES``
-    nearest cells past it (about 32,000 codes of a million, not all of them).
+    cells nearest the anchor's code past it (256 of about 1,000 at a million products).
     """
 
     model: Any  # recommendations.ml.complements.CompatibilityModel
-    codes: np.ndarray
-    items: np.ndarray
+    items: np.ndarray  # product pk of each code's row
     rows: KeyIndex  # product pk -> row of ``codes``
     index: NeighbourIndex
     longest: float  # the largest code's length (turns a cosine back into the inner product)
@@ -205,13 +204,13 @@ def model_neighbour_index(model, derive: Derive = _in_memory) -> NeighbourIndex 
 
 
 def complements_index(model, codes: np.ndarray, items: np.ndarray, derive: Derive = _in_memory) -> Complements:
-    """A version's :class:`Complements`, its search index sized as the model neighbours' (kept by ``derive``)."""
+    """A version's :class:`Complements` over ``codes`` (pks ``items`` by row); ``derive`` keeps its index's arrays."""
     exact_max, probes = int(visrec_settings.MODEL_NEIGHBOUR_EXACT), int(visrec_settings.COMPLEMENT_PROBES)
     searched = derive("complements_searched", lambda: inner_product_vectors(codes))
     index = neighbour_index(searched, exact_max, probes, derive, name="complements")
     items = np.asarray(items, dtype=np.int64)
     longest = float(row_norms(searched[index.cols[:1]])[0]) if len(index.cols) else 0.0
-    return Complements(model, codes, items, key_index(items, "complement_items", derive), index, longest)
+    return Complements(model, items, key_index(items, "complement_items", derive), index, longest)
 
 
 def _neighbour_model(model, derive: Derive = _in_memory) -> tuple[Any, np.ndarray | None]:
